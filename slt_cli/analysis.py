@@ -1,0 +1,59 @@
+"""The stage-by-stage analysis behind ``slt analyze``: sidecars in, numbers out.
+
+Pure Python over sidecar records, so it answers without importing torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_BEST = re.compile(r"best_model_stage_(\d+)")
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage_idx: int
+    stage_name: str
+    checkpoint: str
+    val_loss: float
+    val_accuracy: float
+    loss_change: float | None  # against the stage before; negative = better
+    accuracy_change: float | None  # against the stage before; positive = better
+    training_time: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    stages: tuple[StageRow, ...]
+    loss_reduction_pct: float | None  # (first - last) / first * 100
+    accuracy_gain_pct: float | None  # (last - first) * 100, in percentage points
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stages": [asdict(row) for row in self.stages],
+                "total": {"loss_reduction_pct": self.loss_reduction_pct,
+                          "accuracy_gain_pct": self.accuracy_gain_pct}}
+
+
+def analyze(records: Iterable[Mapping[str, Any]]) -> Analysis:
+    """Compare the ``best_model_stage_N`` checkpoints among ``records`` stage by stage."""
+    best = sorted((int(m.group(1)), r) for r in records
+                  if (m := _BEST.fullmatch(str(r.get("name", "")))))
+    rows: list[StageRow] = []
+    for stage_idx, record in best:
+        before = rows[-1] if rows else None
+        rows.append(StageRow(
+            stage_idx=stage_idx, stage_name=str(record.get("stage_name")),
+            checkpoint=str(record["name"]), val_loss=float(record["val_loss"]),
+            val_accuracy=float(record["val_accuracy"]),
+            loss_change=None if before is None else float(record["val_loss"]) - before.val_loss,
+            accuracy_change=None if before is None
+            else float(record["val_accuracy"]) - before.val_accuracy,
+            training_time=float(record.get("training_time") or 0.0)))
+    if len(rows) < 2:
+        return Analysis(tuple(rows), None, None)
+    first, last = rows[0], rows[-1]
+    loss_reduction = (first.val_loss - last.val_loss) / first.val_loss * 100 if first.val_loss else None
+    return Analysis(tuple(rows), loss_reduction, (last.val_accuracy - first.val_accuracy) * 100)

@@ -1,0 +1,240 @@
+"""The ``slt`` command line: parse, call the engine, render. Nothing else lives here.
+
+Heavy modules (torch, the engine) are imported inside the commands that train, so
+``slt --help`` and ``slt list`` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from slt_cli import __version__, console
+from slt_cli.config import configured_checkpoint_dir
+from slt_cli.errors import SltError
+
+app = typer.Typer(
+    name="slt", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="Train sign-language recognisers on keypoint sequences through a staged curriculum.",
+)
+
+CheckpointDir = Annotated[Optional[Path], typer.Option(
+    "--checkpoint-dir", help="Checkpoint folder [default: run.checkpoint_dir of the config, "
+    "else checkpoints/].", show_default=False)]
+ConfigPath = Annotated[Optional[Path], typer.Option(
+    "--config", help="A stages.toml to use instead of ./stages.toml or the built-in one.",
+    show_default=False)]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+
+
+def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command behind the one error boundary: a user's mistake (SltError)
+    prints ``error:`` and a hint and exits 2; a bug shows its traceback only with
+    SLT_DEBUG=1."""
+
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except SltError as exc:
+                console.print_error(exc.message, exc.hint)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                console.print_error("interrupted; checkpoints saved so far are kept")
+                raise typer.Exit(130) from None
+            except Exception as exc:
+                if os.environ.get("SLT_DEBUG") == "1":
+                    raise
+                console.print_error(f"unexpected {type(exc).__name__}: {exc}",
+                                    "This is a bug in slt; rerun with SLT_DEBUG=1 for details.")
+                raise typer.Exit(1) from None
+
+        app.command(name)(guarded)
+        return func
+
+    return register
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"slt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Train sign-language recognisers on keypoint sequences through a staged curriculum."""
+
+
+@command()
+def train(
+    stages: Annotated[str, typer.Option(help="Stages to run: all, 3, 2-4 or 1,3,5.")] = "all",
+    force: Annotated[bool, typer.Option(
+        help="Run every selected stage whatever the improvement (threshold -1.0).")] = False,
+    config: ConfigPath = None,
+    data: Annotated[Optional[str], typer.Option(
+        help="Data spec: synthetic[:classes=60,signers=12,seed=0] or a .npz path.",
+        show_default=False)] = None,
+    checkpoint_dir: CheckpointDir = None,
+    epochs_per_stage: Annotated[Optional[int], typer.Option(
+        min=1, help="Override every stage's epochs.", show_default=False)] = None,
+    device: Device = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Override run.seed.",
+                                                show_default=False)] = None,
+    multi_gpu: Annotated[Optional[bool], typer.Option(
+        "--multi-gpu/--no-multi-gpu", help="Use all visible GPUs [default: run.multi_gpu].",
+        show_default=False)] = None,
+) -> None:
+    """Train the stages of stages.toml, saving each stage's best model."""
+    from slt_cli.config import find_config, load_config, parse_stage_selection, with_overrides
+    from slt_cli.engine import Trainer
+
+    settings = with_overrides(load_config(find_config(config)), run_seed=seed,
+                              run_multi_gpu=multi_gpu, data_source=data,
+                              stage_epochs=epochs_per_stage)
+    selected = parse_stage_selection(stages, len(settings.stages))
+    reporter = console.RichReporter()
+    with reporter.running():
+        result = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device,
+                         reporter=reporter).train(selected, force=force)
+    console.out.print(console.stage_table(result.stages, f"run {result.run_id}"))
+    if result.stopped:
+        console.err.print(f"stopped early: {result.stopped}", highlight=False)
+
+
+@command("continue")
+def continue_run(
+    model: Annotated[str, typer.Argument(help="Checkpoint to start from, e.g. best_model_stage_5.")],
+    type_: Annotated[str, typer.Option(
+        "--type", help="Preset from [continue.<type>]: fine_tune, regularization, exploration.")],
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Override the preset's epochs.", show_default=False)] = None,
+    config: ConfigPath = None,
+    checkpoint_dir: CheckpointDir = None,
+    device: Device = "auto",
+) -> None:
+    """Train further from a saved checkpoint with a named preset."""
+    from slt_cli.config import find_config, load_config
+    from slt_cli.engine import Trainer
+
+    settings = load_config(find_config(config))
+    reporter = console.RichReporter()
+    with reporter.running():
+        result = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device,
+                         reporter=reporter).continue_from(model, type_, epochs=epochs)
+    console.out.print(console.stage_table([result], f"continued from {model}"))
+
+
+@command("list")
+def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -> None:
+    """List saved checkpoints (reads sidecars only, so it answers at once)."""
+    from slt_cli.checkpoints import list_checkpoints as read_all
+
+    folder = checkpoint_dir or configured_checkpoint_dir()
+    records = read_all(folder)
+    summary = [{key: r.get(key) for key in (
+        "name", "stage_idx", "stage_name", "val_loss", "val_accuracy", "training_time",
+        "epoch", "parent", "created_at", "run_id")} for r in records]
+    if json:
+        console.print_json(summary)
+    elif not records:
+        console.err.print(f"no checkpoints in {folder}; run `slt train` to make some")
+    else:
+        console.out.print(console.checkpoint_table(summary, str(folder)))
+
+
+@command()
+def analyze(
+    table: Annotated[bool, typer.Option(
+        "--table", help="Show the stage-by-stage table (the default output).")] = True,
+    json: Json = False,
+    checkpoint_dir: CheckpointDir = None,
+) -> None:
+    """Compare the best model of each stage with the stage before it."""
+    from slt_cli.analysis import analyze as compare
+    from slt_cli.checkpoints import list_checkpoints as read_all
+
+    folder = checkpoint_dir or configured_checkpoint_dir()
+    analysis = compare(read_all(folder))
+    if json:
+        console.print_json(analysis.to_dict())
+        return
+    if not analysis.stages:
+        raise SltError(f"no best_model_stage_N checkpoints in {folder}",
+                       hint="Run `slt train` first, or pass --checkpoint-dir.")
+    console.out.print(console.analysis_table(analysis))
+    if analysis.loss_reduction_pct is not None:
+        console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
+                          f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points", highlight=False)
+
+
+@command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Checkpoint to score, e.g. best_model_stage_5.")],
+    data: Annotated[Optional[str], typer.Option(
+        help="Data spec [default: the data the checkpoint was trained on].",
+        show_default=False)] = None,
+    split: Annotated[str, typer.Option(help="Split to score: val, test or train.")] = "val",
+    json: Json = False,
+    checkpoint_dir: CheckpointDir = None,
+    device: Device = "auto",
+) -> None:
+    """Score a checkpoint: loss, accuracy, top-5 accuracy and per-class accuracy."""
+    from dataclasses import asdict
+
+    from slt_cli.config import find_config, load_config
+    from slt_cli.engine import Trainer
+
+    if split not in ("train", "val", "test"):
+        raise SltError(f"--split {split!r}: expected val, test or train")
+    trainer = Trainer(load_config(find_config(None)), checkpoint_dir=checkpoint_dir,
+                      device=device)
+    result = trainer.evaluate(model, data_spec=data, split=split)
+    if json:
+        console.print_json(asdict(result))
+        return
+    console.out.print(console.evaluation_table(result))
+
+
+@command()
+def smoke(
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per stage.")] = 1,
+    keep: Annotated[Optional[Path], typer.Option(
+        help="Keep the checkpoints in this folder instead of a temporary one.",
+        show_default=False)] = None,
+    device: Device = "auto",
+) -> None:
+    """Check the installation: all stages on a tiny generated set, then every file."""
+    from slt_cli.smoke import run_smoke
+
+    with tempfile.TemporaryDirectory(prefix="slt-smoke-") as scratch:
+        folder = keep or Path(scratch)
+        checks = run_smoke(epochs, folder, device=device)
+    for check in checks:
+        mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+        console.out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+    failed = sum(not check.ok for check in checks)
+    console.out.print(f"{len(checks) - failed} passed, {failed} failed", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``slt`` script and ``python -m slt_cli``."""
+    app(prog_name="slt")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Everything a person sees: the live training display, tables, JSON, errors.
+
+Data (tables, ``--json``) goes to stdout; progress, notes and errors to stderr,
+so ``slt list --json | jq`` always works.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from slt_cli.reporting import EpochMetrics, Reporter
+
+out = Console()
+err = Console(stderr=True)
+
+
+def print_json(value: Any) -> None:
+    """Plain JSON on stdout (no colour codes, whatever the terminal)."""
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    if hint:
+        err.print(f"[dim]hint:[/] {hint}", highlight=False)
+
+
+def arrow(change: float | None, higher_is_better: bool, digits: int = 4) -> str:
+    """``▲ +0.0312`` in green when better, ``▼ -0.0100`` in red when worse."""
+    if change is None:
+        return "[dim]–[/]"
+    if change == 0:
+        return f"= {change:+.{digits}f}"
+    better = (change > 0) == higher_is_better
+    symbol = "▲" if change > 0 else "▼"
+    return f"[{'green' if better else 'red'}]{symbol} {change:+.{digits}f}[/]"
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)}m{secs:04.1f}s" if minutes else f"{secs:.1f}s"
+
+
+class RichReporter(Reporter):
+    """Training progress on stderr: a live bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, console: Console = err) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[RichReporter]:
+        if self.live:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("batches"), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                console=self.console, transient=False)
+            with self.progress:
+                yield self
+        else:
+            yield self
+
+    def run_started(self, *, stages: list[tuple[int, str]], device: str, devices: int,
+                    batch_size: int, train_size: int, val_size: int) -> None:
+        names = ", ".join(f"{i}:{name}" for i, name in stages)
+        self._line(f"training stages {names} on {device} ({devices} device"
+                   f"{'s' if devices > 1 else ''}, batch {batch_size}); "
+                   f"{train_size} train / {val_size} validation sequences")
+
+    def stage_started(self, *, stage_idx: int, name: str, description: str, epochs: int,
+                      batches: int, start: str) -> None:
+        self._line(f"[bold]stage {stage_idx} · {name}[/] — {description} "
+                   f"[dim](from {start}, {epochs} epochs)[/]")
+        if self.progress is not None:
+            self.task = self.progress.add_task(
+                f"stage {stage_idx} {name}", total=epochs * batches, status="")
+
+    def batch_done(self, *, batch: int, batches: int, loss: float) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, advance=1, status=f"loss {loss:.3f}")
+
+    def epoch_done(self, metrics: EpochMetrics) -> None:
+        best = " [green]best[/]" if metrics.is_best else ""
+        self._line(
+            f"  epoch {metrics.epoch:>2}/{metrics.epochs}  train loss {metrics.train_loss:.4f} "
+            f"acc {metrics.train_accuracy:.3f} │ val loss {metrics.val_loss:.4f} "
+            f"acc {metrics.val_accuracy:.3f} │ lr {metrics.lr:.2e} "
+            f"{metrics.seconds:.1f}s{best}")
+
+    def stage_done(self, result: Any) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, status=f"best acc {result.val_accuracy:.3f}")
+        self._line(f"  saved {result.checkpoint} (epoch {result.best_epoch}, val acc "
+                   f"{result.val_accuracy:.4f}, val loss {result.val_loss:.4f})")
+
+    def note(self, message: str) -> None:
+        self._line(f"[yellow]note:[/] {message}")
+
+    def _line(self, text: str) -> None:
+        target = self.progress.console if self.progress is not None else self.console
+        target.print(text, highlight=False)
+
+
+def stage_table(results: Sequence[Any], title: str) -> Table:
+    """The end-of-run summary: one row per stage, with the change it brought."""
+    table = Table(title=title, title_justify="left")
+    for column in ("stage", "name", "val loss", "val acc", "change (acc)", "best epoch",
+                   "time", "checkpoint"):
+        table.add_column(column, justify="right" if column.startswith(("val", "best")) else "left")
+    for result in results:
+        table.add_row(str(result.stage_idx), result.name, f"{result.val_loss:.4f}",
+                      f"{result.val_accuracy:.4f}", arrow(result.gain, higher_is_better=True),
+                      f"{result.best_epoch}/{result.epochs}", duration(result.training_time),
+                      result.checkpoint)
+    return table
+
+
+def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table:
+    table = Table(title=f"checkpoints in {folder}", title_justify="left")
+    for column in ("name", "stage", "val loss", "val acc", "time", "parent", "created"):
+        table.add_column(column, justify="right" if column.startswith("val") else "left")
+    for r in records:
+        table.add_row(r["name"], f"{r.get('stage_idx')} {r.get('stage_name')}",
+                      _number(r.get("val_loss")), _number(r.get("val_accuracy")),
+                      duration(r.get("training_time") or 0), r.get("parent") or "–",
+                      str(r.get("created_at", ""))[:19].replace("T", " "))
+    return table
+
+
+def analysis_table(analysis: Any) -> Table:
+    table = Table(title="stage-by-stage analysis (best checkpoint of each stage)",
+                  title_justify="left")
+    for column in ("stage", "name", "val loss", "Δ loss", "val acc", "Δ acc", "time"):
+        table.add_column(column, justify="left" if column in ("stage", "name") else "right")
+    for row in analysis.stages:
+        table.add_row(str(row.stage_idx), row.stage_name, f"{row.val_loss:.4f}",
+                      arrow(row.loss_change, higher_is_better=False), f"{row.val_accuracy:.4f}",
+                      arrow(row.accuracy_change, higher_is_better=True),
+                      duration(row.training_time))
+    return table
+
+
+def evaluation_table(result: Any) -> Table:
+    table = Table(title=f"{result.checkpoint} on the {result.split} split of {result.source} "
+                        f"({result.count} sequences)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("loss", f"{result.loss:.4f}")
+    table.add_row("accuracy", f"{result.accuracy:.4f}")
+    table.add_row("top-5 accuracy", f"{result.top5_accuracy:.4f}")
+    worst = sorted(result.per_class.items(), key=lambda item: item[1])[:5]
+    table.add_row("weakest classes", ", ".join(f"{name} {acc:.2f}" for name, acc in worst))
+    return table
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "–"

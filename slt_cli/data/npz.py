@@ -1,0 +1,96 @@
+"""The ``.npz`` source: arrays ``x``, ``y`` and optional ``classes``, ``split``,
+``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from slt_cli.data.base import SPLITS, RawData
+from slt_cli.errors import DataError
+
+KNOWN_ARRAYS = ("x", "y", "classes", "split", "signer", "lengths", "joints")
+
+
+def load_npz(path: Path) -> RawData:
+    """Read and check an ``.npz`` file of keypoint sequences.
+
+    Raises:
+        DataError: naming the file and the array that is wrong.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file", hint="Give a .npz path or 'synthetic'.")
+    try:
+        # allow_pickle=False: an object array in a downloaded file must never run code.
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+    def fail(message: str) -> DataError:
+        return DataError(f"{path}: {message}", hint="See README, 'Data format'.")
+
+    unknown = sorted(set(arrays) - set(KNOWN_ARRAYS))
+    if unknown:
+        raise fail(f"unknown array(s) {', '.join(unknown)}; expected {', '.join(KNOWN_ARRAYS)}")
+    for required in ("x", "y"):
+        if required not in arrays:
+            raise fail(f"missing array {required!r}")
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
+        raise fail(f"'x' must be a float array (N, T, J, C), got {x.dtype} {x.shape}")
+    n, frames, _, channels = x.shape
+    if n == 0 or frames == 0 or channels not in (2, 3):
+        raise fail(f"'x' must hold N>0 sequences of T>0 frames with C=2 or 3, got {x.shape}")
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise fail(f"'y' must be integers of shape ({n},), got {y.dtype} {y.shape}")
+    if y.min() < 0:
+        raise fail("'y' holds negative class indices")
+    x = x.astype(np.float32, copy=False)
+    if np.isinf(x).any():
+        raise fail("'x' holds infinite values; use NaN for missing landmarks")
+
+    classes = _names(arrays.get("classes"), "classes", fail)
+    if classes is None:
+        classes = tuple(str(i) for i in range(int(y.max()) + 1))
+    if int(y.max()) >= len(classes):
+        raise fail(f"'y' holds class {int(y.max())} but 'classes' names only {len(classes)}")
+    joints = _names(arrays.get("joints"), "joints", fail)
+    if joints is not None and len(joints) != x.shape[2]:
+        raise fail(f"'joints' names {len(joints)} landmarks but 'x' has {x.shape[2]}")
+
+    split = arrays.get("split")
+    if split is not None:
+        split = split.astype(str)
+        bad = sorted(set(split.tolist()) - set(SPLITS))
+        if split.shape != (n,) or bad:
+            raise fail(f"'split' must be ({n},) of {'/'.join(SPLITS)}; found {bad or split.shape}")
+    signer = arrays.get("signer")
+    if signer is not None:
+        if signer.shape != (n,):
+            raise fail(f"'signer' must have shape ({n},), got {signer.shape}")
+        signer = np.unique(signer, return_inverse=True)[1].astype(np.int64)
+    lengths = arrays.get("lengths")
+    if lengths is None:
+        lengths = _lengths_from_padding(x)
+    elif lengths.shape != (n,) or lengths.min() < 1 or lengths.max() > frames:
+        raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
+    return RawData(x=x, y=y.astype(np.int64), classes=classes,
+                   lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
+
+
+def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:
+    if array is None:
+        return None
+    if array.ndim != 1:
+        raise fail(f"{key!r} must be a 1-D array of names")
+    return tuple(str(v) for v in array.tolist())
+
+
+def _lengths_from_padding(x: np.ndarray) -> np.ndarray:
+    """Real length = index after the last frame that has any landmark."""
+    has_data = ~np.isnan(x).all(axis=(2, 3))
+    last = x.shape[1] - np.argmax(has_data[:, ::-1], axis=1)
+    return np.where(has_data.any(axis=1), last, 1).astype(np.int64)

@@ -1,0 +1,131 @@
+"""Per-batch work on the training device: augmentation and feature building.
+
+Everything is batched torch (no Python loop over samples) and reads its randomness
+from one ``torch.Generator``, so a seeded run repeats exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from slt_cli.config import AugmentConfig
+
+
+def feature_count(num_joints: int, num_channels: int, motion: bool) -> int:
+    """Width of a frame's feature vector as ``features`` builds it."""
+    return num_joints * num_channels * (2 if motion else 1) + num_joints
+
+
+def features(x: torch.Tensor, motion: bool) -> torch.Tensor:
+    """Turn (B, T, J, C) landmarks (NaN = missing) into (B, T, F) model input.
+
+    Missing coordinates become 0 *and* a per-landmark presence flag says so, so a
+    zero is never mistaken for a real point at the origin.
+    """
+    present = ~torch.isnan(x).any(dim=-1)  # (B, T, J)
+    parts = [torch.nan_to_num(x, nan=0.0).flatten(2)]
+    if motion:
+        step = torch.nan_to_num(x[:, 1:] - x[:, :-1], nan=0.0)
+        parts.append(F.pad(step, (0, 0, 0, 0, 1, 0)).flatten(2))
+    parts.append(present.to(x.dtype))
+    return torch.cat(parts, dim=-1)
+
+
+def mirror_permutation(joints: Sequence[str] | None) -> list[int] | None:
+    """Index that swaps left and right landmarks, or None when names don't say.
+
+    Without left/right names a flip would turn one sign into another (clockwise
+    into anticlockwise) instead of into the same sign by a left-handed signer.
+    """
+    if not joints:
+        return None
+    position = {name: i for i, name in enumerate(joints)}
+    permutation, swapped = [], False
+    for name in joints:
+        partner = name.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        if partner != name and partner in position:
+            permutation.append(position[partner])
+            swapped = True
+        else:
+            permutation.append(position[name])
+    return permutation if swapped else None
+
+
+def augment(
+    x: torch.Tensor,
+    settings: AugmentConfig,
+    generator: torch.Generator,
+    mirror: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Random keypoint augmentations of a (B, T, J, C) batch; NaN stays NaN."""
+    if not settings.enabled:
+        return x
+    batch, frames, joints, channels = x.shape
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        draw = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)
+        return low + (high - low) * draw
+
+    if settings.mirror > 0 and mirror is not None:
+        flipped = x[:, :, list(mirror)].clone()
+        flipped[..., 0] = -flipped[..., 0]
+        chosen = uniform(0, 1, batch, 1, 1, 1) < settings.mirror
+        x = torch.where(chosen, flipped, x)
+    if settings.speed > 0:
+        x = _time_warp(x, uniform(-settings.speed, settings.speed, batch))
+    if settings.rotate > 0 or settings.scale > 0:
+        x = x @ _linear_maps(settings, channels, uniform, batch).transpose(1, 2)[:, None]
+    if settings.shift > 0:
+        shift = uniform(-settings.shift, settings.shift, batch, 1, 1, channels)
+        shift[..., 2:] = 0  # depth is the least reliable axis: leave it
+        x = x + shift
+    if settings.jitter > 0:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x + settings.jitter * noise
+    blank = torch.zeros(batch, frames, joints, dtype=torch.bool, device=x.device)
+    if settings.time_mask > 0:
+        width = (uniform(0, settings.time_mask, batch) * frames).long()
+        start = (uniform(0, 1, batch) * (frames - width + 1)).long().clamp(max=frames - 1)
+        step = torch.arange(frames, device=x.device)[None]
+        hidden = (step >= start[:, None]) & (step < (start + width)[:, None])
+        blank |= hidden[:, :, None]
+    if settings.joint_drop > 0:
+        blank |= (uniform(0, 1, batch, 1, joints) < settings.joint_drop)
+    return x.masked_fill(blank[..., None], float("nan"))
+
+
+def _linear_maps(settings: AugmentConfig, channels: int, uniform, batch: int) -> torch.Tensor:
+    """One random rotation-and-scale matrix (C, C) per sample."""
+    angle = math.radians(settings.rotate)
+    scale = uniform(1 - settings.scale, 1 + settings.scale, batch)
+    maps = _rotation(uniform(-angle, angle, batch), channels, (0, 1))
+    if channels == 3:  # out-of-plane turns of the camera are smaller than in-plane ones
+        maps = maps @ _rotation(uniform(-angle / 2, angle / 2, batch), 3, (0, 2))
+        maps = maps @ _rotation(uniform(-angle / 2, angle / 2, batch), 3, (1, 2))
+    return maps * scale[:, None, None]
+
+
+def _rotation(theta: torch.Tensor, channels: int, axes: tuple[int, int]) -> torch.Tensor:
+    a, b = axes
+    maps = torch.eye(channels, device=theta.device, dtype=theta.dtype).repeat(len(theta), 1, 1)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    maps[:, a, a], maps[:, a, b], maps[:, b, a], maps[:, b, b] = cos, -sin, sin, cos
+    return maps
+
+
+def _time_warp(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Resample time through t**gamma: the sign speeds up or slows down unevenly,
+    but starts and ends where it did, so nothing of it is cut."""
+    batch, frames = x.shape[:2]
+    gamma = torch.exp(amount)[:, None]
+    grid = torch.linspace(0, 1, frames, device=x.device, dtype=x.dtype)[None] ** gamma
+    position = grid * (frames - 1)
+    lower = position.floor().long().clamp(max=frames - 1)
+    upper = (lower + 1).clamp(max=frames - 1)
+    weight = (position - lower)[:, :, None, None]
+    rows = torch.arange(batch, device=x.device)[:, None]
+    return torch.lerp(x[rows, lower], x[rows, upper], weight)

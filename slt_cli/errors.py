@@ -1,0 +1,42 @@
+"""One error hierarchy for everything a user can get wrong.
+
+The CLI catches `SltError` at a single boundary, prints ``error: <message>`` and the
+optional hint to stderr, and exits with status 2. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class SltError(Exception):
+    """A mistake the user can fix: bad flag, bad file, unknown checkpoint, bad data.
+
+    Args:
+        message: One plain line that says what is wrong.
+        hint: An optional second line that says what to do about it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(SltError):
+    """A stages.toml (or a flag that overrides it) that cannot be used."""
+
+    def __init__(self, problems: list[str] | str, hint: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems), hint)
+
+
+class DataError(SltError):
+    """A data source that is missing, malformed or inconsistent."""
+
+
+class CheckpointError(SltError):
+    """A checkpoint that is missing, damaged or does not match what is asked of it."""

@@ -1,0 +1,70 @@
+"""Shared fixtures: every test runs in its own empty folder, on the CPU, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_TOML = """
+[run]
+seed = 0
+batch_size = 32
+multi_gpu = false
+
+[data]
+source = "synthetic:classes=4,signers=6,repeats=3,frames=16"
+frames = 12
+
+[model]
+name = "conv_transformer"
+dim = 16
+depth = 1
+heads = 2
+
+[[stages]]
+name = "baseline"
+description = "Plain training from scratch"
+epochs = 2
+lr = 3e-3
+
+[[stages]]
+name = "augmentation"
+description = "Augmented"
+epochs = 2
+lr = 1e-3
+[stages.augment]
+rotate = 10.0
+scale = 0.1
+jitter = 0.01
+mirror = 0.5
+
+[continue.fine_tune]
+epochs = 1
+lr = 1e-4
+
+[continue.regularization]
+epochs = 1
+lr = 3e-4
+dropout = 0.3
+
+[continue.exploration]
+epochs = 1
+lr = 1e-3
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test away from the user's folders: cwd is a fresh tmp folder."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables unwrapped, so words can be asserted
+    monkeypatch.delenv("SLT_DEBUG", raising=False)
+
+
+@pytest.fixture
+def tiny_toml(tmp_path: Path) -> Path:
+    """A two-stage config that trains in about a second on a CPU."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML, encoding="utf-8")
+    return path

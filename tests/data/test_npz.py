@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slt_cli.data import load_data, load_source
+from slt_cli.errors import DataError
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def sequences(n: int = 40, frames: int = 10, joints: int = 3, channels: int = 2) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, frames, joints, channels)).astype(np.float32)
+    y = np.arange(n) % 4
+    return {"x": x, "y": y}
+
+
+def test_loads_arrays_and_infers_lengths_from_padding(tmp_path: Path) -> None:
+    arrays = sequences()
+    arrays["x"][0, 7:] = np.nan  # sequence 0 has 7 real frames
+    arrays["x"][1, 2, 0] = np.nan  # a missing landmark is not padding
+    raw = load_source(str(write_npz(tmp_path / "d.npz", **arrays)))
+    assert raw.x.shape == (40, 10, 3, 2) and raw.x.dtype == np.float32
+    assert raw.lengths[0] == 7 and raw.lengths[1] == 10
+    assert raw.classes == ("0", "1", "2", "3")
+    assert raw.split is None and raw.signer is None
+
+
+def test_npz_prefix_and_named_classes(tmp_path: Path) -> None:
+    arrays = sequences()
+    path = write_npz(tmp_path / "d.npz", **arrays, classes=np.array(["a", "b", "c", "d"]))
+    assert load_source(f"npz:{path}").classes == ("a", "b", "c", "d")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"x": np.zeros((4, 3, 2), np.float32)}, "'x' must be a float array"),
+    ({"y": np.zeros(39, np.int64)}, "'y' must be integers of shape"),
+    ({"y": np.full(40, -1)}, "negative class"),
+    ({"classes": np.array(["a"])}, "'classes' names only 1"),
+    ({"split": np.array(["train"] * 39 + ["dev"])}, "'split' must be"),
+    ({"lengths": np.full(40, 11)}, "'lengths' must be"),
+    ({"extra": np.zeros(3)}, "unknown array(s) extra"),
+    ({"joints": np.array(["a", "b"])}, "'joints' names 2 landmarks"),
+])
+def test_malformed_files_name_the_file_and_array(tmp_path: Path, change: dict,
+                                                 message: str) -> None:
+    arrays = {**sequences(), **change}
+    path = write_npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError) as caught:
+        load_source(str(path))
+    assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_missing_x_missing_file_and_not_a_zip(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="missing array 'x'"):
+        load_source(str(write_npz(tmp_path / "a.npz", y=np.zeros(3, np.int64))))
+    with pytest.raises(DataError, match="no such data file"):
+        load_source(str(tmp_path / "absent.npz"))
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip at all")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_source(str(junk))
+
+
+def test_object_arrays_are_refused_never_unpickled(tmp_path: Path) -> None:
+    arrays = sequences()
+    path = write_npz(tmp_path / "pickled.npz", **arrays,
+                     classes=np.array([{"a": 1}, 2, 3, 4], dtype=object))
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_source(str(path))
+
+
+def test_unknown_source_and_bad_synthetic_options() -> None:
+    with pytest.raises(DataError, match="unknown data source 'mnist'"):
+        load_source("mnist")
+    with pytest.raises(DataError, match="unknown option 'colour=3'"):
+        load_source("synthetic:colour=3")
+    with pytest.raises(DataError, match="classes must be an integer"):
+        load_source("synthetic:classes=many")
+
+
+def test_own_split_is_kept_and_prepared_to_fixed_length(tmp_path: Path) -> None:
+    arrays = sequences()
+    split = np.array(["train"] * 24 + ["val"] * 8 + ["test"] * 8)
+    path = write_npz(tmp_path / "d.npz", **arrays, split=split)
+    data = load_data(str(path), frames=16, motion=True, val_fraction=0.2, seed=0)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 24, "val": 8, "test": 8}
+    assert data.splits["train"].x.shape == (24, 16, 3, 2)
+    np.testing.assert_array_equal(data.splits["test"].y, arrays["y"][32:])
+
+
+def test_stratified_split_without_signers(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "d.npz", **sequences(n=80))
+    data = load_data(str(path), frames=8, motion=False, val_fraction=0.25, seed=3)
+    assert np.bincount(data.splits["val"].y).tolist() == [5, 5, 5, 5]
+    assert "test" not in data.splits
+    with pytest.raises(DataError, match="no 'test' split"):
+        data.split("test")
+
+
+def test_signer_independent_split(tmp_path: Path) -> None:
+    arrays = sequences(n=80)
+    signer = np.repeat(np.arange(8), 10)
+    path = write_npz(tmp_path / "d.npz", **arrays, signer=signer)
+    raw = load_source(str(path))
+    from slt_cli.data.preprocess import assign_splits
+
+    labels = assign_splits(raw, 0.25, seed=1)
+    val_people = set(signer[labels == "val"].tolist())
+    train_people = set(signer[labels == "train"].tolist())
+    assert len(val_people) == 2 and not val_people & train_people
+    assert assign_splits(raw, 0.25, seed=1).tolist() == labels.tolist()  # seeded

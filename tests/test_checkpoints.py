@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from slt_cli.checkpoints import (
+    archive_existing,
+    check_name,
+    free_name,
+    list_checkpoints,
+    load_weights,
+    read_sidecar,
+    save_checkpoint,
+)
+from slt_cli.devices import unwrap
+from slt_cli.errors import CheckpointError
+from slt_cli.training import cpu_state
+
+
+def small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+
+
+def save(folder: Path, name: str, model: nn.Module, **extra: object) -> dict:
+    return save_checkpoint(folder, name, cpu_state(unwrap(model)),
+                           {"stage_idx": 1, "val_loss": 0.5, "val_accuracy": 0.75, **extra})
+
+
+def test_round_trip_is_bit_identical_and_sidecar_is_stable_json(tmp_path: Path) -> None:
+    model = small_model()
+    written = save(tmp_path, "best_model_stage_1", model)
+    loaded = load_weights(tmp_path, "best_model_stage_1", read_sidecar(tmp_path, "best_model_stage_1"))
+    original = model.state_dict()
+    assert loaded.keys() == original.keys()
+    for key, value in original.items():
+        assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype
+    text = (tmp_path / "best_model_stage_1.json").read_text()
+    assert text.endswith("}\n") and json.loads(text) == written
+    assert text == json.dumps(written, indent=2, sort_keys=True) + "\n"
+    assert len(written["weights_sha256"]) == 64 and written["schema_version"] == 1
+    assert written["created_at"].endswith("+00:00")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best_model_stage_1.json", "best_model_stage_1.safetensors"]  # no temp files left
+
+
+def test_data_parallel_weights_are_saved_without_module_prefix(tmp_path: Path) -> None:
+    wrapped = nn.DataParallel(small_model())  # on a CPU-only machine it just delegates
+    assert all(k.startswith("module.") for k in wrapped.state_dict())
+    save(tmp_path, "dp", wrapped)
+    loaded = load_weights(tmp_path, "dp", read_sidecar(tmp_path, "dp"))
+    assert set(loaded) == set(small_model().state_dict())
+    fresh = small_model()
+    fresh.load_state_dict(loaded)  # loads into a bare model, strictly
+
+
+def test_tampered_weights_fail_the_hash_check(tmp_path: Path) -> None:
+    save(tmp_path, "m", small_model())
+    path = tmp_path / "m.safetensors"
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="do not match the sidecar's SHA-256"):
+        load_weights(tmp_path, "m", read_sidecar(tmp_path, "m"))
+    path.unlink()
+    with pytest.raises(CheckpointError, match="weights file is missing"):
+        load_weights(tmp_path, "m", read_sidecar(tmp_path, "m"))
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/b", ".hidden", "", "x..y"])
+def test_names_never_leave_the_folder(name: str) -> None:
+    with pytest.raises(CheckpointError, match="not a checkpoint name"):
+        check_name(name)
+
+
+def test_a_name_may_carry_its_file_suffix() -> None:
+    assert check_name("best_model_stage_5.json") == "best_model_stage_5"
+
+
+def test_unknown_name_suggests_the_closest(tmp_path: Path) -> None:
+    save(tmp_path, "best_model_stage_5", small_model())
+    save(tmp_path, "stage_5_polishing", small_model())
+    with pytest.raises(CheckpointError) as caught:
+        read_sidecar(tmp_path, "best_model_stage5")
+    assert "no checkpoint named 'best_model_stage5'" in caught.value.message
+    assert caught.value.hint == "Did you mean: best_model_stage_5?"
+
+
+def test_list_reads_sidecars_and_skips_broken_ones(tmp_path: Path) -> None:
+    save(tmp_path, "a", small_model())
+    save(tmp_path, "b", small_model(), parent="a")
+    (tmp_path / "broken.json").write_text("{not json")
+    records = list_checkpoints(tmp_path)
+    assert [r["name"] for r in records] == ["a", "b"]
+    assert records[1]["parent"] == "a" and records[0]["parent"] is None
+    assert list_checkpoints(tmp_path / "absent") == []
+
+
+def test_archive_moves_files_aside_and_free_name_never_overwrites(tmp_path: Path) -> None:
+    save(tmp_path, "best_model_stage_1", small_model())
+    assert free_name(tmp_path, "best_model_stage_1") == "best_model_stage_1_2"
+    moved = archive_existing(tmp_path, ["best_model_stage_1", "best_model_stage_2"], "run1")
+    assert moved == ["best_model_stage_1"]
+    kept = tmp_path / "archive" / "run1"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "best_model_stage_1.json", "best_model_stage_1.safetensors"]
+    assert not (tmp_path / "best_model_stage_1.json").exists()
+    assert free_name(tmp_path, "best_model_stage_1") == "best_model_stage_1"

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.main import get_command
+
+from slt_cli.checkpoints import read_sidecar
+from slt_cli.cli import app
+
+runner = CliRunner()
+
+
+def slt(*args: str) -> object:
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def trained(tiny_toml: Path) -> Path:
+    """A finished two-stage run in ./checkpoints, made through the CLI."""
+    result = slt("train", "--config", str(tiny_toml), "--force")
+    assert result.exit_code == 0, result.output
+    return Path("checkpoints")
+
+
+def test_train_through_the_cli_prints_progress_and_a_summary(trained: Path) -> None:
+    # CliRunner's output is no terminal, so progress comes as plain lines.
+    result = slt("list", "--json")
+    names = [r["name"] for r in json.loads(result.stdout)]
+    assert sorted(names) == ["best_model_stage_1", "best_model_stage_2", "stage_1_baseline",
+                             "stage_2_augmentation"]
+
+
+def test_train_output_has_epoch_lines_and_a_stage_table(tiny_toml: Path) -> None:
+    result = slt("train", "--config", str(tiny_toml), "--stages", "1", "--epochs-per-stage", "1")
+    assert result.exit_code == 0, result.output
+    assert "stage 1 · baseline" in result.stderr
+    assert "epoch  1/1" in result.stderr and "val acc" in result.stderr
+    assert "best_model_stage_1" in result.stdout and "baseline" in result.stdout
+
+
+def test_list_table_and_empty_folder(trained: Path) -> None:
+    result = slt("list")
+    assert result.exit_code == 0
+    assert "best_model_stage_2" in result.stdout and "augmentation" in result.stdout
+    empty = slt("list", "--checkpoint-dir", "nowhere")
+    assert empty.exit_code == 0 and "no checkpoints in nowhere" in empty.stderr
+
+
+def test_analyze_json_matches_the_sidecars(trained: Path) -> None:
+    result = slt("analyze", "--json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    first, second = (read_sidecar(trained, f"best_model_stage_{i}") for i in (1, 2))
+    rows = report["stages"]
+    assert [r["stage_idx"] for r in rows] == [1, 2]
+    assert rows[1]["val_accuracy"] == second["val_accuracy"]
+    assert rows[1]["accuracy_change"] == pytest.approx(
+        second["val_accuracy"] - first["val_accuracy"])
+    assert rows[1]["loss_change"] == pytest.approx(second["val_loss"] - first["val_loss"])
+    assert report["total"]["loss_reduction_pct"] == pytest.approx(
+        (first["val_loss"] - second["val_loss"]) / first["val_loss"] * 100)
+    assert report["total"]["accuracy_gain_pct"] == pytest.approx(
+        (second["val_accuracy"] - first["val_accuracy"]) * 100)
+    table = slt("analyze", "--table")
+    assert table.exit_code == 0 and "stage-by-stage" in table.stdout
+    assert "total: loss reduction" in table.stdout
+
+
+def test_continue_and_evaluate(trained: Path, tiny_toml: Path) -> None:
+    result = slt("continue", "best_model_stage_2", "--type", "fine_tune", "--config",
+                 str(tiny_toml))
+    assert result.exit_code == 0, result.output
+    assert read_sidecar(trained, "best_model_stage_2_fine_tune")["parent"] == "best_model_stage_2"
+    scored = slt("evaluate", "best_model_stage_2", "--split", "test", "--json")
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.stdout)
+    assert {"loss", "accuracy", "top5_accuracy", "per_class"} <= set(report)
+    assert 0.0 <= report["accuracy"] <= report["top5_accuracy"] <= 1.0
+    assert len(report["per_class"]) == 4
+    table = slt("evaluate", "best_model_stage_2")
+    assert table.exit_code == 0 and "top-5 accuracy" in table.stdout
+
+
+def test_unknown_checkpoint_names_the_closest(trained: Path, tiny_toml: Path) -> None:
+    result = slt("continue", "best_model_stage_9", "--type", "exploration",
+                 "--config", str(tiny_toml))
+    assert result.exit_code == 2
+    assert "error: no checkpoint named 'best_model_stage_9'" in result.stderr
+    assert "Did you mean: best_model_stage_2, best_model_stage_1?" in result.stderr
+    assert "Traceback" not in result.output
+    path = slt("evaluate", "../../etc/passwd")
+    assert path.exit_code == 2 and "is not a checkpoint name" in path.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--stages", "7"], "--stages '7': no stage 7"),
+    (["train", "--data", "mnist"], "unknown data source 'mnist'"),
+    (["train", "--data", "missing.npz"], "missing.npz: no such data file"),
+    (["train", "--config", "absent.toml"], "absent.toml: cannot read config"),
+    (["train", "--device", "tpu"], "unknown device 'tpu'"),
+    (["evaluate", "best_model_stage_1", "--split", "dev"], "--split 'dev'"),
+    (["analyze"], "no best_model_stage_N checkpoints"),
+])
+def test_user_mistakes_exit_2_with_a_plain_message(args: list[str], message: str) -> None:
+    result = slt(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_bad_config_lists_every_problem_and_loses_nothing(trained: Path, tmp_path: Path) -> None:
+    before = sorted(p.name for p in trained.iterdir())
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run]\nseeed = 1\n[[stages]]\nname = 'x'\nepochs = 0\n")
+    result = slt("train", "--config", str(bad))
+    assert result.exit_code == 2
+    assert f"{bad}: run.seeed: unknown key" in result.stderr
+    assert f"{bad}: stages[0].epochs: must be > 0" in result.stderr
+    assert sorted(p.name for p in trained.iterdir()) == before
+
+
+def test_usage_errors_exit_2() -> None:
+    assert slt("train", "--no-such-flag").exit_code == 2
+    assert slt("continue", "best_model_stage_1").exit_code == 2  # --type is required
+
+
+def test_every_command_and_option_has_help() -> None:
+    group = get_command(app)
+    assert isinstance(group, TyperGroup)
+    for name, cmd in group.commands.items():
+        assert cmd.help, f"{name} has no help"
+        for param in cmd.params:
+            if isinstance(param, TyperOption) and param.name != "help":
+                assert param.help, f"{name} {param.opts} has no help"
+            if isinstance(param, TyperArgument):
+                assert param.help, f"{name} {param.name} has no help"
+    assert slt("--version").stdout.startswith("slt 0.")
+
+
+def test_list_does_not_import_torch(trained: Path) -> None:
+    code = ("import sys; from slt_cli.cli import main; sys.argv = ['slt', 'list', '--json'];\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "best_model_stage_1" in done.stdout
+
+
+def test_python_dash_m_runs_the_same_app() -> None:
+    done = subprocess.run([sys.executable, "-m", "slt_cli", "--help"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and "smoke" in done.stdout
+
+
+def test_smoke_passes_and_can_keep_its_files(tmp_path: Path) -> None:
+    result = slt("smoke", "--epochs", "1", "--keep", str(tmp_path / "kept"))
+    assert result.exit_code == 0, result.output
+    assert "0 failed" in result.stdout and "FAIL" not in result.stdout
+    assert (tmp_path / "kept" / "best_model_stage_5.safetensors").is_file()

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slt_cli.config import (
+    CONTINUE_TYPES,
+    configured_checkpoint_dir,
+    default_config_text,
+    find_config,
+    load_config,
+    parse_config,
+    parse_stage_selection,
+    quick_test_config,
+)
+from slt_cli.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "my.toml")
+    return caught.value.problems
+
+
+def test_default_config_has_the_five_stages_and_presets() -> None:
+    config = load_config()
+    assert [s.name for s in config.stages] == [
+        "baseline", "augmentation", "regularization", "fine_tuning", "polishing"]
+    assert config.stages[0].label_smoothing == 0.0
+    assert config.stages[2].label_smoothing == 0.1
+    assert not config.stages[0].augment.enabled and config.stages[1].augment.enabled
+    assert config.stages[4].averaging in ("ema", "swa")
+    assert config.stages[3].lr < config.stages[2].lr and config.stages[4].lr < config.stages[3].lr
+    assert set(CONTINUE_TYPES) <= set(config.presets)
+
+
+def test_shipped_default_is_the_top_level_stages_toml() -> None:
+    assert (ROOT / "stages.toml").read_text(encoding="utf-8") == default_config_text()
+
+
+def test_unknown_keys_name_file_table_and_key() -> None:
+    text = default_config_text().replace("[run]\n", "[run]\nlearning_rate = 3\n", 1)
+    text = text.replace("[data]\n", "[data]\nshuffle = true\n", 1)
+    problems = problems_of(text)
+    assert any(p.startswith("my.toml: run.learning_rate: unknown key; expected one of:")
+               for p in problems)
+    assert any(p.startswith("my.toml: data.shuffle: unknown key") for p in problems)
+    assert len(problems) == 2
+
+
+def test_wrong_types_and_impossible_values_are_all_reported_at_once() -> None:
+    text = """
+[run]
+seed = "zero"
+[[stages]]
+name = "a"
+epochs = 0
+lr = -1.0
+[[stages]]
+name = "a"
+epochs = 2.5
+[stages.augment]
+rotate = "lots"
+[continue.fine_tune]
+[continue.regularization]
+[continue.exploration]
+"""
+    assert problems_of(text) == [
+        "my.toml: run.seed: must be an integer, got a string",
+        "my.toml: stages[0].epochs: must be > 0",
+        "my.toml: stages[0].lr: must be > 0",
+        "my.toml: stages[1].epochs: must be an integer, got a number",
+        "my.toml: stages[1].augment.rotate: must be a number, got a string",
+        "my.toml: stages[1].name: duplicate stage name 'a'",
+    ]
+
+
+def test_model_settings_are_checked_against_the_builder() -> None:
+    text = default_config_text().replace('name = "conv_transformer"',
+                                         'name = "conv_transformer"\nwidth = 3\ndim = -2')
+    problems = problems_of(text)
+    assert any("my.toml: model.width: unknown setting" in p for p in problems)
+    assert any("my.toml: model.dim:" in p for p in problems)
+
+
+def test_missing_presets_and_stages_are_errors() -> None:
+    problems = problems_of("[run]\nseed = 1\n")
+    assert "my.toml: stages: must be one or more [[stages]] tables" in problems
+    assert "my.toml: continue.exploration: missing preset table" in problems
+
+
+def test_invalid_toml_names_the_file() -> None:
+    assert problems_of("[run\n")[0].startswith("my.toml: not valid TOML")
+
+
+def test_config_file_choice(tmp_path: Path) -> None:
+    assert find_config(None) is None  # built-in
+    local = Path.cwd() / "stages.toml"
+    local.write_text(default_config_text().replace('checkpoint_dir = "checkpoints"',
+                                                   'checkpoint_dir = "elsewhere"'))
+    assert find_config(None) == local
+    assert load_config(find_config(None)).run.checkpoint_dir == "elsewhere"
+    assert configured_checkpoint_dir() == Path("elsewhere")
+    explicit = tmp_path / "other.toml"
+    assert find_config(explicit) == explicit
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("all", [1, 2, 3, 4, 5]), ("3", [3]), ("2-4", [2, 3, 4]), ("1,3,5", [1, 3, 5]),
+    ("5,1-2", [1, 2, 5]), (" 2 - 3 ", [2, 3]),
+])
+def test_stage_selection(text: str, expected: list[int]) -> None:
+    assert parse_stage_selection(text, 5) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("6", "no stage 6"), ("0-2", "no stage 0"), ("4-2", "expected all"), ("x", "expected all"),
+    ("", "expected all"),
+])
+def test_bad_stage_selection(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_stage_selection(text, 5)
+
+
+def test_quick_test_config_cuts_epochs_and_forces() -> None:
+    quick = quick_test_config(epochs_per_stage=1)
+    assert [s.epochs for s in quick.stages] == [1] * 5
+    assert quick.run.improvement_threshold == -1.0

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from slt_cli import RecordingReporter, Trainer, load_config
+from slt_cli.checkpoints import SIDECAR_KEYS, list_checkpoints, load_weights, read_sidecar
+from slt_cli.config import Config
+from slt_cli.errors import CheckpointError, ConfigError, DataError
+
+
+def tiny(tiny_toml: Path, **run: object) -> Config:
+    config = load_config(tiny_toml)
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, **run))
+
+
+def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_weights(folder, name, read_sidecar(folder, name))
+
+
+def test_a_run_saves_both_checkpoints_of_every_stage(tiny_toml: Path, tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    result = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path, reporter=reporter).train()
+    assert [s.checkpoint for s in result.stages] == ["best_model_stage_1", "best_model_stage_2"]
+    assert sorted(r["name"] for r in list_checkpoints(tmp_path)) == [
+        "best_model_stage_1", "best_model_stage_2", "stage_1_baseline", "stage_2_augmentation"]
+    sidecar = read_sidecar(tmp_path, "best_model_stage_2")
+    assert set(SIDECAR_KEYS) <= set(sidecar)
+    assert sidecar["parent"] == "best_model_stage_1" and sidecar["stage_name"] == "augmentation"
+    assert sidecar["config"]["stage"]["lr"] == 1e-3
+    assert sidecar["config"]["data"]["source"].startswith("synthetic:")
+    assert sidecar["model"]["name"] == "conv_transformer" and sidecar["classes"][0] == "sign_000"
+    epochs = reporter.named("epoch_done")
+    assert [(m.stage_idx, m.epoch) for m in epochs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    best = max((m for m in epochs if m.stage_idx == 2), key=lambda m: m.val_accuracy)
+    assert sidecar["val_accuracy"] == pytest.approx(best.val_accuracy)
+
+
+def test_runs_are_deterministic(tiny_toml: Path, tmp_path: Path) -> None:
+    Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path / "a").train([1])
+    Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path / "b").train([1])
+    first, second = weights(tmp_path / "a", "stage_1_baseline"), weights(tmp_path / "b",
+                                                                          "stage_1_baseline")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_two_stages_equal_one_stage_plus_continue(tiny_toml: Path, tmp_path: Path) -> None:
+    config = tiny(tiny_toml)
+    # The preset is stage 2 itself, so continuing stage 1 must retrace stage 2 exactly.
+    config = dataclasses.replace(config, presets={**config.presets, "same": config.stages[1]})
+    Trainer(config, checkpoint_dir=tmp_path / "run").train([1, 2], force=True)
+    Trainer(config, checkpoint_dir=tmp_path / "split").train([1])
+    result = Trainer(config, checkpoint_dir=tmp_path / "split").continue_from(
+        "best_model_stage_1", "same")
+    assert result.checkpoint == "best_model_stage_1_same"
+    straight = weights(tmp_path / "run", "best_model_stage_2")
+    continued = weights(tmp_path / "split", "best_model_stage_1_same")
+    assert straight.keys() == continued.keys()
+    assert all(torch.equal(straight[k], continued[k]) for k in straight)
+
+
+def test_continue_records_lineage_and_never_overwrites(tiny_toml: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path)
+    trainer.train([1])
+    first = trainer.continue_from("best_model_stage_1", "exploration")
+    second = trainer.continue_from("best_model_stage_1", "exploration", epochs=1)
+    assert (first.checkpoint, second.checkpoint) == (
+        "best_model_stage_1_exploration", "best_model_stage_1_exploration_2")
+    sidecar = read_sidecar(tmp_path, first.checkpoint)
+    assert sidecar["parent"] == "best_model_stage_1" and sidecar["stage_name"] == "exploration"
+    assert sidecar["stage_idx"] == 1
+    with pytest.raises(ConfigError, match="no continue preset 'wild'"):
+        trainer.continue_from("best_model_stage_1", "wild")
+    with pytest.raises(CheckpointError) as caught:
+        trainer.continue_from("best_model_stage_3", "exploration")
+    assert caught.value.hint.startswith("Did you mean: best_model_stage_1")
+
+
+def test_threshold_stops_early_and_force_runs_everything(tiny_toml: Path, tmp_path: Path) -> None:
+    strict = tiny(tiny_toml, improvement_threshold=2.0)  # no stage can gain 2.0 accuracy
+    config = dataclasses.replace(strict, stages=strict.stages + (
+        dataclasses.replace(strict.stages[1], name="third"),))
+    stopped = Trainer(config, checkpoint_dir=tmp_path / "strict").train()
+    assert [s.stage_idx for s in stopped.stages] == [1, 2]
+    assert "stage 2 (augmentation) improved val_accuracy by" in stopped.stopped
+    assert stopped.stages[1].gain is not None and stopped.stages[1].gain < 2.0
+    forced = Trainer(config, checkpoint_dir=tmp_path / "forced").train(force=True)
+    assert [s.stage_idx for s in forced.stages] == [1, 2, 3] and forced.stopped is None
+
+
+def test_starting_later_uses_the_saved_stage_before(tiny_toml: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path)
+    trainer.train([1])
+    result = trainer.train([2])
+    assert result.stages[0].parent == "best_model_stage_1"
+    assert read_sidecar(tmp_path, "best_model_stage_2")["parent"] == "best_model_stage_1"
+
+
+def test_a_new_run_moves_the_old_files_aside(tiny_toml: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path)
+    old = trainer.train([1])
+    old_hash = read_sidecar(tmp_path, "best_model_stage_1")["weights_sha256"]
+    new = trainer.train([1])
+    assert set(new.archived) == {"best_model_stage_1", "stage_1_baseline"}
+    kept = read_sidecar(tmp_path / "archive" / new.run_id, "best_model_stage_1")
+    assert kept["weights_sha256"] == old_hash and kept["run_id"] == old.run_id
+
+
+def test_evaluate_reproduces_the_saved_score(tiny_toml: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path)
+    trainer.train([1])
+    sidecar = read_sidecar(tmp_path, "best_model_stage_1")
+    scored = trainer.evaluate("best_model_stage_1", split="val")
+    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
+    assert scored.loss == pytest.approx(sidecar["val_loss"], rel=1e-5)
+    assert scored.top5_accuracy == 1.0  # only 4 classes
+    assert set(scored.per_class) == set(sidecar["classes"])
+    test = trainer.evaluate("best_model_stage_1", split="test")
+    assert test.count == 4 * 2 * 3  # classes x test signers x repeats
+    with pytest.raises(DataError, match="does not fit checkpoint"):
+        trainer.evaluate("best_model_stage_1", data_spec="synthetic:classes=5,signers=6")
+
+
+def test_config_without_gpu_asks_for_cuda(tiny_toml: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    from slt_cli.errors import SltError
+
+    with pytest.raises(SltError, match="no GPU is visible"):
+        Trainer(tiny(tiny_toml), device="cuda")
