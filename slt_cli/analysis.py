@@ -55,5 +55,6 @@ def analyze(records: Iterable[Mapping[str, Any]]) -> Analysis:
     if len(rows) < 2:
         return Analysis(tuple(rows), None, None)
     first, last = rows[0], rows[-1]
-    loss_reduction = (first.val_loss - last.val_loss) / first.val_loss * 100 if first.val_loss else None
+    loss_reduction = ((first.val_loss - last.val_loss) / first.val_loss * 100
+                      if first.val_loss else None)
     return Analysis(tuple(rows), loss_reduction, (last.val_accuracy - first.val_accuracy) * 100)

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -25,10 +25,10 @@ app = typer.Typer(
     help="Train sign-language recognisers on keypoint sequences through a staged curriculum.",
 )
 
-CheckpointDir = Annotated[Optional[Path], typer.Option(
+CheckpointDir = Annotated[Path | None, typer.Option(
     "--checkpoint-dir", help="Checkpoint folder [default: run.checkpoint_dir of the config, "
     "else checkpoints/].", show_default=False)]
-ConfigPath = Annotated[Optional[Path], typer.Option(
+ConfigPath = Annotated[Path | None, typer.Option(
     "--config", help="A stages.toml to use instead of ./stages.toml or the built-in one.",
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
@@ -84,16 +84,16 @@ def train(
     force: Annotated[bool, typer.Option(
         help="Run every selected stage whatever the improvement (threshold -1.0).")] = False,
     config: ConfigPath = None,
-    data: Annotated[Optional[str], typer.Option(
+    data: Annotated[str | None, typer.Option(
         help="Data spec: synthetic[:classes=60,signers=12,seed=0] or a .npz path.",
         show_default=False)] = None,
     checkpoint_dir: CheckpointDir = None,
-    epochs_per_stage: Annotated[Optional[int], typer.Option(
+    epochs_per_stage: Annotated[int | None, typer.Option(
         min=1, help="Override every stage's epochs.", show_default=False)] = None,
     device: Device = "auto",
-    seed: Annotated[Optional[int], typer.Option(help="Override run.seed.",
+    seed: Annotated[int | None, typer.Option(help="Override run.seed.",
                                                 show_default=False)] = None,
-    multi_gpu: Annotated[Optional[bool], typer.Option(
+    multi_gpu: Annotated[bool | None, typer.Option(
         "--multi-gpu/--no-multi-gpu", help="Use all visible GPUs [default: run.multi_gpu].",
         show_default=False)] = None,
 ) -> None:
@@ -116,10 +116,11 @@ def train(
 
 @command("continue")
 def continue_run(
-    model: Annotated[str, typer.Argument(help="Checkpoint to start from, e.g. best_model_stage_5.")],
+    model: Annotated[str, typer.Argument(
+        help="Checkpoint to start from, e.g. best_model_stage_5.")],
     type_: Annotated[str, typer.Option(
         "--type", help="Preset from [continue.<type>]: fine_tune, regularization, exploration.")],
-    epochs: Annotated[Optional[int], typer.Option(
+    epochs: Annotated[int | None, typer.Option(
         min=1, help="Override the preset's epochs.", show_default=False)] = None,
     config: ConfigPath = None,
     checkpoint_dir: CheckpointDir = None,
@@ -177,13 +178,14 @@ def analyze(
     console.out.print(console.analysis_table(analysis))
     if analysis.loss_reduction_pct is not None:
         console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
-                          f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points", highlight=False)
+                          f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points",
+                          highlight=False)
 
 
 @command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="Checkpoint to score, e.g. best_model_stage_5.")],
-    data: Annotated[Optional[str], typer.Option(
+    data: Annotated[str | None, typer.Option(
         help="Data spec [default: the data the checkpoint was trained on].",
         show_default=False)] = None,
     split: Annotated[str, typer.Option(help="Split to score: val, test or train.")] = "val",
@@ -211,7 +213,7 @@ def evaluate(
 @command()
 def smoke(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per stage.")] = 1,
-    keep: Annotated[Optional[Path], typer.Option(
+    keep: Annotated[Path | None, typer.Option(
         help="Keep the checkpoints in this folder instead of a temporary one.",
         show_default=False)] = None,
     device: Device = "auto",

@@ -265,7 +265,8 @@ def quick_test_config(epochs_per_stage: int = 1, config: Config | None = None) -
     """
     base = config if config is not None else load_config()
     quick = with_overrides(base, stage_epochs=epochs_per_stage)
-    return dataclasses.replace(quick, run=dataclasses.replace(quick.run, improvement_threshold=-1.0))
+    forced = dataclasses.replace(quick.run, improvement_threshold=-1.0)
+    return dataclasses.replace(quick, run=forced)
 
 
 # --- building dataclasses from TOML tables -------------------------------------------

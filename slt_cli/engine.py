@@ -37,8 +37,8 @@ from slt_cli.errors import CheckpointError, ConfigError, DataError
 from slt_cli.models import build_model
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.training import (
-    State,
     StageSetup,
+    State,
     TensorSplit,
     fit_stage,
     improvement,
@@ -184,7 +184,8 @@ class Trainer:
             stage_idx_saved=sidecar["stage_idx"])
         return result
 
-    def evaluate(self, name: str, *, data_spec: str | None = None, split: str = "val") -> Evaluation:
+    def evaluate(self, name: str, *, data_spec: str | None = None,
+                 split: str = "val") -> Evaluation:
         """Score checkpoint ``name`` on a split of its own data, or of ``data_spec``."""
         sidecar = read_sidecar(self.checkpoint_dir, name)
         data_config = DataConfig(**sidecar["config"]["data"])
@@ -206,9 +207,9 @@ class Trainer:
 
     # --- shared machinery --------------------------------------------------------------
 
-    def _run_stage(self, model: nn.Module, record: dict[str, Any], data: PreparedData, stage: StageConfig,
-                   stage_idx: int, start: _Start, run_id: str, *, best_name: str,
-                   final_name: str | None, stage_idx_saved: int | None = None
+    def _run_stage(self, model: nn.Module, record: dict[str, Any], data: PreparedData,
+                   stage: StageConfig, stage_idx: int, start: _Start, run_id: str, *,
+                   best_name: str, final_name: str | None, stage_idx_saved: int | None = None
                    ) -> tuple[StageResult, _Start]:
         """Train one stage from ``start``, saving each new best as ``best_name``."""
         seed = self.config.run.seed

@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from slt_cli.config import StageConfig
-from slt_cli.data import PreparedData, Split
+from slt_cli.data import Split
 from slt_cli.data.transforms import augment, features
 from slt_cli.devices import parallelise
 from slt_cli.reporting import EpochMetrics, Reporter

@@ -34,7 +34,8 @@ def save(folder: Path, name: str, model: nn.Module, **extra: object) -> dict:
 def test_round_trip_is_bit_identical_and_sidecar_is_stable_json(tmp_path: Path) -> None:
     model = small_model()
     written = save(tmp_path, "best_model_stage_1", model)
-    loaded = load_weights(tmp_path, "best_model_stage_1", read_sidecar(tmp_path, "best_model_stage_1"))
+    sidecar = read_sidecar(tmp_path, "best_model_stage_1")
+    loaded = load_weights(tmp_path, "best_model_stage_1", sidecar)
     original = model.state_dict()
     assert loaded.keys() == original.keys()
     for key, value in original.items():

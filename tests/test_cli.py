@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.main import get_command
+from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app

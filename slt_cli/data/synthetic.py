@@ -8,8 +8,9 @@ personal style, so unseen signers are harder than unseen recordings, as in real 
 
 Coordinates are image-like, as MediaPipe gives them: x to the right and y downwards,
 both about 0..1 for the frame; z is depth on the same scale as x, about 0 at the
-shoulders and negative towards the camera. "left"/"right" are the signer's own sides;
-the camera faces the signer, so the signer's left shoulder has the larger x.
+shoulders and negative towards the camera, one depth scale for all joints (unlike
+MediaPipe's wrist-relative hand z). "left"/"right" are the signer's own sides; the
+camera faces the signer, so the signer's left shoulder has the larger x.
 """
 
 from __future__ import annotations
@@ -31,15 +32,12 @@ JOINTS: tuple[str, ...] = (
 )
 _LEFT_HAND = slice(len(POSE_JOINTS), len(POSE_JOINTS) + HAND_SIZE)
 _RIGHT_HAND = slice(len(POSE_JOINTS) + HAND_SIZE, len(JOINTS))
-# Where each joint lands when the picture is mirrored (left <-> right).
-_MIRROR = np.array([JOINTS.index(n.replace("left", "@").replace("right", "left")
-                                 .replace("@", "right")) for n in JOINTS])
 
 # Body frame: origin between the shoulders, 1 unit = half the shoulder width (~20 cm),
 # x towards the signer's left, y down, z towards the camera negative.
 _BODY = np.array([[0, -1.55, -0.45], [0.22, -1.75, -0.35], [-0.22, -1.75, -0.35],
                   [1, 0, 0], [-1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0],
-                  [0.72, 2.6, 0.05], [-0.72, 2.6, 0.05]])
+                  [0.72, 2.6, 0.05], [-0.72, 2.6, 0.05]])  # elbows, wrists: from the hands
 # Right hand, palm to the camera, fingers up, wrist at the origin; thumb first.
 _FINGER_BASE = np.array([[0.1, -0.1, -0.04], [0.12, -0.45, 0], [0, -0.47, 0],
                          [-0.1, -0.44, 0], [-0.19, -0.39, 0]])
@@ -60,7 +58,7 @@ class SyntheticSpec:
     frames: int = 48  # longest sequence, in frames; shorter ones are NaN-padded
     val_signers: int = 2  # signers held out for validation (unseen in training)
     test_signers: int = 2  # signers held out for test (0 = no test split)
-    seed: int = 0  # everything below follows from this
+    seed: int = 0  # the same seed gives the same arrays, NaN positions included
 
 
 def _check(spec: SyntheticSpec) -> None:
@@ -87,8 +85,10 @@ def _check(spec: SyntheticSpec) -> None:
     if spec.seed < 0:
         problems.append(f"synthetic: seed must be >= 0, got {spec.seed}")
     if not problems:
-        gib = spec.classes * spec.signers * spec.repeats * spec.frames * len(JOINTS) * 12 / 2**30
-        if gib > 4:
+        # float32 x, and about five times that in working arrays while it is made.
+        values = spec.classes * spec.signers * spec.repeats * spec.frames * len(JOINTS) * 3
+        gib = values * 4 * 6 / 2**30
+        if gib > 16:
             problems.append(f"synthetic: this spec would need about {gib:.0f} GiB of memory")
     if problems:
         raise DataError("\n".join(problems), hint="fewer classes, signers, repeats or frames")
@@ -172,7 +172,7 @@ def generate(spec: SyntheticSpec) -> RawData:
 
     Returns:
         RawData with x float32 ``(N, frames, 53, 3)`` laid out as `JOINTS`, where
-        N = classes * signers * repeats.
+        N = classes * signers * repeats; lengths run from frames/2 to frames.
 
     Raises:
         DataError: If the spec cannot be generated (it lists every problem).
@@ -187,12 +187,16 @@ def generate(spec: SyntheticSpec) -> RawData:
     # Classes. Kinds of the other hand: 0 rests at the hip, 1 mirrors the dominant hand,
     # 2 is a still base the dominant hand works against (the usual two-hand sign types).
     c_kind = rng.choice(3, K, p=[0.6, 0.2, 0.2])
-    c_center = rng.uniform([-1.0, -1.4, -1.4], [0.2, 1.2, -0.6], (K, 3))
+    # As in real sign languages, classes share a few places and hand shapes, so many
+    # of them differ in one feature only (minimal pairs).
+    places = rng.uniform([-1.0, -1.4, -1.4], [0.2, 1.2, -0.6], (max(3, K // 4), 3))
+    c_center = places[rng.integers(len(places), size=K)] + rng.normal(0, 0.15, (K, 3))
     c_center[c_kind == 1, 0] = np.minimum(c_center[c_kind == 1, 0], -0.45)  # no crossed arms
     c_coef = rng.normal(0, 0.4 / np.arange(1, H + 1)[:, None, None], (K, H, 2, 3)) * [1, 1, 0.6]
-    c_curl = rng.uniform(0, 1, (K, 2, 5))  # start and end hand shape; half keep theirs
-    c_curl[:, 1] = np.where(rng.random((K, 1)) < 0.5, c_curl[:, 0], c_curl[:, 1])
-    c_spread = rng.uniform(0, 1, K)
+    shapes = rng.uniform(0, 1, (max(3, K // 3), 6))  # five finger curls and the spread
+    c_shape = shapes[rng.integers(len(shapes), size=(K, 2))] + rng.normal(0, 0.08, (K, 2, 6))
+    c_shape[:, 1] = np.where(rng.random((K, 1)) < 0.5, c_shape[:, 0], c_shape[:, 1])
+    c_curl, c_spread = c_shape[..., :5], c_shape[:, 0, 5]  # start and end shape
     c_angles = rng.uniform(-0.8, 0.8, (K, 2, 3))
     c_angles[:, 1] = c_angles[:, 0] + rng.normal(0, 0.5, (K, 3)) * (rng.random((K, 1)) < 0.5)
     c_base_curl, c_base_angles = rng.uniform(0, 1, (K, 5)), rng.uniform(-0.8, 0.8, (K, 3))
@@ -204,9 +208,9 @@ def generate(spec: SyntheticSpec) -> RawData:
     s_body = rng.uniform(0.9, 1.1, (S, 3))  # head height, hip depth, hand size
     s_tempo = rng.uniform(0.6, 0.95, S)
     s_amp = rng.uniform(0.75, 1.3, (S, 1)) * rng.normal(1, 0.1, (S, 3))
-    s_offset = rng.normal(0, 0.2, (S, 3))
-    s_quirk = rng.normal(0, 0.12, (S, K, H, 2, 3))  # idiosyncratic path of each sign
-    s_curl, s_angles = rng.normal(0, 0.1, (S, 5)), rng.normal(0, 0.15, (S, 3))
+    s_offset = rng.normal(0, 0.3, (S, 3))
+    s_quirk = rng.normal(0, 0.18, (S, K, H, 2, 3))  # idiosyncratic path of each sign
+    s_curl, s_angles = rng.normal(0, 0.15, (S, 5)), rng.normal(0, 0.25, (S, 3))
     s_detect = rng.uniform(0.5, 1.5, S)  # lighting and camera: how often hands are lost
     # About a quarter are left-handed, one always in training so that mirrored signs
     # can be learned from somebody.
@@ -224,11 +228,11 @@ def generate(spec: SyntheticSpec) -> RawData:
     ease = (u * u * (3 - 2 * u))[..., None]  # smooth 0 -> 1 for hand-shape changes
 
     # The dominant hand, in the body frame of a right-handed signer.
-    coef = c_coef[y] + s_quirk[signer, y] + rng.normal(0, 0.05, (n, H, 2, 3))
-    center = c_center[y] + s_offset[signer] + rng.normal(0, 0.08, (n, 3))
+    coef = c_coef[y] + s_quirk[signer, y] + rng.normal(0, 0.1, (n, H, 2, 3))
+    center = c_center[y] + s_offset[signer] + rng.normal(0, 0.15, (n, 3))
     dom = _path(center, coef * s_amp[signer, None, None], u)
-    curl = np.clip(c_curl[y] + s_curl[signer, None] + rng.normal(0, 0.05, (n, 2, 5)), 0, 1)
-    angles = c_angles[y] + s_angles[signer, None] + rng.normal(0, 0.08, (n, 2, 3))
+    curl = np.clip(c_curl[y] + s_curl[signer, None] + rng.normal(0, 0.1, (n, 2, 5)), 0, 1)
+    angles = c_angles[y] + s_angles[signer, None] + rng.normal(0, 0.15, (n, 2, 3))
     size = s_body[signer, 2] * rng.normal(1, 0.02, n)
     spread = c_spread[y] + rng.normal(0, 0.05, n)
     dom_shape = _hand_shape(angles[:, :1] + (angles[:, 1:] - angles[:, :1]) * ease,
@@ -246,10 +250,10 @@ def generate(spec: SyntheticSpec) -> RawData:
     other_shape = np.where(kind[..., None, None] == 1, dom_shape, still_shape)
 
     # Wrists shake as a whole (per-frame detector noise), the hand follows.
-    dom_wrist = dom + rng.normal(0, 0.025, (n, T, 3))
-    other_wrist = other * [-1, 1, 1] + rng.normal(0, 0.025, (n, T, 3))
-    dom_hand = (dom_wrist[:, :, None] + dom_shape).astype(np.float32)
-    other_hand = (other_wrist[:, :, None] + other_shape * np.float32([-1, 1, 1])).astype(np.float32)
+    dom_wrist = (dom + rng.normal(0, 0.025, (n, T, 3))).astype(np.float32)
+    other_wrist = (other * [-1, 1, 1] + rng.normal(0, 0.025, (n, T, 3))).astype(np.float32)
+    dom_hand = dom_wrist[:, :, None] + dom_shape
+    other_hand = other_wrist[:, :, None] + other_shape * np.float32([-1, 1, 1])
     # Lost hands: more often for fast motion, the other hand and hands at rest.
     p_dom = s_detect[signer, None] * (0.01 + 0.3 * _speed(dom))
     p_other = s_detect[signer, None] * (np.where(kind == 0, 0.12, 0.03) + 0.3 * _speed(other))
@@ -260,32 +264,38 @@ def generate(spec: SyntheticSpec) -> RawData:
     # matrix below flips x. The body template is symmetric, so swapping its sides
     # is flipping the sign of x.
     x = np.empty((n, T, len(JOINTS), 3), np.float32)
-    sign = np.where(flip, -1.0, 1.0)[:, None, None]
-    x[:, :, :len(POSE_JOINTS)] = _BODY * np.stack([sign, s_body[signer, :1, None],
-                                                    np.ones_like(sign)], axis=-1)
-    x[:, :, 9:, 1] *= (s_body[signer, 1] / s_body[signer, 0])[:, None, None]  # hips
-    for slot, mine, theirs in ((_LEFT_HAND, other_hand, dom_hand), (_RIGHT_HAND, dom_hand, other_hand)):
-        np.copyto(x[:, :, slot], mine)
-        np.copyto(x[:, :, slot], theirs, where=flip[:, None, None, None])
-    for side, wrist, mine, theirs in ((1, 7, other_wrist, dom_wrist), (-1, 8, dom_wrist, other_wrist)):
-        x[:, :, wrist] = np.where(flip[:, None, None], theirs, mine)
+    sign = np.where(flip, -1.0, 1.0)
+    body = np.broadcast_to(_BODY, (n, len(POSE_JOINTS), 3)).copy()
+    body[:, :, 0] *= sign[:, None]
+    body[:, :3, 1] *= s_body[signer, :1]  # head height
+    body[:, 9:, 1] *= s_body[signer, 1:2]  # hip depth
+    x[:, :, :len(POSE_JOINTS)] = body[:, None]
+    slots = ((1, 7, _LEFT_HAND, other_wrist, other_hand, dom_wrist, dom_hand),
+             (-1, 8, _RIGHT_HAND, dom_wrist, dom_hand, other_wrist, other_hand))
+    for side, wrist, hand, my_wrist, my_hand, their_wrist, their_hand in slots:
+        np.copyto(x[:, :, hand], my_hand)
+        np.copyto(x[:, :, hand], their_hand, where=flip[:, None, None, None])
+        # The pose wrist comes from the wrist path, so it stays when the hand is lost.
+        x[:, :, wrist] = np.where(flip[:, None, None], their_wrist, my_wrist)
         shoulder = x[:, :, wrist - 4]
         reach = np.linalg.norm(x[:, :, wrist] - shoulder, axis=-1, keepdims=True)
         lift = np.sqrt(np.maximum(1.45**2 - (reach / 2) ** 2, 0.05))  # upper arm ~ forearm
-        x[:, :, wrist - 2] = (shoulder + x[:, :, wrist]) / 2 + lift * np.stack(
-            [0.33 * side * sign[:, :, 0], 0.9 + 0 * sign[:, :, 0], 0.28 + 0 * sign[:, :, 0]], -1)
+        outward = np.stack([0.33 * side * sign, np.full(n, 0.9), np.full(n, 0.28)], -1)
+        x[:, :, wrist - 2] = (shoulder + x[:, :, wrist]) / 2 + lift * outward[:, None]
 
     # Camera: small rotation, the signer's size and place, body sway, landmark jitter.
     scale = s_scale[signer] * rng.normal(1, 0.04, n)
     cam = _rotation(rng.normal(0, [0.17, 0.1, 0.06], (n, 3))) * scale[:, None, None]
-    cam[:, :, 0] *= sign[:, :, 0]
+    cam[:, :, 0] *= sign[:, None]
+    body_frame = x
     x = (x.reshape(n, -1, 3) @ cam.swapaxes(1, 2).astype(np.float32)).reshape(x.shape)
     sway = 0.04 * np.sin(2 * np.pi * (u[..., None] * rng.uniform(0.3, 1, (n, 1, 3))
                                       + rng.random((n, 1, 3))))
     place = np.concatenate([s_place[signer] + rng.normal(0, 0.015, (n, 2)), np.zeros((n, 1))], 1)
     x += (sway * scale[:, None, None] + place[:, None]).astype(np.float32)[:, :, None]
-    # Uniform rather than Gaussian jitter: four times cheaper to draw, as good here.
-    jitter = rng.random(x.shape, dtype=np.float32)
+    # Uniform rather than Gaussian jitter: four times cheaper to draw, as good here;
+    # drawn into the spent body-frame array, as fresh memory is slow to touch first.
+    jitter = rng.random(dtype=np.float32, out=body_frame)
     jitter -= 0.5
     jitter *= 0.007
     x += jitter

@@ -1,0 +1,39 @@
+"""Checks that need a CUDA device; run with `pytest -m gpu` on a GPU machine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from slt_cli import Trainer, load_config
+from slt_cli.checkpoints import load_weights, read_sidecar
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_data_parallel_training_saves_bare_weights_that_load_on_cpu(tiny_toml: Path,
+                                                                     tmp_path: Path) -> None:
+    config = load_config(tiny_toml)
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, multi_gpu=True))
+    trainer = Trainer(config, checkpoint_dir=tmp_path, device="cuda")
+    trainer.devices = 2  # DataParallel's scatter/gather path, even on a one-GPU machine
+    result = trainer.train(force=True)
+    assert len(result.stages) == 2
+    sidecar = read_sidecar(tmp_path, "best_model_stage_2")
+    tensors = load_weights(tmp_path, "best_model_stage_2", sidecar)
+    assert not any(key.startswith("module.") for key in tensors)
+    assert all(t.device.type == "cpu" for t in tensors.values())
+    on_cpu = Trainer(config, checkpoint_dir=tmp_path, device="cpu")
+    scored = on_cpu.evaluate("best_model_stage_2", split="val")
+    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=0.02)
+
+
+def test_auto_device_picks_the_gpu(tiny_toml: Path, tmp_path: Path) -> None:
+    trainer = Trainer(load_config(tiny_toml), checkpoint_dir=tmp_path)
+    assert trainer.device.type == "cuda"
