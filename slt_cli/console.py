@@ -7,6 +7,7 @@ so ``slt list --json | jq`` always works.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,8 +26,17 @@ from rich.table import Table
 
 from slt_cli.reporting import EpochMetrics, Reporter
 
-out = Console()
-err = Console(stderr=True)
+
+def _console(stderr: bool) -> Console:
+    """A console that, when piped or logged, neither wraps lines nor crops tables."""
+    console = Console(stderr=stderr, soft_wrap=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 
 def print_json(value: Any) -> None:
@@ -122,8 +132,8 @@ class RichReporter(Reporter):
 def stage_table(results: Sequence[Any], title: str) -> Table:
     """The end-of-run summary: one row per stage, with the change it brought."""
     table = Table(title=title, title_justify="left")
-    for column in ("stage", "name", "val loss", "val acc", "change (acc)", "best epoch",
-                   "time", "checkpoint"):
+    for column in ("stage", "name", "val loss", "val acc", "Δ acc", "best epoch", "time",
+                   "checkpoint"):
         table.add_column(column, justify="right" if column.startswith(("val", "best")) else "left")
     for result in results:
         table.add_row(str(result.stage_idx), result.name, f"{result.val_loss:.4f}",
