@@ -34,7 +34,7 @@ from slt_cli.data import PreparedData, load_data
 from slt_cli.data.transforms import feature_count, mirror_permutation
 from slt_cli.devices import device_count, resolve_device
 from slt_cli.errors import CheckpointError, ConfigError, DataError
-from slt_cli.models import build_model
+from slt_cli.models import build_model, resolved_settings
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.training import (
     StageSetup,
@@ -272,7 +272,8 @@ class Trainer:
     @staticmethod
     def _model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
         """What rebuilds the network, as the sidecar's ``model`` key stores it."""
-        return {"name": name, "settings": dict(settings), "num_classes": len(data.classes),
+        return {"name": name, "settings": resolved_settings(name, settings),
+                "num_classes": len(data.classes),
                 "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
                 "num_frames": data.num_frames}
 

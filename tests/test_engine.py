@@ -33,6 +33,8 @@ def test_a_run_saves_both_checkpoints_of_every_stage(tiny_toml: Path, tmp_path: 
     assert sidecar["config"]["stage"]["lr"] == 1e-3
     assert sidecar["config"]["data"]["source"].startswith("synthetic:")
     assert sidecar["model"]["name"] == "conv_transformer" and sidecar["classes"][0] == "sign_000"
+    assert sidecar["model"]["settings"]["dim"] == 16  # from the config
+    assert sidecar["model"]["settings"]["kernel_size"] > 0  # a builder default, resolved
     epochs = reporter.named("epoch_done")
     assert [(m.stage_idx, m.epoch) for m in epochs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     best = max((m for m in epochs if m.stage_idx == 2), key=lambda m: m.val_accuracy)

@@ -276,3 +276,10 @@ def test_trains_on_cuda_under_data_parallel_and_bf16(name: str) -> None:
         logits = model(clips.cuda())
     F.cross_entropy(logits.float(), labels.cuda()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_resolved_settings_fill_in_the_builder_defaults() -> None:
+    from slt_cli.models import resolved_settings
+
+    settings = resolved_settings("gru", {"hidden": 8})
+    assert settings == {"dim": 64, "hidden": 8, "layers": 2, "bidirectional": True}

@@ -107,6 +107,16 @@ def model_setting_problems(name: str, settings: Mapping[str, object]) -> list[st
     return problems
 
 
+def resolved_settings(name: str, settings: Mapping[str, object]) -> dict[str, object]:
+    """Every setting of model ``name``, the builder's defaults filled in.
+
+    A checkpoint stores this, so it rebuilds the same network even after a default
+    changes in a later version.
+    """
+    defaults = _setting_defaults(MODEL_BUILDERS[name])
+    return {**defaults, **{key: value for key, value in settings.items() if key != "name"}}
+
+
 def _setting_defaults(builder: Callable[..., nn.Module]) -> dict[str, object]:
     """A builder's user settings and their defaults, in signature order."""
     return {
