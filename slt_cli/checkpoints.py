@@ -9,17 +9,19 @@ Nothing here imports torch at module level: ``slt list`` reads sidecars alone.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slt_cli.errors import CheckpointError
+from slt_cli.errors import CheckpointError, StorageError
 
 if TYPE_CHECKING:
     import torch
@@ -72,17 +74,7 @@ def sidecar_path(directory: Path, name: str) -> Path:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all: temp file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    _commit(_write_temp(path, data), path)
 
 
 def save_checkpoint(
@@ -96,38 +88,80 @@ def save_checkpoint(
     The weights are stored without any ``module.`` prefix (the caller passes the
     unwrapped model's state), contiguous, on the CPU. ``sidecar`` gets
     ``schema_version``, ``created_at`` and ``weights_sha256`` filled in.
+
+    Both files are written to temporary names and fsynced before either is renamed
+    into place, weights first. A kill between the two renames leaves the new sidecar
+    waiting under its temporary name; ``settle`` (run by every reader) finishes it.
+
+    Raises:
+        CheckpointError: when a tensor holds NaN or infinity (never saved).
+        StorageError: when the folder cannot be written.
     """
+    import torch
     from safetensors.torch import save as save_tensors
 
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    broken = [key for key, value in tensors.items()
+              if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(f"refusing to save {name}: {broken[0]} holds NaN or infinity")
     blob = save_tensors(tensors, metadata={"format": "pt", "slt_schema": str(SCHEMA_VERSION)})
     record = dict(sidecar)
     record["schema_version"] = SCHEMA_VERSION
     record["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["weights_sha256"] = hashlib.sha256(blob).hexdigest()
-    atomic_write_bytes(weights_path(directory, name), blob)
     text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    atomic_write_bytes(sidecar_path(directory, name), text.encode("utf-8"))
+    weights_tmp = _write_temp(weights_path(directory, name), blob)
+    sidecar_tmp = _write_temp(sidecar_path(directory, name), text.encode("utf-8"))
+    _commit(weights_tmp, weights_path(directory, name))
+    fault_point()  # the one instant where the two files disagree; see settle()
+    _commit(sidecar_tmp, sidecar_path(directory, name))
     return record
 
 
+def settle(directory: Path) -> None:
+    """Finish or discard writes a killed process left behind.
+
+    A sidecar still under its temporary name whose hash matches the weights in place
+    is the second half of an interrupted ``save_checkpoint``: it is renamed into
+    place. Every other temporary file is an unfinished write and is removed; the
+    files it was meant to replace are still whole.
+    """
+    if not directory.is_dir():
+        return
+    for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.*.tmp")):
+        final = directory / tmp.name[1:].split(f"{SIDECAR_SUFFIX}.", 1)[0]
+        target = final.with_name(final.name + SIDECAR_SUFFIX)
+        try:
+            pending = json.loads(tmp.read_text(encoding="utf-8"))
+            weights = final.with_name(final.name + WEIGHTS_SUFFIX).read_bytes()
+        except (OSError, ValueError):
+            tmp.unlink(missing_ok=True)
+            continue
+        if hashlib.sha256(weights).hexdigest() == pending.get("weights_sha256"):
+            os.replace(tmp, target)
+        else:
+            tmp.unlink(missing_ok=True)
+    for tmp in directory.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def read_sidecar(directory: Path, name: str) -> dict[str, Any]:
-    """The sidecar of checkpoint ``name``, migrated to the current schema.
+    """The sidecar of checkpoint ``name``, migrated to the current schema and checked.
 
     Raises:
-        CheckpointError: when the checkpoint does not exist (naming the closest ones)
-            or its sidecar is not valid JSON.
+        CheckpointError: when the checkpoint does not exist (naming the closest ones),
+            or its sidecar is not valid JSON or lacks or mistypes a key.
     """
     path = sidecar_path(directory, name)
+    settle(directory)
     if not path.is_file():
         raise unknown_checkpoint(directory, name)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable sidecar ({exc})") from None
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path}: sidecar is not a JSON object")
-    return _migrate(record)
+    record, problem = _read_record(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}",
+                              hint="The sidecar was edited or damaged; retrain or restore it.")
+    return record
 
 
 def load_weights(directory: Path, name: str, sidecar: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -154,25 +188,26 @@ def load_weights(directory: Path, name: str, sidecar: Mapping[str, Any]) -> dict
         raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
 
 
-def list_checkpoints(directory: Path) -> list[dict[str, Any]]:
-    """Every checkpoint's sidecar in ``directory`` (not archived ones), oldest first.
+def list_checkpoints(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every checkpoint's sidecar in ``directory`` (not archived ones), oldest first,
+    and one line for each sidecar that could not be used (never fatal).
 
-    Each record gets a ``name`` key. Unreadable sidecars are skipped, never fatal.
+    Each record gets a ``name`` key.
     """
-    records = []
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
     if not directory.is_dir():
-        return records
+        return records, problems
+    settle(directory)
     for path in directory.glob(f"*{SIDECAR_SUFFIX}"):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        record, problem = _read_record(path)
+        if problem:
+            problems.append(f"{path.name}: {problem}")
             continue
-        if isinstance(record, dict):
-            record = _migrate(record)
-            record["name"] = path.name[: -len(SIDECAR_SUFFIX)]
-            records.append(record)
-    records.sort(key=lambda r: (str(r.get("created_at", "")), r["name"]))
-    return records
+        record["name"] = path.name[: -len(SIDECAR_SUFFIX)]
+        records.append(record)
+    records.sort(key=lambda r: (str(r["created_at"]), r["name"]))
+    return records, problems
 
 
 def checkpoint_names(directory: Path) -> list[str]:
@@ -228,9 +263,101 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+# key -> accepted JSON types; a sidecar is checked against this before anyone uses it.
+_SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,), "stage_idx": (int,), "stage_name": (str,),
+    "stage_description": (str, type(None)), "val_loss": (int, float),
+    "val_accuracy": (int, float), "config": (dict,), "training_time": (int, float),
+    "epoch": (int,), "created_at": (str,), "classes": (list,), "model": (dict,),
+    "parent": (str, type(None)), "slt_version": (str,), "weights_sha256": (str,),
+    "run_id": (str, type(None)),
+}
+_MODEL_TYPES: dict[str, type] = {"name": str, "settings": dict, "in_features": int,
+                                 "num_classes": int, "num_frames": int}
+
+
+def _read_record(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A sidecar from disk, migrated, and what is wrong with it (None when nothing)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {}, f"unreadable sidecar ({exc})"
+    if not isinstance(record, dict):
+        return {}, "sidecar is not a JSON object"
+    record = _migrate(record)
+    missing = [key for key in _SIDECAR_TYPES if key not in record]
+    if missing:
+        return record, f"sidecar lacks {', '.join(missing)}"
+    for key, types in _SIDECAR_TYPES.items():
+        value = record[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return record, f"sidecar key {key!r} has the wrong type ({type(value).__name__})"
+    model = record["model"]
+    for key, kind in _MODEL_TYPES.items():
+        if not isinstance(model.get(key), kind) or isinstance(model.get(key), bool):
+            return record, f"sidecar key 'model.{key}' is missing or of the wrong type"
+    if not all(isinstance(name, str) for name in record["classes"]):
+        return record, "sidecar key 'classes' must list names"
+    return record, None
+
+
 def _migrate(record: dict[str, Any]) -> dict[str, Any]:
     """Bring a sidecar of an older schema up to date (fill keys later versions added)."""
     record.setdefault("schema_version", SCHEMA_VERSION)
     for key in ("parent", "run_id", "stage_description"):
         record.setdefault(key, None)
     return record
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """``data`` in a fsynced temporary file beside ``path`` (same file system)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            fault_point()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        Path(name).unlink(missing_ok=True)
+        raise _storage_error(path, exc) from None
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` over ``path`` and make the rename itself durable."""
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    machine = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+    hint = ("Free some space, or write elsewhere with --checkpoint-dir." if machine else
+            "Choose a folder you can write to with --checkpoint-dir.")
+    return StorageError(f"cannot write {path}: {exc.strerror}", hint, machine_fault=machine)
+
+
+_fault_hits = 0
+
+
+def fault_point() -> None:
+    """Fault-injection hook for the kill tests: with ``SLT_TEST_KILL_AT=N`` in the
+    environment, the N-th call kills this process with SIGKILL. A no-op otherwise."""
+    global _fault_hits
+    target = os.environ.get("SLT_TEST_KILL_AT")
+    if not target:
+        return
+    _fault_hits += 1
+    if _fault_hits == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +35,9 @@ ConfigPath = Annotated[Path | None, typer.Option(
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Carry on the interrupted run in the checkpoint folder (other flags "
+    "but --checkpoint-dir and --device are taken from that run).")]
 
 
 def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -80,7 +85,8 @@ def main_options(
 
 @command()
 def train(
-    stages: Annotated[str, typer.Option(help="Stages to run: all, 3, 2-4 or 1,3,5.")] = "all",
+    stages: Annotated[str, typer.Option(
+        help="Stages to run: all, 3, 2-4, 1,3,5 or names.")] = "all",
     force: Annotated[bool, typer.Option(
         help="Run every selected stage whatever the improvement (threshold -1.0).")] = False,
     config: ConfigPath = None,
@@ -96,6 +102,7 @@ def train(
     multi_gpu: Annotated[bool | None, typer.Option(
         "--multi-gpu/--no-multi-gpu", help="Use all visible GPUs [default: run.multi_gpu].",
         show_default=False)] = None,
+    resume: Resume = False,
 ) -> None:
     """Train the stages of stages.toml, saving each stage's best model."""
     from slt_cli.config import find_config, load_config, parse_stage_selection, with_overrides
@@ -104,11 +111,11 @@ def train(
     settings = with_overrides(load_config(find_config(config)), run_seed=seed,
                               run_multi_gpu=multi_gpu, data_source=data,
                               stage_epochs=epochs_per_stage)
-    selected = parse_stage_selection(stages, len(settings.stages))
+    selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     reporter = console.RichReporter()
-    with reporter.running():
-        result = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device,
-                         reporter=reporter).train(selected, force=force)
+    trainer = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device, reporter=reporter)
+    with reporter.running(), _stop_on_interrupt(trainer):
+        result = trainer.resume("train") if resume else trainer.train(selected, force=force)
     console.out.print(console.stage_table(result.stages, f"run {result.run_id}"))
     if result.stopped:
         console.err.print(f"stopped early: {result.stopped}", highlight=False)
@@ -116,35 +123,41 @@ def train(
 
 @command("continue")
 def continue_run(
-    model: Annotated[str, typer.Argument(
-        help="Checkpoint to start from, e.g. best_model_stage_5.")],
-    type_: Annotated[str, typer.Option(
-        "--type", help="Preset from [continue.<type>]: fine_tune, regularization, exploration.")],
+    model: Annotated[str | None, typer.Argument(
+        help="Checkpoint to start from, e.g. best_model_stage_5.", show_default=False)] = None,
+    type_: Annotated[str | None, typer.Option(
+        "--type", help="Preset from [continue.<type>]: fine_tune, regularization, exploration.",
+        show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(
         min=1, help="Override the preset's epochs.", show_default=False)] = None,
     config: ConfigPath = None,
     checkpoint_dir: CheckpointDir = None,
     device: Device = "auto",
+    resume: Resume = False,
 ) -> None:
     """Train further from a saved checkpoint with a named preset."""
     from slt_cli.config import find_config, load_config
     from slt_cli.engine import Trainer
 
-    settings = load_config(find_config(config))
+    if not resume and (model is None or type_ is None):
+        raise SltError("continue needs a checkpoint and --type",
+                       hint="For example: slt continue best_model_stage_5 --type exploration.")
     reporter = console.RichReporter()
-    with reporter.running():
-        result = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device,
-                         reporter=reporter).continue_from(model, type_, epochs=epochs)
-    console.out.print(console.stage_table([result], f"continued from {model}"))
+    trainer = Trainer(load_config(find_config(config)), checkpoint_dir=checkpoint_dir,
+                      device=device, reporter=reporter)
+    with reporter.running(), _stop_on_interrupt(trainer):
+        if resume:
+            stages = trainer.resume("continue").stages
+        else:
+            stages = (trainer.continue_from(model, type_, epochs=epochs),)  # type: ignore[arg-type]
+    console.out.print(console.stage_table(stages, f"continued from {stages[0].parent}"))
 
 
 @command("list")
 def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -> None:
     """List saved checkpoints (reads sidecars only, so it answers at once)."""
-    from slt_cli.checkpoints import list_checkpoints as read_all
-
     folder = checkpoint_dir or configured_checkpoint_dir()
-    records = read_all(folder)
+    records = _readable_checkpoints(folder)
     summary = [{key: r.get(key) for key in (
         "name", "stage_idx", "stage_name", "val_loss", "val_accuracy", "training_time",
         "epoch", "parent", "created_at", "run_id")} for r in records]
@@ -165,10 +178,9 @@ def analyze(
 ) -> None:
     """Compare the best model of each stage with the stage before it."""
     from slt_cli.analysis import analyze as compare
-    from slt_cli.checkpoints import list_checkpoints as read_all
 
     folder = checkpoint_dir or configured_checkpoint_dir()
-    analysis = compare(read_all(folder))
+    analysis = compare(_readable_checkpoints(folder))
     if json:
         console.print_json(analysis.to_dict())
         return
@@ -231,6 +243,33 @@ def smoke(
     console.out.print(f"{len(checks) - failed} passed, {failed} failed", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _stop_on_interrupt(trainer: Any) -> Iterator[None]:
+    """First Ctrl-C: finish the batch, save the resume state, exit 130. Second: at once."""
+
+    def first_interrupt(signum: int, frame: Any) -> None:
+        console.err.print("stopping after this batch; Ctrl-C again to quit at once",
+                          highlight=False)
+        trainer.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _readable_checkpoints(folder: Path) -> list[dict[str, Any]]:
+    """The folder's checkpoints; each damaged sidecar is named on stderr, then skipped."""
+    from slt_cli.checkpoints import list_checkpoints
+
+    records, problems = list_checkpoints(folder)
+    for problem in problems:
+        console.err.print(f"warning: skipped {problem}", highlight=False)
+    return records
 
 
 def main() -> None:

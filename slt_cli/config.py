@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -137,8 +137,15 @@ class Config:
     source: str = "<built-in stages.toml>"  # where it was read from, for messages
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as plain JSON-ready values."""
-        return dataclasses.asdict(self)
+        """The resolved configuration as plain values, shaped like stages.toml, so
+        ``build_config(config.to_dict(), ...)`` gives the same configuration back."""
+        return {
+            "run": dataclasses.asdict(self.run),
+            "data": dataclasses.asdict(self.data),
+            "model": {"name": self.model.name, **self.model.settings},
+            "stages": [dataclasses.asdict(stage) for stage in self.stages],
+            "continue": {key: dataclasses.asdict(preset) for key, preset in self.presets.items()},
+        }
 
 
 def default_config_text() -> str:
@@ -190,6 +197,11 @@ def parse_config(text: str, source: str) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return build_config(raw, source)
+
+
+def build_config(raw: Mapping[str, Any], source: str) -> Config:
+    """Check a stages.toml-shaped mapping and make a Config of it (see ``parse_config``)."""
     problems: list[str] = []
 
     def report(where: str, message: str) -> None:
@@ -233,28 +245,35 @@ def with_overrides(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, run=run, data=data, stages=stages)
 
 
-def parse_stage_selection(text: str, count: int) -> list[int]:
-    """``all``, ``3``, ``2-4``, ``1,3,5`` (or a mix, ``1-2,5``) as sorted 1-based indices.
+def parse_stage_selection(text: str, names: Sequence[str]) -> list[int]:
+    """``all``, ``3``, ``2-4``, ``1,3,5``, stage names (``augmentation``,
+    ``baseline-regularization``) or a mix, as sorted 1-based indices.
 
     Raises:
-        ConfigError: for anything else, or an index outside 1..count.
+        ConfigError: for anything else, or a stage the config does not have.
     """
+    count = len(names)
     if text.strip() == "all":
         return list(range(1, count + 1))
+
+    def index(word: str) -> int:
+        word = word.strip()
+        if word.isdigit():
+            if not 1 <= int(word) <= count:
+                raise ConfigError(f"--stages {text!r}: no stage {word}; the config has 1..{count}")
+            return int(word)
+        if word in names:
+            return names.index(word) + 1
+        raise ConfigError(f"--stages {text!r}: no stage {word!r}",
+                          hint=f"Use all, N, N-M, N,M or stage names: {', '.join(names)}.")
+
     chosen: set[int] = set()
-    try:
-        for part in text.split(","):
-            low, dash, high = part.strip().partition("-")
-            first, last = int(low), int(high) if dash else int(low)
-            if first > last:
-                raise ValueError
-            chosen.update(range(first, last + 1))
-    except ValueError:
-        raise ConfigError(f"--stages {text!r}: expected all, N, N-M or N,M,...",
-                          hint="For example: --stages all, --stages 3, --stages 2-4.") from None
-    outside = sorted(i for i in chosen if not 1 <= i <= count)
-    if outside:
-        raise ConfigError(f"--stages {text!r}: no stage {outside[0]}; the config has 1..{count}")
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        low, high = index(first), index(last) if dash else index(first)
+        if low > high:
+            raise ConfigError(f"--stages {text!r}: {part.strip()!r} runs backwards")
+        chosen.update(range(low, high + 1))
     return sorted(chosen)
 
 
@@ -379,6 +398,6 @@ def _positive(obj: Any, *names: str) -> list[tuple[str, str]]:
 
 __all__ = [
     "CONFIG_FILE_NAME", "CONTINUE_TYPES", "AugmentConfig", "Config", "DataConfig",
-    "ModelConfig", "RunConfig", "StageConfig", "find_config", "load_config",
+    "ModelConfig", "RunConfig", "StageConfig", "build_config", "find_config", "load_config",
     "parse_config", "parse_stage_selection", "quick_test_config", "with_overrides",
 ]

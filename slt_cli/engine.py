@@ -2,13 +2,13 @@
 
 A ``Trainer`` holds what every door shares (config, checkpoint folder, device,
 reporter); each method prepares a starting point and runs stages through
-``training.fit_stage``. It returns results and never prints.
+``training.StageRun``. It returns results and never prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +29,21 @@ from slt_cli.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.config import Config, DataConfig, StageConfig
+from slt_cli.config import AugmentConfig, Config, DataConfig, StageConfig, build_config
 from slt_cli.data import PreparedData, load_data
 from slt_cli.data.transforms import feature_count, mirror_permutation
 from slt_cli.devices import device_count, resolve_device
-from slt_cli.errors import CheckpointError, ConfigError, DataError
+from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
+from slt_cli.lock import folder_lock
 from slt_cli.models import build_model, resolved_settings
 from slt_cli.reporting import EpochMetrics, Reporter
+from slt_cli.resume import clear_resume, has_resume, load_resume, save_resume
 from slt_cli.training import (
+    StageInterrupted,
+    StageRun,
     StageSetup,
     State,
     TensorSplit,
-    fit_stage,
     improvement,
     predict_logits,
     score,
@@ -97,6 +100,10 @@ class _Start:
 class Trainer:
     """The engine. ``Trainer(config).train()`` runs every stage of ``config``.
 
+    Every run follows a *plan*: a JSON-ready list of steps (one stage each, with the
+    names it saves under) and how far it got. The plan is saved with the training
+    state after every epoch, so ``resume()`` can carry on from it.
+
     Args:
         config: A loaded, checked configuration (``config.load_config``).
         checkpoint_dir: Where checkpoints live; defaults to ``config.run.checkpoint_dir``.
@@ -111,8 +118,14 @@ class Trainer:
         self.device = resolve_device(device)
         self.devices = device_count(self.device, config.run.multi_gpu)
         self.reporter = reporter or Reporter()
+        self._stop = threading.Event()
 
-    # --- the three doors ---------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the run to stop after the current batch and save its resume state
+        (safe to call from a signal handler)."""
+        self._stop.set()
+
+    # --- the doors ---------------------------------------------------------------------
 
     def train(self, stages: Sequence[int] | None = None, *, force: bool = False) -> RunResult:
         """Run the selected stages (1-based; all by default) in order.
@@ -127,37 +140,24 @@ class Trainer:
         selected = list(stages) if stages else list(range(1, len(config.stages) + 1))
         data = self._data(config.data, config.run.seed)
         record = self._model_record(config.model.name, config.model.settings, data)
-        model = self._build(record)
+        steps = [{"stage_idx": i, "saved_idx": i,
+                  "stage": dataclasses.asdict(config.stages[i - 1]),
+                  "best_name": best_checkpoint_name(i),
+                  "final_name": stage_checkpoint_name(i, config.stages[i - 1].name)}
+                 for i in selected]
         run_id = new_run_id()
-        overwritten = [name for i in selected for name in (
-            best_checkpoint_name(i), stage_checkpoint_name(i, config.stages[i - 1].name))]
-        archived = tuple(archive_existing(self.checkpoint_dir, overwritten, run_id))
-        if archived:
-            self.reporter.note(f"moved {len(archived)} earlier checkpoint(s) to "
-                               f"{self.checkpoint_dir / 'archive' / run_id}")
-        self.reporter.run_started(
-            stages=[(i, config.stages[i - 1].name) for i in selected], device=str(self.device),
-            devices=self.devices, batch_size=self._batch_size(),
-            train_size=len(data.splits["train"]), val_size=len(data.splits["val"]))
-        threshold = -1.0 if force else config.run.improvement_threshold
-        start = self._saved_start(selected[0] - 1, record)
-        results: list[StageResult] = []
-        stopped = None
-        for position, stage_idx in enumerate(selected):
-            stage = config.stages[stage_idx - 1]
-            result, start = self._run_stage(
-                model, record, data, stage, stage_idx, start, run_id,
-                best_name=best_checkpoint_name(stage_idx),
-                final_name=stage_checkpoint_name(stage_idx, stage.name))
-            results.append(result)
-            last = position == len(selected) - 1
-            if not last and result.gain is not None and result.gain < threshold:
-                stopped = (f"stage {stage_idx} ({stage.name}) improved {config.run.monitor} by "
-                           f"{result.gain:+.4f}, less than the threshold {threshold}; "
-                           "use --force to run every stage")
-                self.reporter.note(stopped)
-                break
-        return RunResult(run_id=run_id, stages=tuple(results), stopped=stopped, archived=archived)
+        with folder_lock(self.checkpoint_dir, run_id):
+            self._refuse_over_interrupted_run()
+            start = self._saved_start(selected[0] - 1, record)
+            overwritten = [name for step in steps
+                           for name in (step["best_name"], step["final_name"])]
+            archived = archive_existing(self.checkpoint_dir, overwritten, run_id)
+            if archived:
+                self.reporter.note(f"moved {len(archived)} earlier checkpoint(s) to "
+                                   f"{self.checkpoint_dir / 'archive' / run_id}")
+            plan = self._plan("train", run_id, data, record, steps, start,
+                              threshold=-1.0 if force else config.run.improvement_threshold)
+            return self._execute(plan, data, self._build(record), start.state, archived=archived)
 
     def continue_from(self, name: str, preset: str, *, epochs: int | None = None) -> StageResult:
         """Train further from checkpoint ``name`` with ``[continue.<preset>]``.
@@ -173,16 +173,41 @@ class Trainer:
         if epochs is not None:
             stage = dataclasses.replace(stage, epochs=epochs)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        data = self._data(DataConfig(**sidecar["config"]["data"]), sidecar["config"]["run"]["seed"])
+        data = self._data(DataConfig(**sidecar["config"]["data"]),
+                          sidecar["config"]["run"]["seed"])
         record = self._checked_record(name, sidecar, data)
-        model = self._build(record)
-        start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
-                       (sidecar["val_loss"], sidecar["val_accuracy"]))
-        result, _ = self._run_stage(
-            model, record, data, stage, sidecar["stage_idx"] + 1, start, new_run_id(),
-            best_name=free_name(self.checkpoint_dir, f"{name}_{preset}"), final_name=None,
-            stage_idx_saved=sidecar["stage_idx"])
-        return result
+        run_id = new_run_id()
+        with folder_lock(self.checkpoint_dir, run_id):
+            self._refuse_over_interrupted_run()
+            start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
+                           (sidecar["val_loss"], sidecar["val_accuracy"]))
+            step = {"stage_idx": sidecar["stage_idx"] + 1, "saved_idx": sidecar["stage_idx"],
+                    "stage": dataclasses.asdict(stage),
+                    "best_name": free_name(self.checkpoint_dir, f"{name}_{preset}"),
+                    "final_name": None}
+            plan = self._plan("continue", run_id, data, record, [step], start, threshold=-1.0)
+            return self._execute(plan, data, self._build(record), start.state).stages[0]
+
+    def resume(self, kind: str = "train") -> RunResult:
+        """Carry on the interrupted ``kind`` run (``train`` or ``continue``) in the
+        checkpoint folder from its last saved position, as if it had never stopped."""
+        with folder_lock(self.checkpoint_dir, "resume"):
+            plan, tensors = load_resume(self.checkpoint_dir)
+            if plan["kind"] != kind:
+                raise SltError(f"the interrupted run in {self.checkpoint_dir} is "
+                               f"`slt {plan['kind']}`, not `slt {kind}`",
+                               hint=f"Resume it with `slt {plan['kind']} --resume`.")
+            self.config = build_config(plan["config"], f"run {plan['run_id']}")
+            self.devices = device_count(self.device, self.config.run.multi_gpu)
+            data = self._data(DataConfig(**plan["data"]), plan["data_seed"])
+            record = plan["record"]
+            if self._model_record(record["name"], record["settings"], data) != record:
+                raise DataError(f"the data of run {plan['run_id']} changed since it stopped",
+                                hint="Put the data back as it was, or start a new run.")
+            self.reporter.note(f"resuming run {plan['run_id']} at step {plan['position'] + 1}, "
+                               f"epoch {plan['stage']['epoch']}")
+            return self._execute(plan, data, self._build(record), None,
+                                 snapshot=(tensors, plan["stage"]))
 
     def evaluate(self, name: str, *, data_spec: str | None = None,
                  split: str = "val") -> Evaluation:
@@ -205,48 +230,112 @@ class Trainer:
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
                           loss=loss, accuracy=accuracy, top5_accuracy=top5, per_class=per_class)
 
-    # --- shared machinery --------------------------------------------------------------
+    # --- running a plan ----------------------------------------------------------------
 
-    def _run_stage(self, model: nn.Module, record: dict[str, Any], data: PreparedData,
-                   stage: StageConfig, stage_idx: int, start: _Start, run_id: str, *,
-                   best_name: str, final_name: str | None, stage_idx_saved: int | None = None
-                   ) -> tuple[StageResult, _Start]:
-        """Train one stage from ``start``, saving each new best as ``best_name``."""
-        seed = self.config.run.seed
-        if start.state is not None:
+    def _plan(self, kind: str, run_id: str, data: PreparedData, record: dict[str, Any],
+              steps: list[dict[str, Any]], start: _Start, threshold: float) -> dict[str, Any]:
+        data_config = dataclasses.replace(self.config.data, source=data.source)
+        return {"kind": kind, "run_id": run_id, "config": self.config.to_dict(),
+                "data": dataclasses.asdict(data_config), "data_seed": self.config.run.seed,
+                "record": record, "steps": steps, "threshold": threshold, "position": 0,
+                "results": [], "start": {"checkpoint": start.checkpoint,
+                                         "metrics": start.metrics}}
+
+    def _execute(self, plan: dict[str, Any], data: PreparedData, model: nn.Module,
+                 start_state: State | None, *, archived: Sequence[str] = (),
+                 snapshot: tuple[State, dict[str, Any]] | None = None) -> RunResult:
+        """Run ``plan``'s steps from its position; that step may be half done
+        (``snapshot``). Clears the resume state when the plan is done."""
+        steps = plan["steps"]
+        self.reporter.run_started(
+            stages=[(s["saved_idx"], s["stage"]["name"]) for s in steps[plan["position"]:]],
+            device=str(self.device), devices=self.devices, batch_size=self._batch_size(),
+            train_size=len(data.splits["train"]), val_size=len(data.splits["val"]))
+        metrics = plan["start"]["metrics"]
+        start = _Start(start_state, plan["start"]["checkpoint"],
+                       tuple(metrics) if metrics is not None else None)
+        stopped = None
+        for position in range(plan["position"], len(steps)):
+            plan["position"] = position
+            result, start = self._run_step(plan, steps[position], model, data, start, snapshot)
+            snapshot = None
+            plan["results"].append(dataclasses.asdict(result))
+            plan["start"] = {"checkpoint": start.checkpoint, "metrics": start.metrics}
+            if position < len(steps) - 1 and result.gain is not None and (
+                    result.gain < plan["threshold"]):
+                stopped = (f"stage {result.stage_idx} ({result.name}) improved "
+                           f"{self.config.run.monitor} by {result.gain:+.4f}, less than the "
+                           f"threshold {plan['threshold']}; use --force to run every stage")
+                self.reporter.note(stopped)
+                break
+        clear_resume(self.checkpoint_dir)
+        return RunResult(run_id=plan["run_id"],
+                         stages=tuple(StageResult(**r) for r in plan["results"]),
+                         stopped=stopped, archived=tuple(archived))
+
+    def _run_step(self, plan: dict[str, Any], step: dict[str, Any], model: nn.Module,
+                  data: PreparedData, start: _Start,
+                  snapshot: tuple[State, dict[str, Any]] | None) -> tuple[StageResult, _Start]:
+        """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
+        stage = _stage_from_dict(step["stage"])
+        if start.state is not None and snapshot is None:
             _load_state(model, start.state, start.checkpoint)
         self.reporter.stage_started(
-            stage_idx=stage_idx, name=stage.name, description=stage.description,
+            stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
             epochs=stage.epochs, batches=-(-len(data.splits["train"]) // self._batch_size()),
             start=start.checkpoint or "fresh weights")
-        started = time.perf_counter()
-        saved_idx = stage_idx if stage_idx_saved is None else stage_idx_saved
 
-        def save(name: str, state: State, metrics: EpochMetrics) -> None:
-            sidecar = self._sidecar(saved_idx, stage, metrics, time.perf_counter() - started,
-                                    record, data, start.checkpoint, run_id)
+        def save(name: str, state: State, metrics: EpochMetrics, seconds: float) -> None:
+            sidecar = self._sidecar(step["saved_idx"], stage, metrics, seconds, plan["record"],
+                                    data, start.checkpoint, plan["run_id"])
             save_checkpoint(self.checkpoint_dir, name, state, sidecar)
 
-        torch.manual_seed(seed * 7919 + stage_idx)  # dropout draws repeat exactly
-        setup = StageSetup(stage_idx=stage_idx, batch_size=self._batch_size(),
-                           devices=self.devices, seed=seed, monitor=self.config.run.monitor,
-                           motion=data.motion, mirror=mirror_permutation(data.joints))
-        outcome = fit_stage(
-            model, stage, TensorSplit.from_split(data.splits["train"], self.device),
-            TensorSplit.from_split(data.splits["val"], self.device), setup, self.reporter,
-            on_best=lambda state, metrics: save(best_name, state, metrics))
-        if final_name is not None:
-            save(final_name, outcome.final_state, outcome.final)
+        def save_resume_state(stage_run: StageRun) -> None:
+            tensors, values = stage_run.snapshot()
+            save_resume(self.checkpoint_dir, {**plan, "stage": values}, tensors)
+
+        setup = StageSetup(stage_idx=step["stage_idx"], batch_size=self._batch_size(),
+                           devices=self.devices, seed=self.config.run.seed,
+                           monitor=self.config.run.monitor, motion=data.motion,
+                           mirror=mirror_permutation(data.joints))
+        stage_run = StageRun(model, stage,
+                             TensorSplit.from_split(data.splits["train"], self.device),
+                             TensorSplit.from_split(data.splits["val"], self.device), setup,
+                             self.reporter)
+        if snapshot is not None:
+            stage_run.restore(*snapshot)
+        try:
+            outcome = stage_run.run(
+                on_best=lambda state, metrics: save(step["best_name"], state, metrics,
+                                                    stage_run.elapsed),
+                on_epoch_end=save_resume_state, should_stop=self._stop.is_set)
+        except StageInterrupted:
+            save_resume_state(stage_run)
+            raise RunInterrupted(
+                f"stopped in stage {step['saved_idx']} ({stage.name}), epoch {stage_run.epoch},"
+                f" after batch {stage_run.batch}; the state to resume from is saved",
+                hint=f"Carry on with: slt {plan['kind']} --resume "
+                     f"--checkpoint-dir {self.checkpoint_dir}") from None
+        if step["final_name"] is not None:
+            save(step["final_name"], outcome.final_state, outcome.final, outcome.seconds)
         best = (outcome.best.val_loss, outcome.best.val_accuracy)
         gain = None if start.metrics is None else improvement(best, start.metrics,
                                                               self.config.run.monitor)
         result = StageResult(
-            stage_idx=saved_idx, name=stage.name, description=stage.description,
+            stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
             val_loss=best[0], val_accuracy=best[1], best_epoch=outcome.best.epoch,
-            epochs=stage.epochs, training_time=outcome.seconds, checkpoint=best_name,
-            final_checkpoint=final_name, parent=start.checkpoint, gain=gain)
+            epochs=stage.epochs, training_time=outcome.seconds, checkpoint=step["best_name"],
+            final_checkpoint=step["final_name"], parent=start.checkpoint, gain=gain)
         self.reporter.stage_done(result)
-        return result, _Start(outcome.best_state, best_name, best)
+        return result, _Start(outcome.best_state, step["best_name"], best)
+
+    def _refuse_over_interrupted_run(self) -> None:
+        if has_resume(self.checkpoint_dir):
+            raise SltError(f"{self.checkpoint_dir} holds an interrupted run",
+                           hint="Carry it on with `slt train --resume` (or `slt continue "
+                                "--resume`), or use another --checkpoint-dir.")
+
+    # --- shared machinery --------------------------------------------------------------
 
     def _saved_start(self, stage_idx: int, record: dict[str, Any]) -> _Start:
         """Start from ``best_model_stage_{stage_idx}`` on disk when it exists."""
@@ -301,6 +390,7 @@ class Trainer:
                  run_id: str) -> dict[str, Any]:
         config = self.config.to_dict()
         config["data"]["source"] = data.source
+        config["model"] = {"name": record["name"], **record["settings"]}
         return {
             "stage_idx": stage_idx, "stage_name": stage.name,
             "stage_description": stage.description, "val_loss": metrics.val_loss,
@@ -322,3 +412,7 @@ def _load_state(model: nn.Module, state: State, name: str | None) -> None:
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: weights do not fit the network its sidecar describes",
                               hint=str(exc).splitlines()[0]) from None
+
+
+def _stage_from_dict(values: dict[str, Any]) -> StageConfig:
+    return StageConfig(**{**values, "augment": AugmentConfig(**values["augment"])})

@@ -40,3 +40,27 @@ class DataError(SltError):
 
 class CheckpointError(SltError):
     """A checkpoint that is missing, damaged or does not match what is asked of it."""
+
+
+class StorageError(SltError):
+    """A file that cannot be written: a read-only folder, a full disk.
+
+    Exit status 2 when the user can fix it by pointing elsewhere (permissions),
+    1 when the machine is at fault (no space, an I/O error).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, machine_fault: bool) -> None:
+        super().__init__(message, hint)
+        self.exit_code = 1 if machine_fault else 2
+
+
+class TrainingDiverged(SltError):
+    """The loss or the weights stopped being finite numbers; the run stops."""
+
+    exit_code = 1
+
+
+class RunInterrupted(SltError):
+    """Stopped by Ctrl-C after saving the state to resume from."""
+
+    exit_code = 130

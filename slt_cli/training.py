@@ -6,10 +6,12 @@ where a stage starts and what is kept, and passes ``on_best`` to save.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from slt_cli.config import StageConfig
 from slt_cli.data import Split
 from slt_cli.data.transforms import augment, features
 from slt_cli.devices import parallelise
+from slt_cli.errors import TrainingDiverged
 from slt_cli.reporting import EpochMetrics, Reporter
 
 State = dict[str, torch.Tensor]
@@ -106,76 +109,193 @@ def score(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
     return loss, (logits.argmax(dim=-1) == targets).float().mean().item()
 
 
-def fit_stage(
-    model: nn.Module,
-    stage: StageConfig,
-    train: TensorSplit,
-    val: TensorSplit,
-    setup: StageSetup,
-    reporter: Reporter,
-    on_best: Callable[[State, EpochMetrics], None],
-) -> StageOutcome:
-    """Train ``model`` (bare, already on the device) for one stage.
+class StageInterrupted(Exception):
+    """Raised between two batches when a stop was asked for; the run is resumable."""
 
-    After every epoch the validation split is scored (on the averaged weights when
-    the stage averages); each new best is handed to ``on_best`` right away, so a
-    stopped run keeps it.
+
+class StageRun:
+    """One stage's training: the loop and every piece of state a resume needs.
+
+    The position is ``(epoch, batch)``: the epoch in progress (1-based) and how many
+    of its batches are done. ``snapshot`` / ``restore`` carry all of it, random
+    number generators included, so a resumed stage retraces the uninterrupted one
+    step for step.
     """
-    device = val.x.device
-    set_dropout(model, stage.dropout)
-    head = parallelise(LossHead(model), setup.devices)
-    scorer = parallelise(model, setup.devices)
-    optimizer = _optimizer(model, stage)
-    batches = math.ceil(len(train) / setup.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(stage, batches))
-    averaged = _averaged_model(model, stage)
-    shuffle = torch.Generator().manual_seed(setup.seed * 7919 + setup.stage_idx)
-    noise = torch.Generator(device=device).manual_seed(setup.seed * 7919 + setup.stage_idx)
-    best: EpochMetrics | None = None
-    best_state: State = {}
-    started = time.perf_counter()
-    for epoch in range(1, stage.epochs + 1):
-        epoch_started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train), generator=shuffle).to(device)
-        loss_sum = correct_sum = 0.0
-        for batch in range(batches):
-            index = order[batch * setup.batch_size : (batch + 1) * setup.batch_size]
-            inputs = augment(train.x[index], stage.augment, noise, setup.mirror)
-            loss, correct = head(features(inputs, setup.motion), train.y[index],
-                                 label_smoothing=stage.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            if stage.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
-            optimizer.step()
-            schedule.step()
-            if averaged is not None and stage.averaging == "ema":
-                averaged.update_parameters(model)
-            loss_sum += loss.sum().item()
-            correct_sum += correct.sum().item()
-            reporter.batch_done(batch=batch + 1, batches=batches, loss=loss.mean().item())
-        if averaged is not None and stage.averaging == "swa" and epoch > stage.epochs // 2:
-            averaged.update_parameters(model)
-        judged = averaged.module if averaged is not None and averaged.n_averaged > 0 else model
-        judged_scorer = scorer if judged is model else judged
+
+    def __init__(self, model: nn.Module, stage: StageConfig, train: TensorSplit,
+                 val: TensorSplit, setup: StageSetup, reporter: Reporter) -> None:
+        self.model, self.stage, self.train, self.val = model, stage, train, val
+        self.setup, self.reporter = setup, reporter
+        device = val.x.device
+        set_dropout(model, stage.dropout)
+        self.head = parallelise(LossHead(model), setup.devices)
+        self.scorer = parallelise(model, setup.devices)
+        self.optimizer = _optimizer(model, stage)
+        self.batches = math.ceil(len(train) / setup.batch_size)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_factor(stage, self.batches))
+        self.averaged = _averaged_model(model, stage)
+        seed = setup.seed * 7919 + setup.stage_idx
+        torch.manual_seed(seed)  # dropout draws repeat exactly
+        self.shuffle = torch.Generator().manual_seed(seed)
+        self.noise = torch.Generator(device=device).manual_seed(seed)
+        self.epoch, self.batch = 1, 0
+        self.epoch_order_state = self.shuffle.get_state()  # this epoch's order is drawn from it
+        self.loss_sum = self.correct_sum = 0.0
+        self.best: EpochMetrics | None = None
+        self.best_state: State = {}
+        self.last: EpochMetrics | None = None  # the latest finished epoch
+        self.elapsed = 0.0  # seconds of training, across interruptions
+
+    def run(self, on_best: Callable[[State, EpochMetrics], None],
+            on_epoch_end: Callable[[StageRun], None],
+            should_stop: Callable[[], bool]) -> StageOutcome:
+        """Train to the stage's last epoch from wherever the stage stands.
+
+        Each new best is handed to ``on_best`` at once, so a stopped run keeps it;
+        ``on_epoch_end`` is called after each epoch (the engine saves resume state).
+
+        Raises:
+            StageInterrupted: after the current batch, once ``should_stop()`` is true.
+            TrainingDiverged: when the loss or the validation score is not finite.
+        """
+        started = time.perf_counter() - self.elapsed
+        while self.epoch <= self.stage.epochs:
+            epoch_started = time.perf_counter()
+            self.model.train()
+            self.shuffle.set_state(self.epoch_order_state)
+            order = torch.randperm(len(self.train), generator=self.shuffle).to(self.val.x.device)
+            for batch in range(self.batch, self.batches):
+                self._step(order[batch * self.setup.batch_size:
+                                 (batch + 1) * self.setup.batch_size], batch)
+                self.batch = batch + 1
+                if should_stop():
+                    self.elapsed = time.perf_counter() - started
+                    raise StageInterrupted
+            metrics = self._end_epoch(time.perf_counter() - epoch_started)
+            if metrics.is_best:
+                self.best, self.best_state = metrics, cpu_state(self._judged())
+                on_best(self.best_state, metrics)
+            self.reporter.epoch_done(metrics)
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.epoch_order_state = self.shuffle.get_state()
+            self.loss_sum = self.correct_sum = 0.0
+            self.elapsed = time.perf_counter() - started
+            self.last = metrics
+            on_epoch_end(self)
+        assert self.best and self.last  # epochs >= 1 is checked when the config is loaded
+        return StageOutcome(best_state=self.best_state, best=self.best,
+                            final_state=cpu_state(self._judged()), final=self.last,
+                            seconds=self.elapsed)
+
+    def _step(self, index: torch.Tensor, batch: int) -> None:
+        stage, setup = self.stage, self.setup
+        inputs = augment(self.train.x[index], stage.augment, self.noise, setup.mirror)
+        loss, correct = self.head(features(inputs, setup.motion), self.train.y[index],
+                                  label_smoothing=stage.label_smoothing)
+        mean_loss = loss.mean()
+        if not torch.isfinite(mean_loss):
+            raise self._diverged(f"the training loss became {mean_loss.item()} at epoch "
+                                 f"{self.epoch}, batch {batch + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        mean_loss.backward()
+        if stage.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), stage.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        if self.averaged is not None and stage.averaging == "ema":
+            self.averaged.update_parameters(self.model)
+        self.loss_sum += loss.sum().item()
+        self.correct_sum += correct.sum().item()
+        self.reporter.batch_done(batch=batch + 1, batches=self.batches, loss=mean_loss.item())
+
+    def _end_epoch(self, seconds: float) -> EpochMetrics:
+        stage = self.stage
+        if self.averaged is not None and stage.averaging == "swa" and (
+                self.epoch > stage.epochs // 2):
+            self.averaged.update_parameters(self.model)
+        judged = self._judged()
+        scorer = self.scorer if judged is self.model else judged
         val_loss, val_accuracy = score(
-            predict_logits(judged_scorer, val, setup.motion, setup.batch_size), val.y)
+            predict_logits(scorer, self.val, self.setup.motion, self.setup.batch_size),
+            self.val.y)
+        if not math.isfinite(val_loss):
+            raise self._diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
+        best = self.best
         is_best = best is None or is_better(
-            (val_loss, val_accuracy), (best.val_loss, best.val_accuracy), setup.monitor)
-        metrics = EpochMetrics(
-            stage_idx=setup.stage_idx, stage_name=stage.name, epoch=epoch, epochs=stage.epochs,
-            train_loss=loss_sum / len(train), train_accuracy=correct_sum / len(train),
-            val_loss=val_loss, val_accuracy=val_accuracy, lr=optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - epoch_started, is_best=is_best,
-        )
-        if metrics.is_best:
-            best, best_state = metrics, cpu_state(judged)
-            on_best(best_state, best)
-        reporter.epoch_done(metrics)
-    assert best is not None  # epochs >= 1 is checked when the config is loaded
-    return StageOutcome(best_state=best_state, best=best, final_state=cpu_state(judged),
-                        final=metrics, seconds=time.perf_counter() - started)
+            (val_loss, val_accuracy), (best.val_loss, best.val_accuracy), self.setup.monitor)
+        size = len(self.train)
+        return EpochMetrics(
+            stage_idx=self.setup.stage_idx, stage_name=stage.name, epoch=self.epoch,
+            epochs=stage.epochs, train_loss=self.loss_sum / size,
+            train_accuracy=self.correct_sum / size, val_loss=val_loss,
+            val_accuracy=val_accuracy, lr=self.optimizer.param_groups[0]["lr"],
+            seconds=seconds, is_best=is_best)
+
+    def _judged(self) -> nn.Module:
+        """The weights validation scores: the average once there is one."""
+        averaged = self.averaged
+        return averaged.module if averaged is not None and averaged.n_averaged > 0 else self.model
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        kept = (f"the best weights so far (epoch {self.best.epoch}) are saved"
+                if self.best else "no weights of this stage were saved")
+        return TrainingDiverged(
+            f"stage {self.setup.stage_idx} ({self.stage.name}): {what}; {kept}",
+            hint="Lower the stage's lr, or set grad_clip, then train again.")
+
+    # --- resume ------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[State, dict[str, Any]]:
+        """Everything needed to carry on later: tensors, and plain values for JSON."""
+        tensors = {f"model.{k}": v for k, v in cpu_state(self.model).items()}
+        tensors |= {f"best.{k}": v for k, v in self.best_state.items()}
+        if self.averaged is not None:
+            tensors |= {f"averaged.{k}": v for k, v in cpu_state(self.averaged).items()}
+        optimizer = self.optimizer.state_dict()
+        for index, values in optimizer["state"].items():
+            tensors |= {f"optimizer.{index}.{k}": torch.as_tensor(v) for k, v in values.items()}
+        tensors["rng.global"] = torch.get_rng_state()
+        tensors["rng.order"] = self.epoch_order_state
+        tensors["rng.noise"] = self.noise.get_state()
+        if self.val.x.is_cuda:
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.val.x.device)
+        schedule = {k: v for k, v in self.schedule.state_dict().items() if k != "lr_lambdas"}
+        values = {"epoch": self.epoch, "batch": self.batch, "loss_sum": self.loss_sum,
+                  "correct_sum": self.correct_sum, "elapsed": self.elapsed,
+                  "best": dataclasses.asdict(self.best) if self.best else None,
+                  "last": dataclasses.asdict(self.last) if self.last else None,
+                  "schedule": schedule, "optimizer_groups": optimizer["param_groups"]}
+        return tensors, values
+
+    def restore(self, tensors: State, values: dict[str, Any]) -> None:
+        """Put the stage back where ``snapshot`` found it."""
+        def part(prefix: str) -> State:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        device = self.val.x.device
+        self.model.load_state_dict(part("model."))
+        self.best_state = part("best.")
+        if self.averaged is not None:
+            self.averaged.load_state_dict(part("averaged."))
+        moments: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in part("optimizer.").items():
+            index, name = key.split(".", 1)
+            moments.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": moments,
+                                        "param_groups": values["optimizer_groups"]})
+        self.schedule.load_state_dict({**values["schedule"],
+                                       "lr_lambdas": [None] * len(self.optimizer.param_groups)})
+        torch.set_rng_state(tensors["rng.global"])
+        if "rng.cuda" in tensors and device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        self.epoch_order_state = tensors["rng.order"]
+        self.noise.set_state(tensors["rng.noise"])
+        self.epoch, self.batch = values["epoch"], values["batch"]
+        self.loss_sum, self.correct_sum = values["loss_sum"], values["correct_sum"]
+        self.elapsed = values["elapsed"]
+        self.best = EpochMetrics(**values["best"]) if values["best"] else None
+        self.last = EpochMetrics(**values["last"]) if values["last"] else None
 
 
 def is_better(candidate: tuple[float, float], incumbent: tuple[float, float],

@@ -26,9 +26,17 @@ def small_model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
 
 
-def save(folder: Path, name: str, model: nn.Module, **extra: object) -> dict:
-    return save_checkpoint(folder, name, cpu_state(unwrap(model)),
-                           {"stage_idx": 1, "val_loss": 0.5, "val_accuracy": 0.75, **extra})
+SIDECAR = {
+    "stage_idx": 1, "stage_name": "baseline", "stage_description": "Plain", "val_loss": 0.5,
+    "val_accuracy": 0.75, "config": {}, "training_time": 1.5, "epoch": 2,
+    "classes": ["a", "b", "c"], "parent": None, "slt_version": "test", "run_id": "r1",
+    "model": {"name": "mlp", "settings": {}, "in_features": 4, "num_classes": 3,
+              "num_frames": 1},
+}
+
+
+def save(folder: Path, name: str, net: nn.Module, **extra: object) -> dict:
+    return save_checkpoint(folder, name, cpu_state(unwrap(net)), {**SIDECAR, **extra})
 
 
 def test_round_trip_is_bit_identical_and_sidecar_is_stable_json(tmp_path: Path) -> None:
@@ -95,10 +103,12 @@ def test_list_reads_sidecars_and_skips_broken_ones(tmp_path: Path) -> None:
     save(tmp_path, "a", small_model())
     save(tmp_path, "b", small_model(), parent="a")
     (tmp_path / "broken.json").write_text("{not json")
-    records = list_checkpoints(tmp_path)
+    records, problems = list_checkpoints(tmp_path)
     assert [r["name"] for r in records] == ["a", "b"]
     assert records[1]["parent"] == "a" and records[0]["parent"] is None
-    assert list_checkpoints(tmp_path / "absent") == []
+    assert problems == ["broken.json: unreadable sidecar (Expecting property name enclosed in "
+                        "double quotes: line 1 column 2 (char 1))"]
+    assert list_checkpoints(tmp_path / "absent") == ([], [])
 
 
 def test_archive_moves_files_aside_and_free_name_never_overwrites(tmp_path: Path) -> None:
@@ -111,3 +121,84 @@ def test_archive_moves_files_aside_and_free_name_never_overwrites(tmp_path: Path
         "best_model_stage_1.json", "best_model_stage_1.safetensors"]
     assert not (tmp_path / "best_model_stage_1.json").exists()
     assert free_name(tmp_path, "best_model_stage_1") == "best_model_stage_1"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"val_loss": "low"}, "'val_loss' has the wrong type (str)"),
+    ({"epoch": True}, "'epoch' has the wrong type (bool)"),
+    ({"model": {"name": "mlp"}}, "'model.settings' is missing"),
+    ({"classes": [1, 2]}, "'classes' must list names"),
+])
+def test_mistyped_sidecars_are_reported_not_crashed_on(tmp_path: Path, change: dict,
+                                                       message: str) -> None:
+    save(tmp_path, "m", small_model(), **change)
+    with pytest.raises(CheckpointError) as caught:
+        read_sidecar(tmp_path, "m")
+    assert message in caught.value.message
+    records, problems = list_checkpoints(tmp_path)
+    assert records == [] and message in problems[0]
+
+
+def test_a_sidecar_without_keys_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "bare.json").write_text('{"stage_idx": 1}\n')
+    with pytest.raises(CheckpointError, match="sidecar lacks stage_name, val_loss"):
+        read_sidecar(tmp_path, "bare")
+
+
+def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
+    model = small_model()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="holds NaN or infinity"):
+        save(tmp_path, "m", model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settle_finishes_a_save_killed_between_its_two_renames(tmp_path: Path) -> None:
+    save(tmp_path, "m", small_model())
+    old = read_sidecar(tmp_path, "m")
+    # What a kill between the renames leaves: new weights in place, new sidecar pending.
+    other = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    new = save(tmp_path / "next", "m", other)
+    (tmp_path / "next" / "m.safetensors").replace(tmp_path / "m.safetensors")
+    (tmp_path / "next" / "m.json").replace(tmp_path / ".m.json.x1y2.tmp")
+    (tmp_path / ".m.safetensors.z9.tmp").write_bytes(b"half a file")
+    settled = read_sidecar(tmp_path, "m")
+    assert settled["weights_sha256"] == new["weights_sha256"] != old["weights_sha256"]
+    load_weights(tmp_path, "m", settled)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_settle_drops_a_pending_sidecar_whose_weights_never_landed(tmp_path: Path) -> None:
+    written = save(tmp_path, "m", small_model())
+    pending = {**written, "weights_sha256": "0" * 64}
+    (tmp_path / ".m.json.abc.tmp").write_text(json.dumps(pending))
+    assert read_sidecar(tmp_path, "m")["weights_sha256"] == written["weights_sha256"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_read_only_folder_is_a_storage_error(tmp_path: Path) -> None:
+    import os
+
+    from slt_cli.errors import StorageError
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(StorageError, match="cannot write") as caught:
+            save(folder, "m", small_model())
+        assert caught.value.exit_code == 2
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_file_in_place_of_the_folder_is_a_storage_error(tmp_path: Path) -> None:
+    from slt_cli.errors import StorageError
+
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot write") as caught:
+        save(tmp_path / "taken", "m", small_model())
+    assert caught.value.exit_code == 2

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from slt_cli.config import (
     CONTINUE_TYPES,
+    build_config,
     configured_checkpoint_dir,
     default_config_text,
     find_config,
@@ -113,21 +115,30 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
+NAMES = ["baseline", "augmentation", "regularization", "fine_tuning", "polishing"]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("all", [1, 2, 3, 4, 5]), ("3", [3]), ("2-4", [2, 3, 4]), ("1,3,5", [1, 3, 5]),
-    ("5,1-2", [1, 2, 5]), (" 2 - 3 ", [2, 3]),
+    ("5,1-2", [1, 2, 5]), (" 2 - 3 ", [2, 3]), ("augmentation", [2]),
+    ("baseline-regularization", [1, 2, 3]), ("polishing,1", [1, 5]),
 ])
 def test_stage_selection(text: str, expected: list[int]) -> None:
-    assert parse_stage_selection(text, 5) == expected
+    assert parse_stage_selection(text, NAMES) == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("6", "no stage 6"), ("0-2", "no stage 0"), ("4-2", "expected all"), ("x", "expected all"),
-    ("", "expected all"),
+    ("6", "no stage 6"), ("0-2", "no stage 0"), ("4-2", "runs backwards"),
+    ("x", "no stage 'x'"), ("", "no stage ''"), ("polish", "no stage 'polish'"),
 ])
 def test_bad_stage_selection(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse_stage_selection(text, 5)
+        parse_stage_selection(text, NAMES)
+
+
+def test_config_round_trips_through_its_dict() -> None:
+    config = load_config()
+    assert build_config(config.to_dict(), "again") == dataclasses.replace(config, source="again")
 
 
 def test_quick_test_config_cuts_epochs_and_forces() -> None:

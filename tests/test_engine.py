@@ -25,7 +25,7 @@ def test_a_run_saves_both_checkpoints_of_every_stage(tiny_toml: Path, tmp_path: 
     reporter = RecordingReporter()
     result = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path, reporter=reporter).train()
     assert [s.checkpoint for s in result.stages] == ["best_model_stage_1", "best_model_stage_2"]
-    assert sorted(r["name"] for r in list_checkpoints(tmp_path)) == [
+    assert sorted(r["name"] for r in list_checkpoints(tmp_path)[0]) == [
         "best_model_stage_1", "best_model_stage_2", "stage_1_baseline", "stage_2_augmentation"]
     sidecar = read_sidecar(tmp_path, "best_model_stage_2")
     assert set(SIDECAR_KEYS) <= set(sidecar)

@@ -94,7 +94,11 @@ def augment(
         hidden = (step >= start[:, None]) & (step < (start + width)[:, None])
         blank |= hidden[:, :, None]
     if settings.joint_drop > 0:
-        blank |= (uniform(0, 1, batch, 1, joints) < settings.joint_drop)
+        dropped = uniform(0, 1, batch, 1, joints) < settings.joint_drop
+        # Never every landmark of a sequence: with few joints (one tracked hand) that
+        # would leave an empty clip that still carries its label, i.e. label noise.
+        dropped &= ~dropped.all(dim=-1, keepdim=True)
+        blank |= dropped
     return x.masked_fill(blank[..., None], float("nan"))
 
 
