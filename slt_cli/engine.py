@@ -304,6 +304,8 @@ class Trainer:
                              self.reporter)
         if snapshot is not None:
             stage_run.restore(*snapshot)
+        else:
+            save_resume_state(stage_run)  # resumable from its very first batch
         try:
             outcome = stage_run.run(
                 on_best=lambda state, metrics: save(step["best_name"], state, metrics,
@@ -407,11 +409,19 @@ class Trainer:
 
 
 def _load_state(model: nn.Module, state: State, name: str | None) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name}: weights do not fit the network its sidecar describes",
-                              hint=str(exc).splitlines()[0]) from None
+    """Load weights after checking that they are the network's, tensor by tensor."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if missing or unexpected or reshaped:
+        first = (missing or unexpected or reshaped)[0]
+        raise CheckpointError(
+            f"{name}: weights do not fit the network its sidecar describes",
+            hint=f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected, "
+                 f"{len(reshaped)} of another shape (first: {first}); the files were mixed up "
+                 "or edited.")
+    model.load_state_dict(state)
 
 
 def _stage_from_dict(values: dict[str, Any]) -> StageConfig:

@@ -83,6 +83,13 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
             source: str) -> PreparedData:
     """Split, normalise and resample raw sequences to ``frames`` frames each."""
     labels = assign_splits(raw, val_fraction, seed)
+    unseen = sorted(set(raw.y[labels == "train"].tolist()) - set(raw.y[labels == "val"].tolist()))
+    if unseen:
+        more = f" and {len(unseen) - 1} more" if len(unseen) > 1 else ""
+        raise DataError(f"{source}: class {raw.classes[unseen[0]]!r}{more} has no validation "
+                        "sequence, so its accuracy could never be measured",
+                        hint="Give every class a 'val' sequence in 'split', or leave 'split' "
+                             "out and slt holds out a stratified share.")
     x = resample(normalise(raw.x), raw.lengths, frames)
     splits = {name: Split(x[labels == name], raw.y[labels == name])
               for name in SPLITS if (labels == name).any()}

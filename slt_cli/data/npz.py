@@ -77,6 +77,10 @@ def load_npz(path: Path) -> RawData:
         lengths = _lengths_from_padding(x)
     elif lengths.shape != (n,) or lengths.min() < 1 or lengths.max() > frames:
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
+    empty = np.flatnonzero(np.isnan(x).all(axis=(1, 2, 3)))
+    if len(empty):
+        raise fail(f"{len(empty)} sequence(s) have no landmark at all (all NaN), the first at "
+                   f"index {empty[0]}; drop them from 'x' and 'y'")
     return RawData(x=x, y=y.astype(np.int64), classes=classes,
                    lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
 

@@ -1,0 +1,262 @@
+"""Nothing lost: Ctrl-C, resume, kill -9 at many moments, numerical faults, one run
+per folder. Real `slt` subprocesses where a signal or a fresh interpreter matters."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from slt_cli import Trainer, load_config
+from slt_cli.checkpoints import list_checkpoints, load_weights, read_sidecar
+from slt_cli.cli import app
+from slt_cli.config import Config
+from slt_cli.errors import RunInterrupted, SltError, TrainingDiverged
+from slt_cli.lock import folder_lock
+from slt_cli.reporting import Reporter
+from slt_cli.resume import has_resume
+from tests.conftest import TINY_TOML
+
+NAMES = ["best_model_stage_1", "stage_1_baseline", "best_model_stage_2", "stage_2_augmentation"]
+
+
+def small_batches(tiny_toml: Path) -> Config:
+    """The tiny run with 3 batches an epoch, so there is a middle to stop in."""
+    config = load_config(tiny_toml)
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, batch_size=8))
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """The same run as a TOML file, for subprocesses."""
+    text = path.parent.joinpath("tiny.toml").read_text()
+    path.write_text(text.replace("batch_size = 32", "batch_size = 8"))
+    assert load_config(path) == dataclasses.replace(config, source=str(path))
+    return path
+
+
+def weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_weights(folder, name, read_sidecar(folder, name))
+
+
+def assert_same_checkpoints(folder: Path, reference: Path) -> None:
+    for name in NAMES:
+        got, want = weights(folder, name), weights(reference, name)
+        assert got.keys() == want.keys(), name
+        assert all(torch.equal(got[k], want[k]) for k in want), f"{name} differs"
+        mine, theirs = read_sidecar(folder, name), read_sidecar(reference, name)
+        assert (mine["val_loss"], mine["val_accuracy"], mine["epoch"]) == (
+            theirs["val_loss"], theirs["val_accuracy"], theirs["epoch"]), name
+
+
+def assert_every_checkpoint_whole(folder: Path) -> int:
+    records, problems = list_checkpoints(folder)
+    assert problems == []
+    for record in records:
+        load_weights(folder, record["name"], read_sidecar(folder, record["name"]))
+    assert not [p.name for p in folder.glob("*.tmp")]
+    return len(records)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run to compare against (one for the whole module)."""
+    base = tmp_path_factory.mktemp("reference")
+    (base / "tiny.toml").write_text(TINY_TOML)
+    Trainer(small_batches(base / "tiny.toml"), checkpoint_dir=base / "checkpoints").train(
+        force=True)
+    return base / "checkpoints"
+
+
+class StopAtBatch(Reporter):
+    """Asks the trainer to stop once ``count`` batches have run, as Ctrl-C does."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.seen, self.trainer = count, 0, None
+
+    def batch_done(self, *, batch: int, batches: int, loss: float) -> None:
+        self.seen += 1
+        if self.seen == self.count:
+            self.trainer.request_stop()
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 7, 12])
+def test_stopped_and_resumed_equals_uninterrupted(tiny_toml: Path, tmp_path: Path,
+                                                  reference: Path, stop_after: int) -> None:
+    # 2 stages x 2 epochs x 3 batches: 3 ends epoch 1, 7 is mid stage 2, 12 the very last.
+    config, folder = small_batches(tiny_toml), tmp_path / "stopped"
+    reporter = StopAtBatch(stop_after)
+    trainer = Trainer(config, checkpoint_dir=folder, reporter=reporter)
+    reporter.trainer = trainer
+    with pytest.raises(RunInterrupted) as caught:
+        trainer.train(force=True)
+    assert caught.value.exit_code == 130 and "slt train --resume" in caught.value.hint
+    assert has_resume(folder)
+    assert_every_checkpoint_whole(folder)
+    result = Trainer(config, checkpoint_dir=folder).resume()
+    assert [s.checkpoint for s in result.stages] == ["best_model_stage_1", "best_model_stage_2"]
+    assert not has_resume(folder)
+    assert_same_checkpoints(folder, reference)
+
+
+def test_continue_can_be_stopped_and_resumed(tiny_toml: Path, tmp_path: Path) -> None:
+    config = small_batches(tiny_toml)
+    config = dataclasses.replace(config, presets={**config.presets, "long": dataclasses.replace(
+        config.presets["exploration"], epochs=3)})
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        Trainer(config, checkpoint_dir=folder).train([1])
+    Trainer(config, checkpoint_dir=tmp_path / "a").continue_from("best_model_stage_1", "long")
+    reporter = StopAtBatch(4)
+    trainer = Trainer(config, checkpoint_dir=tmp_path / "b", reporter=reporter)
+    reporter.trainer = trainer
+    with pytest.raises(RunInterrupted, match="epoch 2"):
+        trainer.continue_from("best_model_stage_1", "long")
+    with pytest.raises(SltError, match="is `slt continue`, not `slt train`"):
+        Trainer(config, checkpoint_dir=tmp_path / "b").resume("train")
+    resumed = Trainer(config, checkpoint_dir=tmp_path / "b").resume("continue")
+    assert resumed.stages[0].checkpoint == "best_model_stage_1_long"
+    got = weights(tmp_path / "b", "best_model_stage_1_long")
+    want = weights(tmp_path / "a", "best_model_stage_1_long")
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_new_run_will_not_bury_an_interrupted_one(tiny_toml: Path, tmp_path: Path) -> None:
+    reporter = StopAtBatch(2)
+    trainer = Trainer(small_batches(tiny_toml), checkpoint_dir=tmp_path, reporter=reporter)
+    reporter.trainer = trainer
+    with pytest.raises(RunInterrupted):
+        trainer.train()
+    with pytest.raises(SltError, match="holds an interrupted run"):
+        Trainer(small_batches(tiny_toml), checkpoint_dir=tmp_path).train()
+    with pytest.raises(SltError, match="nothing to resume"):
+        Trainer(small_batches(tiny_toml), checkpoint_dir=tmp_path / "empty").resume()
+
+
+def test_one_run_per_folder(tiny_toml: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "busy"
+    with folder_lock(folder, "20260101T000000Z"):
+        result = CliRunner().invoke(app, ["train", "--config", str(tiny_toml),
+                                          "--checkpoint-dir", str(folder)])
+    assert result.exit_code == 2
+    assert f"{folder} is in use by run 20260101T000000Z (pid {os.getpid()}" in result.stderr
+    # A dead run's lock file (no process holds it any more) blocks nothing.
+    assert (folder / ".slt.lock").exists()
+    done = CliRunner().invoke(app, ["train", "--config", str(tiny_toml), "--stages", "1",
+                                    "--checkpoint-dir", str(folder)])
+    assert done.exit_code == 0, done.output
+
+
+def test_a_diverging_stage_stops_and_keeps_only_finite_weights(tiny_toml: Path,
+                                                               tmp_path: Path) -> None:
+    config = small_batches(tiny_toml)
+    wild = dataclasses.replace(config.stages[1], lr=1e30, grad_clip=0.0, warmup_fraction=0.0)
+    config = dataclasses.replace(config, stages=(config.stages[0], wild))
+    with pytest.raises(TrainingDiverged) as caught:
+        Trainer(config, checkpoint_dir=tmp_path).train(force=True)
+    assert caught.value.exit_code == 1
+    assert "stage 2 (augmentation):" in caught.value.message and "became nan" in (
+        caught.value.message.lower())
+    assert assert_every_checkpoint_whole(tmp_path) >= 2  # stage 1's two checkpoints
+    for record in list_checkpoints(tmp_path)[0]:
+        tensors = weights(tmp_path, record["name"])
+        assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+# --- real processes ----------------------------------------------------------------------
+
+
+def slt_process(*args: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("SLT_TEST_KILL_AT", None)
+    if kill_at is not None:
+        env["SLT_TEST_KILL_AT"] = str(kill_at)
+    return subprocess.run([sys.executable, "-m", "slt_cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def killed_then_finished(config_path: Path, folder: Path, kill_at: int) -> bool:
+    """Kill a real run at its ``kill_at``-th fault point, check every file, then finish
+    it (resume, or start again when it died before its first save). False when the run
+    has fewer fault points than ``kill_at`` (it finished untouched)."""
+    args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force"]
+    first = slt_process(*args, kill_at=kill_at)
+    if first.returncode == 0:
+        return False
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert_every_checkpoint_whole(folder)
+    finish = slt_process(*args, "--resume") if has_resume(folder) else slt_process(*args)
+    assert finish.returncode == 0, finish.stderr
+    return True
+
+
+@pytest.mark.parametrize("kill_at", [2, 14, 31])
+def test_kill_nine_at_a_fault_point_loses_nothing(tiny_toml: Path, tmp_path: Path,
+                                                  reference: Path, kill_at: int) -> None:
+    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
+    folder = tmp_path / f"killed{kill_at}"
+    assert killed_then_finished(config_path, folder, kill_at)
+    assert_same_checkpoints(folder, reference)
+
+
+@pytest.mark.slow
+def test_kill_nine_at_every_fault_point(tiny_toml: Path, tmp_path: Path,
+                                        reference: Path) -> None:
+    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
+    survived = 0
+    for kill_at in range(1, 500):
+        folder = tmp_path / f"killed{kill_at}"
+        if not killed_then_finished(config_path, folder, kill_at):
+            break
+        assert_same_checkpoints(folder, reference)
+        survived += 1
+    print(f"\nkill points tried and survived: {survived}")
+    assert survived > 20
+
+
+def test_ctrl_c_saves_resume_state_and_exits_130(tiny_toml: Path, tmp_path: Path,
+                                                 reference: Path) -> None:
+    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
+    folder = tmp_path / "interrupted"
+    args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force"]
+    env = {**os.environ, "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "slt_cli", *args], env=env,
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # wait until training is under way
+        if "epoch  1/2" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    assert "stopping after this batch" in rest
+    assert "Carry on with: slt train --resume" in rest and "Traceback" not in rest
+    assert has_resume(folder)
+    finish = slt_process(*args, "--resume")
+    assert finish.returncode == 0, finish.stderr
+    assert "resuming run" in finish.stderr
+    assert_same_checkpoints(folder, reference)
+
+
+def test_kill_nine_at_random_moments(tiny_toml: Path, tmp_path: Path, reference: Path) -> None:
+    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
+    args_for = lambda folder: ["train", "--config", str(config_path), "--checkpoint-dir",  # noqa: E731
+                               str(folder), "--force"]
+    for delay in (2.0,):
+        folder = tmp_path / f"timed{delay}"
+        process = subprocess.Popen([sys.executable, "-m", "slt_cli", *args_for(folder)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()
+        process.wait(timeout=60)
+        assert_every_checkpoint_whole(folder) if folder.exists() else None
+        args = args_for(folder) + (["--resume"] if has_resume(folder) else [])
+        finish = slt_process(*args)
+        assert finish.returncode == 0, finish.stderr
+        assert_same_checkpoints(folder, reference)
