@@ -37,9 +37,10 @@ class RunConfig:
     checkpoint_dir: str = "checkpoints"  # where checkpoints are written, relative to cwd
     multi_gpu: bool = True  # all visible GPUs through DataParallel, batch scaled by count
     batch_size: int = 64  # per device
+    min_batches_per_epoch: int = 25  # a small training set is repeated to make this many
 
     def problems(self) -> list[tuple[str, str]]:
-        found = _positive(self, "batch_size")
+        found = _positive(self, "batch_size", "min_batches_per_epoch")
         if self.monitor not in MONITORS:
             found.append(("monitor", f"must be one of {', '.join(MONITORS)}"))
         return found

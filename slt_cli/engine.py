@@ -280,10 +280,6 @@ class Trainer:
         stage = _stage_from_dict(step["stage"])
         if start.state is not None and snapshot is None:
             _load_state(model, start.state, start.checkpoint)
-        self.reporter.stage_started(
-            stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
-            epochs=stage.epochs, batches=-(-len(data.splits["train"]) // self._batch_size()),
-            start=start.checkpoint or "fresh weights")
 
         def save(name: str, state: State, metrics: EpochMetrics, seconds: float) -> None:
             sidecar = self._sidecar(step["saved_idx"], stage, metrics, seconds, plan["record"],
@@ -297,11 +293,16 @@ class Trainer:
         setup = StageSetup(stage_idx=step["stage_idx"], batch_size=self._batch_size(),
                            devices=self.devices, seed=self.config.run.seed,
                            monitor=self.config.run.monitor, motion=data.motion,
+                           min_batches=self.config.run.min_batches_per_epoch,
                            mirror=mirror_permutation(data.joints))
         stage_run = StageRun(model, stage,
                              TensorSplit.from_split(data.splits["train"], self.device),
                              TensorSplit.from_split(data.splits["val"], self.device), setup,
                              self.reporter)
+        self.reporter.stage_started(
+            stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
+            epochs=stage.epochs, batches=stage_run.batches,
+            start=start.checkpoint or "fresh weights")
         if snapshot is not None:
             stage_run.restore(*snapshot)
         else:

@@ -28,7 +28,9 @@ def run_smoke(epochs: int, directory: Path, reporter: Reporter | None = None,
     from slt_cli.engine import Trainer
 
     config = quick_test_config(epochs, load_config())
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=SMOKE_DATA))
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, source=SMOKE_DATA),
+        run=dataclasses.replace(config.run, min_batches_per_epoch=1))  # seconds, not minutes
     trainer = Trainer(config, checkpoint_dir=directory, device=device, reporter=reporter)
     result = trainer.train()
     checks = [Check("train", len(result.stages) == len(config.stages),

@@ -61,6 +61,7 @@ class StageSetup:
     devices: int
     seed: int
     monitor: str  # "val_accuracy" or "val_loss"
+    min_batches: int  # an epoch repeats a small training set to reach this many batches
     motion: bool
     mirror: Sequence[int] | None
 
@@ -131,7 +132,10 @@ class StageRun:
         self.head = parallelise(LossHead(model), setup.devices)
         self.scorer = parallelise(model, setup.devices)
         self.optimizer = _optimizer(model, stage)
-        self.batches = math.ceil(len(train) / setup.batch_size)
+        # With 150 sequences an epoch would be 3 steps and a stage a few dozen: small
+        # sets are repeated within an epoch so that every set gets a fair number of steps.
+        self.repeats = max(1, math.ceil(setup.min_batches * setup.batch_size / len(train)))
+        self.batches = math.ceil(len(train) * self.repeats / setup.batch_size)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_factor(stage, self.batches))
         self.averaged = _averaged_model(model, stage)
@@ -164,7 +168,9 @@ class StageRun:
             epoch_started = time.perf_counter()
             self.model.train()
             self.shuffle.set_state(self.epoch_order_state)
-            order = torch.randperm(len(self.train), generator=self.shuffle).to(self.val.x.device)
+            size = len(self.train)
+            order = torch.randperm(size * self.repeats, generator=self.shuffle) % size
+            order = order.to(self.val.x.device)
             for batch in range(self.batch, self.batches):
                 self._step(order[batch * self.setup.batch_size:
                                  (batch + 1) * self.setup.batch_size], batch)
@@ -224,7 +230,7 @@ class StageRun:
         best = self.best
         is_best = best is None or is_better(
             (val_loss, val_accuracy), (best.val_loss, best.val_accuracy), self.setup.monitor)
-        size = len(self.train)
+        size = len(self.train) * self.repeats
         return EpochMetrics(
             stage_idx=self.setup.stage_idx, stage_name=stage.name, epoch=self.epoch,
             epochs=stage.epochs, train_loss=self.loss_sum / size,

@@ -10,6 +10,7 @@ TINY_TOML = """
 [run]
 seed = 0
 batch_size = 32
+min_batches_per_epoch = 1
 multi_gpu = false
 
 [data]

@@ -133,3 +133,13 @@ def test_config_without_gpu_asks_for_cuda(tiny_toml: Path) -> None:
 
     with pytest.raises(SltError, match="no GPU is visible"):
         Trainer(tiny(tiny_toml), device="cuda")
+
+
+def test_small_training_sets_are_repeated_to_a_minimum_of_batches(tiny_toml: Path,
+                                                                 tmp_path: Path) -> None:
+    config = tiny(tiny_toml, min_batches_per_epoch=5, batch_size=8)  # 24 train sequences
+    reporter = RecordingReporter()
+    Trainer(config, checkpoint_dir=tmp_path, reporter=reporter).train([1])
+    assert reporter.named("stage_started")[0]["batches"] == 6  # 24 x 2 repeats / 8
+    epochs = reporter.named("epoch_done")
+    assert all(0.0 <= m.train_accuracy <= 1.0 for m in epochs)
