@@ -6,10 +6,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slt_cli.checkpoints import SIDECAR_KEYS, load_weights, read_sidecar
 from slt_cli.config import load_config, quick_test_config
 from slt_cli.reporting import Reporter
+
+if TYPE_CHECKING:
+    from slt_cli.engine import Trainer
 
 SMOKE_DATA = "synthetic:classes=6,signers=5,repeats=3,frames=24"
 
@@ -41,7 +45,7 @@ def run_smoke(epochs: int, directory: Path, reporter: Reporter | None = None,
     return checks
 
 
-def _check_checkpoint(trainer: object, directory: Path, name: str) -> Check:
+def _check_checkpoint(trainer: Trainer, directory: Path, name: str) -> Check:
     from slt_cli.errors import SltError
 
     try:
@@ -52,7 +56,7 @@ def _check_checkpoint(trainer: object, directory: Path, name: str) -> Check:
         tensors = load_weights(directory, name, sidecar)
         if any(key.startswith("module.") for key in tensors):
             return Check(name, False, "weights carry a 'module.' prefix")
-        scored = trainer.evaluate(name, split="val")  # type: ignore[attr-defined]
+        scored = trainer.evaluate(name, split="val")
     except SltError as exc:
         return Check(name, False, str(exc))
     if not math.isclose(scored.accuracy, sidecar["val_accuracy"], abs_tol=1e-6):

@@ -179,6 +179,7 @@ class StageRun:
                     self.elapsed = time.perf_counter() - started
                     raise StageInterrupted
             metrics = self._end_epoch(time.perf_counter() - epoch_started)
+            self.elapsed = time.perf_counter() - started  # a best's training time includes it
             if metrics.is_best:
                 self.best, self.best_state = metrics, cpu_state(self._judged())
                 on_best(self.best_state, metrics)
@@ -186,7 +187,6 @@ class StageRun:
             self.epoch, self.batch = self.epoch + 1, 0
             self.epoch_order_state = self.shuffle.get_state()
             self.loss_sum = self.correct_sum = 0.0
-            self.elapsed = time.perf_counter() - started
             self.last = metrics
             on_epoch_end(self)
         assert self.best and self.last  # epochs >= 1 is checked when the config is loaded
