@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli.errors import CheckpointError, StorageError
+from slt_cli.lock import folder_idle
 
 if TYPE_CHECKING:
     import torch
@@ -119,16 +120,29 @@ def save_checkpoint(
     return record
 
 
-def settle(directory: Path) -> None:
+def settle(directory: Path, *, holding_lock: bool = False) -> None:
     """Finish or discard writes a killed process left behind.
 
     A sidecar still under its temporary name whose hash matches the weights in place
     is the second half of an interrupted ``save_checkpoint``: it is renamed into
     place. Every other temporary file is an unfinished write and is removed; the
     files it was meant to replace are still whole.
+
+    Only while no live run holds the folder (its temporary files are writes in
+    progress): a run that holds the lock passes ``holding_lock=True``; a reader
+    settles only when the folder is idle, and otherwise leaves it to that run.
     """
     if not directory.is_dir():
         return
+    if holding_lock:
+        _settle(directory)
+        return
+    with folder_idle(directory) as idle:
+        if idle:
+            _settle(directory)
+
+
+def _settle(directory: Path) -> None:
     for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.*.tmp")):
         final = directory / tmp.name[1:].split(f"{SIDECAR_SUFFIX}.", 1)[0]
         target = final.with_name(final.name + SIDECAR_SUFFIX)

@@ -26,6 +26,7 @@ from slt_cli.checkpoints import (
     new_run_id,
     read_sidecar,
     save_checkpoint,
+    settle,
     sidecar_path,
     stage_checkpoint_name,
 )
@@ -147,6 +148,7 @@ class Trainer:
                  for i in selected]
         run_id = new_run_id()
         with folder_lock(self.checkpoint_dir, run_id):
+            settle(self.checkpoint_dir, holding_lock=True)
             self._refuse_over_interrupted_run()
             start = self._saved_start(selected[0] - 1, record)
             overwritten = [name for step in steps
@@ -178,6 +180,7 @@ class Trainer:
         record = self._checked_record(name, sidecar, data)
         run_id = new_run_id()
         with folder_lock(self.checkpoint_dir, run_id):
+            settle(self.checkpoint_dir, holding_lock=True)
             self._refuse_over_interrupted_run()
             start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
                            (sidecar["val_loss"], sidecar["val_accuracy"]))
@@ -192,6 +195,7 @@ class Trainer:
         """Carry on the interrupted ``kind`` run (``train`` or ``continue``) in the
         checkpoint folder from its last saved position, as if it had never stopped."""
         with folder_lock(self.checkpoint_dir, "resume"):
+            settle(self.checkpoint_dir, holding_lock=True)
             plan, tensors = load_resume(self.checkpoint_dir)
             if plan["kind"] != kind:
                 raise SltError(f"the interrupted run in {self.checkpoint_dir} is "

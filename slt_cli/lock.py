@@ -62,3 +62,31 @@ def _describe(text: str) -> str:
         return f"run {holder['run_id']} (pid {holder['pid']}, since {holder['started_at']})"
     except (ValueError, KeyError, TypeError):
         return "another slt run"
+
+
+@contextmanager
+def folder_idle(directory: Path) -> Iterator[bool]:
+    """Whether no live run holds ``directory``, kept true while the block runs.
+
+    Readers use it before tidying what a killed run left behind: a live run's
+    temporary files are its writes in progress and must not be touched. A folder no
+    run ever locked is idle; one that cannot even be opened counts as busy.
+    """
+    try:
+        handle = open(directory / LOCK_FILE, encoding="utf-8")  # noqa: SIM115
+    except FileNotFoundError:
+        yield True
+        return
+    except OSError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -202,3 +202,17 @@ def test_a_file_in_place_of_the_folder_is_a_storage_error(tmp_path: Path) -> Non
     with pytest.raises(StorageError, match="cannot write") as caught:
         save(tmp_path / "taken", "m", small_model())
     assert caught.value.exit_code == 2
+
+
+def test_readers_leave_a_live_runs_writes_alone(tmp_path: Path) -> None:
+    from slt_cli.lock import folder_lock
+
+    save(tmp_path, "m", small_model())
+    in_progress = tmp_path / ".m.safetensors.live.tmp"
+    with folder_lock(tmp_path, "live-run"):
+        in_progress.write_bytes(b"half written by the run holding the folder")
+        read_sidecar(tmp_path, "m")
+        list_checkpoints(tmp_path)
+        assert in_progress.exists()
+    read_sidecar(tmp_path, "m")  # the run is gone: now its leftovers are tidied
+    assert not in_progress.exists()
