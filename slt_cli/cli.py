@@ -6,8 +6,6 @@ Heavy modules (torch, the engine) are imported inside the commands that train, s
 
 from __future__ import annotations
 
-import functools
-import os
 import signal
 import sys
 import tempfile
@@ -19,6 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from slt_cli import __version__, console
+from slt_cli.commands import guarded
+from slt_cli.commands.data import data_app
 from slt_cli.config import configured_checkpoint_dir
 from slt_cli.errors import SltError
 
@@ -26,6 +26,7 @@ app = typer.Typer(
     name="slt", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
     help="Train sign-language recognisers on keypoint sequences through a staged curriculum.",
 )
+app.add_typer(data_app, name="data")
 
 CheckpointDir = Annotated[Path | None, typer.Option(
     "--checkpoint-dir", help="Checkpoint folder [default: run.checkpoint_dir of the config, "
@@ -41,29 +42,10 @@ Resume = Annotated[bool, typer.Option(
 
 
 def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a command behind the one error boundary: a user's mistake (SltError)
-    prints ``error:`` and a hint and exits 2; a bug shows its traceback only with
-    SLT_DEBUG=1."""
+    """Register a command behind the one error boundary (``commands.guarded``)."""
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(func)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except SltError as exc:
-                console.print_error(exc.message, exc.hint)
-                raise typer.Exit(exc.exit_code) from None
-            except KeyboardInterrupt:
-                console.print_error("interrupted; checkpoints saved so far are kept")
-                raise typer.Exit(130) from None
-            except Exception as exc:
-                if os.environ.get("SLT_DEBUG") == "1":
-                    raise
-                console.print_error(f"unexpected {type(exc).__name__}: {exc}",
-                                    "This is a bug in slt; rerun with SLT_DEBUG=1 for details.")
-                raise typer.Exit(1) from None
-
-        app.command(name)(guarded)
+        app.command(name)(guarded(func))
         return func
 
     return register
@@ -91,7 +73,8 @@ def train(
         help="Run every selected stage whatever the improvement (threshold -1.0).")] = False,
     config: ConfigPath = None,
     data: Annotated[str | None, typer.Option(
-        help="Data spec: synthetic[:classes=60,signers=12,seed=0] or a .npz path.",
+        help="Data spec: synthetic[:classes=60,signers=12,seed=0], a .npz path, gislr:DIR "
+             "or pose:DIR.",
         show_default=False)] = None,
     checkpoint_dir: CheckpointDir = None,
     epochs_per_stage: Annotated[int | None, typer.Option(

@@ -52,9 +52,13 @@ class DataConfig:
     val_fraction: float = 0.2  # share held out for validation when the source has no split
     frames: int = 32  # every sequence is resampled to this many frames
     motion: bool = True  # add frame-to-frame differences to the features
+    landmarks: str = "hands+pose+lips"  # gislr:/pose: groups kept, '+'-joined (see README)
 
     def problems(self) -> list[tuple[str, str]]:
+        from slt_cli.data.landmarks import problems as landmark_problems
+
         found = _positive(self, "frames")
+        found += [("landmarks", problem) for problem in landmark_problems(self.landmarks)]
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))
         if self.frames < 2:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -74,13 +75,14 @@ class RichReporter(Reporter):
         self.live = console.is_terminal
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self.tasks: dict[str, tuple[TaskID | None, float, float]] = {}  # id, start, last line
 
     @contextmanager
     def running(self) -> Iterator[RichReporter]:
         if self.live:
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("batches"), TimeElapsedColumn(), TextColumn("ETA"),
+                TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("ETA"),
                 TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
                 console=self.console, transient=False)
             with self.progress:
@@ -101,7 +103,7 @@ class RichReporter(Reporter):
                    f"[dim](from {start}, {epochs} epochs)[/]")
         if self.progress is not None:
             self.task = self.progress.add_task(
-                f"stage {stage_idx} {name}", total=epochs * batches, status="")
+                f"stage {stage_idx} {name}", total=epochs * batches, status="", unit="batches")
 
     def batch_done(self, *, batch: int, batches: int, loss: float) -> None:
         if self.progress is not None and self.task is not None:
@@ -123,6 +125,26 @@ class RichReporter(Reporter):
 
     def note(self, message: str) -> None:
         self._line(f"[yellow]note:[/] {message}")
+
+    def task_progress(self, *, task: str, done: int, total: int, unit: str) -> None:
+        """A bar with rate and ETA on a terminal; else a line every 10 s and at the end."""
+        now = time.monotonic()
+        if task not in self.tasks:
+            bar = (self.progress.add_task(task, total=total, status="", unit=unit)
+                   if self.progress is not None else None)
+            self.tasks[task] = (bar, now, now)
+        bar, start, last = self.tasks[task]
+        rate = done / max(now - start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        if bar is not None and self.progress is not None:
+            self.progress.update(bar, completed=done, status=f"{rate:,.0f} {unit}/s")
+        if done >= total:
+            self._line(f"{task}: {done:,} {unit} in {duration(now - start)} ({rate:,.0f}/s)")
+            del self.tasks[task]
+        elif bar is None and done and now - last >= 10:
+            self._line(f"{task}: {done:,}/{total:,} {unit}, {rate:,.0f}/s, "
+                       f"ETA {duration(eta)}")
+            self.tasks[task] = (bar, start, now)
 
     def _line(self, text: str) -> None:
         target = self.progress.console if self.progress is not None else self.console
@@ -183,3 +205,28 @@ def evaluation_table(result: Any) -> Table:
 
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
+
+
+def summary_table(summary: Any) -> Table:
+    """``slt data inspect``: one row per fact about a data source."""
+    table = Table(title=f"{summary.source}", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("sequences", f"{summary.sequences:,}")
+    table.add_row("classes", f"{summary.classes:,}")
+    table.add_row("signers", "–" if summary.signers is None else f"{summary.signers:,}")
+    table.add_row("landmarks", f"{summary.landmarks} × {summary.channels}-D")
+    counts = summary.per_class
+    table.add_row("sequences per class", f"min {counts['min']:,} · median {counts['median']:g} "
+                                         f"· max {counts['max']:,}")
+    lengths = summary.lengths
+    table.add_row("frames per sequence", " · ".join(
+        f"{key} {value:.1f}" if key == "mean" else f"{key} {value:g}"
+        for key, value in lengths.items()))
+    if summary.splits:
+        table.add_row("splits", ", ".join(f"{k} {v:,}" for k, v in summary.splits.items()))
+    for group, share in summary.missing.items():
+        table.add_row(f"missing {group}", f"{share:.1%}")
+    if summary.cache:
+        table.add_row("cache", summary.cache)
+    return table

@@ -363,7 +363,8 @@ class Trainer:
         if path.suffix == ".npz" and path.exists():
             source = str(path.resolve())  # the sidecar must find it from any folder
         return load_data(source, frames=data_config.frames, motion=data_config.motion,
-                         val_fraction=data_config.val_fraction, seed=seed)
+                         val_fraction=data_config.val_fraction, seed=seed,
+                         landmarks=data_config.landmarks, reporter=self.reporter)
 
     @staticmethod
     def _model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:

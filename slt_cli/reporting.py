@@ -51,6 +51,10 @@ class Reporter:
     def note(self, message: str) -> None:
         """Something worth a line: an archived file, a stop for lack of improvement."""
 
+    def task_progress(self, *, task: str, done: int, total: int, unit: str) -> None:
+        """A long preparation step (converting a corpus) has done ``done`` of ``total``
+        ``unit``; called once with ``done=0`` at the start and once at the end."""
+
 
 @dataclass
 class RecordingReporter(Reporter):

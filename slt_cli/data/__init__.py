@@ -1,7 +1,9 @@
 """Data sources and preparation: a spec string in, model-ready arrays out.
 
 Specs: ``synthetic`` or ``synthetic:classes=60,signers=12,seed=0`` (generated in
-memory), or a path to a ``.npz`` file (``npz:PATH`` also works).
+memory), a path to a ``.npz`` file (``npz:PATH`` also works), or a corpus folder:
+``gislr:DIR`` (Kaggle GISLR parquet) or ``pose:DIR`` (``.pose`` files), converted once
+into a memory-mapped cache (``corpus.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from slt_cli.data.base import SPLITS, RawData
-from slt_cli.data.preprocess import assign_splits, normalise, resample
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS
+from slt_cli.data.preprocess import assign_splits, normalise, resample, split_labels
 from slt_cli.errors import DataError
+from slt_cli.reporting import Reporter
 
 SYNTHETIC = "synthetic"
 
@@ -59,13 +63,21 @@ class PreparedData:
         return self.splits[name]
 
 
-def load_source(spec: str) -> RawData:
-    """Read (or generate) the raw sequences a spec names.
+def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
+                reporter: Reporter | None = None) -> RawData:
+    """Read (or generate) the raw sequences a spec names, all in memory.
 
     Raises:
         DataError: for an unknown source, bad options or a malformed file.
     """
     kind, _, rest = spec.partition(":")
+    if kind in ("gislr", "pose"):
+        from slt_cli.data.corpus import open_corpus
+
+        store = open_corpus(spec, landmarks, reporter)
+        x, lengths = store.padded(np.arange(len(store)))
+        return RawData(x=x, y=store.y, classes=store.classes, lengths=lengths,
+                       split=store.split, signer=store.signer, joints=store.joints)
     if kind == SYNTHETIC:
         from slt_cli.data.synthetic import SyntheticSpec, generate
 
@@ -76,20 +88,15 @@ def load_source(spec: str) -> RawData:
 
         return load_npz(path)
     raise DataError(f"unknown data source {spec!r}",
-                    hint="Use 'synthetic', 'synthetic:classes=60,signers=12' or a .npz path.")
+                    hint="Use 'synthetic', 'synthetic:classes=60,signers=12', a .npz path, "
+                         "gislr:DIR or pose:DIR.")
 
 
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
             source: str) -> PreparedData:
     """Split, normalise and resample raw sequences to ``frames`` frames each."""
     labels = assign_splits(raw, val_fraction, seed)
-    unseen = sorted(set(raw.y[labels == "train"].tolist()) - set(raw.y[labels == "val"].tolist()))
-    if unseen:
-        more = f" and {len(unseen) - 1} more" if len(unseen) > 1 else ""
-        raise DataError(f"{source}: class {raw.classes[unseen[0]]!r}{more} has no validation "
-                        "sequence, so its accuracy could never be measured",
-                        hint="Give every class a 'val' sequence in 'split', or leave 'split' "
-                             "out and slt holds out a stratified share.")
+    _check_validated(raw.y, labels, raw.classes, source)
     x = resample(normalise(raw.x), raw.lengths, frames)
     splits = {name: Split(x[labels == name], raw.y[labels == name])
               for name in SPLITS if (labels == name).any()}
@@ -97,11 +104,45 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
                         motion=motion)
 
 
-def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float,
-              seed: int) -> PreparedData:
-    """``load_source`` then ``prepare``: the one call the engine makes."""
+def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
+              landmarks: str = DEFAULT_LANDMARKS,
+              reporter: Reporter | None = None) -> PreparedData:
+    """``load_source`` then ``prepare``: the one call the engine makes.
+
+    A corpus (``gislr:``, ``pose:``) goes through its cache instead: converted on first
+    use (progress to ``reporter``), its splits then memory-mapped from disk.
+    """
+    if spec.partition(":")[0] in ("gislr", "pose"):
+        return _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
+                            seed=seed, landmarks=landmarks, reporter=reporter)
     return prepare(load_source(spec), frames=frames, motion=motion, val_fraction=val_fraction,
                    seed=seed, source=spec)
+
+
+def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
+                 landmarks: str, reporter: Reporter | None) -> PreparedData:
+    from slt_cli.data.corpus import canonical_spec, open_corpus, prepared_splits
+
+    source = canonical_spec(spec)
+    store = open_corpus(source, landmarks, reporter)
+    labels = split_labels(store.y, store.signer, store.split, val_fraction, seed)
+    _check_validated(store.y, labels, store.classes, source)
+    splits = {name: Split(part.x, part.y)
+              for name, part in prepared_splits(store, labels, frames, reporter).items()}
+    return PreparedData(splits=splits, classes=store.classes, joints=store.joints,
+                        source=source, motion=motion)
+
+
+def _check_validated(y: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
+                     source: str) -> None:
+    """Raises: DataError when a trained class has no validation sequence."""
+    unseen = sorted(set(y[labels == "train"].tolist()) - set(y[labels == "val"].tolist()))
+    if unseen:
+        more = f" and {len(unseen) - 1} more" if len(unseen) > 1 else ""
+        raise DataError(f"{source}: class {classes[unseen[0]]!r}{more} has no validation "
+                        "sequence, so its accuracy could never be measured",
+                        hint="Give every class a 'val' sequence in 'split', or leave 'split' "
+                             "out and slt holds out a stratified share.")
 
 
 def _parse_options(cls: type, text: str, spec: str) -> object:

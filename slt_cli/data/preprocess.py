@@ -15,6 +15,12 @@ from slt_cli.errors import DataError
 
 
 def assign_splits(raw: RawData, val_fraction: float, seed: int) -> np.ndarray:
+    """A "train" / "val" / "test" label per sequence (see ``split_labels``)."""
+    return split_labels(raw.y, raw.signer, raw.split, val_fraction, seed)
+
+
+def split_labels(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | None,
+                 val_fraction: float, seed: int) -> np.ndarray:
     """A "train" / "val" / "test" label per sequence.
 
     The source's own split is kept. Without one, a validation share is held out:
@@ -22,18 +28,18 @@ def assign_splits(raw: RawData, val_fraction: float, seed: int) -> np.ndarray:
     evaluations), else a stratified share of every class. Seeded.
     """
     rng = np.random.default_rng(seed)
-    split = raw.split.copy() if raw.split is not None else np.full(raw.num_sequences, "train")
+    split = split.astype(str) if split is not None else np.full(len(y), "train")
     if (split == "val").any():
         return split
     train = np.flatnonzero(split == "train")
-    if raw.signer is not None and len(np.unique(raw.signer[train])) > 1:
-        people = rng.permutation(np.unique(raw.signer[train]))
+    if signer is not None and len(np.unique(signer[train])) > 1:
+        people = rng.permutation(np.unique(signer[train]))
         count = min(len(people) - 1, max(1, round(len(people) * val_fraction)))
-        held = np.isin(raw.signer, people[:count]) & (split == "train")
+        held = np.isin(signer, people[:count]) & (split == "train")
         split[held] = "val"
     else:
-        for label in np.unique(raw.y[train]):
-            members = rng.permutation(train[raw.y[train] == label])
+        for label in np.unique(y[train]):
+            members = rng.permutation(train[y[train] == label])
             count = min(len(members) - 1, round(len(members) * val_fraction))
             split[members[: max(count, 0)]] = "val"
     if not (split == "val").any() or not (split == "train").any():

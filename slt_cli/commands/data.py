@@ -1,0 +1,76 @@
+"""``slt data inspect`` and ``slt data convert``: look at a data source, or turn any
+source into the ``.npz`` format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from slt_cli import console
+from slt_cli.commands import guarded
+from slt_cli.errors import SltError
+
+data_app = typer.Typer(
+    no_args_is_help=True,
+    help="Inspect a data source or convert it to .npz (GISLR, .pose, .npz, synthetic).")
+
+Spec = Annotated[str, typer.Argument(
+    help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR or pose:DIR.")]
+Landmarks = Annotated[str | None, typer.Option(
+    help="Landmark groups for gislr:/pose: sources, e.g. hands+pose+lips [default: [data] "
+         "landmarks of the config].", show_default=False)]
+ConfigPath = Annotated[Path | None, typer.Option(
+    "--config", help="A stages.toml to take [data] settings from.", show_default=False)]
+
+
+@data_app.command("inspect")
+@guarded
+def inspect(spec: Spec, landmarks: Landmarks = None, config: ConfigPath = None,
+            json: Annotated[bool, typer.Option(
+                "--json", help="Print JSON to stdout instead of a table.")] = False) -> None:
+    """Sequences, classes, signers, per-class counts, lengths and missing landmarks."""
+    from slt_cli.data.summary import summarise_raw, summarise_store
+
+    store, raw, source = _open(spec, landmarks, config)
+    summary = summarise_store(source, store) if store is not None else summarise_raw(source, raw)
+    if json:
+        console.print_json(summary.to_dict())
+    else:
+        console.out.print(console.summary_table(summary))
+
+
+@data_app.command("convert")
+@guarded
+def convert(spec: Spec,
+            out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
+            landmarks: Landmarks = None, config: ConfigPath = None) -> None:
+    """Write any data source as an .npz file (x, y, classes, lengths, joints, ...)."""
+    from slt_cli.data.summary import raw_arrays, store_arrays, write_npz
+
+    if out.suffix != ".npz":
+        raise SltError(f"{out}: the output must be a .npz file")
+    store, raw, _ = _open(spec, landmarks, config)
+    shape, blocks, arrays = store_arrays(store) if store is not None else raw_arrays(raw)
+    size = write_npz(out, shape, blocks, arrays)
+    console.err.print(f"wrote {out}: {shape[0]:,} sequences x {shape[1]} frames x {shape[2]} "
+                      f"landmarks x {shape[3]} ({size / 1e6:,.1f} MB)", highlight=False)
+
+
+def _open(spec: str, landmarks: str | None, config: Path | None) -> tuple[Any, Any, str]:
+    """(store, None, source) for a corpus, else (None, RawData, source)."""
+    from slt_cli.config import find_config, load_config
+    from slt_cli.data import load_source
+    from slt_cli.data.corpus import canonical_spec, is_corpus_spec, open_corpus
+    from slt_cli.data.landmarks import parse_landmarks
+
+    chosen = landmarks or load_config(find_config(config)).data.landmarks
+    parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
+    if not is_corpus_spec(spec):
+        return None, load_source(spec), spec
+    source = canonical_spec(spec)
+    reporter = console.RichReporter()
+    with reporter.running():
+        store = open_corpus(source, chosen, reporter)
+    return store, None, source

@@ -1,0 +1,315 @@
+"""The converted form of a corpus: compact, memory-mapped, keyed, written atomically.
+
+A corpus (GISLR parquet, ``.pose`` files) is read once into a *store*, a folder of
+
+- ``frames.f16``: every sequence's frames, one after another, float16 ``(F, J, C)``
+  with NaN for a missing landmark, read through ``np.memmap``;
+- ``index.npz``: ``offsets`` (N+1: sequence i is frames ``offsets[i]:offsets[i+1]``),
+  ``y``, and ``signer`` / ``split`` when the corpus has them;
+- ``manifest.json`` (written last): format version, the key, shapes, class and joint
+  names, missing landmarks per joint, and a SHA-256 of ``index.npz``.
+
+The key hashes the names, sizes and modification times of every source file, the
+landmark selection and the format version, so any change to the corpus or to the
+settings makes a new store. A store is opened only after its manifest, index and
+file sizes check out; one that does not is rebuilt, never trusted. Stores are built
+in a temporary folder beside their final place, fsynced, then renamed into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slt_cli.errors import DataError
+
+FORMAT_VERSION = 1
+FRAMES_FILE = "frames.f16"
+INDEX_FILE = "index.npz"
+MANIFEST_FILE = "manifest.json"
+CACHE_FOLDER = ".slt-cache"  # beside the data, when that folder is writable
+CACHE_ENV = "SLT_CACHE_DIR"  # overrides where every cache goes
+FRAME_DTYPE = np.float16  # ~3 significant digits: 0.3 px on a 640 px frame
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What a corpus reader found before reading any landmark.
+
+    Attributes:
+        kind: ``gislr`` or ``pose``; names the store.
+        root: The corpus folder.
+        sequences: One file per sequence, relative to ``root``.
+        key_files: Every file whose name, size and time key the store (the
+            sequence files and the listing files), relative to ``root``.
+        listing: The file that lists the sequences, named in error messages.
+        y: int64 ``(N,)`` class indices.
+        classes: The K class names.
+        signer: int64 ``(N,)`` signer ids, or None.
+        split: ``(N,)`` str of train/val/test, or None.
+        joints: The J landmark names.
+        channels: C, 2 or 3.
+        settings: Reader settings that change the result (the landmark selection).
+        reader: Picklable ``reader(path) -> float32 (T, J, C)``; raises DataError.
+    """
+
+    kind: str
+    root: Path
+    sequences: tuple[str, ...]
+    key_files: tuple[str, ...]
+    listing: str
+    y: np.ndarray
+    classes: tuple[str, ...]
+    signer: np.ndarray | None
+    split: np.ndarray | None
+    joints: tuple[str, ...]
+    channels: int
+    settings: str
+    reader: Callable[[Path], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Store:
+    """An opened store: the frames stay on disk, the small index is in memory."""
+
+    folder: Path
+    key: str
+    frames: np.ndarray  # float16 (F, J, C) memmap
+    offsets: np.ndarray  # int64 (N+1,)
+    y: np.ndarray
+    classes: tuple[str, ...]
+    signer: np.ndarray | None
+    split: np.ndarray | None
+    joints: tuple[str, ...]
+    missing: np.ndarray  # int64 (J,): frames in which each landmark is missing
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def padded(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sequences ``indices`` as float32 ``(n, T, J, C)``, NaN-padded, and their lengths."""
+        lengths = self.lengths[indices]
+        out = np.full((len(indices), int(lengths.max(initial=1)), *self.frames.shape[1:]),
+                      np.nan, np.float32)
+        for row, (i, length) in enumerate(zip(indices, lengths, strict=True)):
+            out[row, :length] = self.frames[self.offsets[i]:self.offsets[i] + length]
+        return out, lengths
+
+
+class StaleStore(Exception):
+    """A store folder that cannot be used as it is; the message says why."""
+
+
+def cache_key(corpus: Corpus) -> str:
+    """SHA-256 of the source files' names, sizes and times and of the settings.
+
+    Raises:
+        DataError: naming a listed file that does not exist.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([FORMAT_VERSION, corpus.kind, corpus.settings,
+                              corpus.joints]).encode())
+    for name in sorted(corpus.key_files):
+        try:
+            info = (corpus.root / name).stat()
+        except OSError:
+            raise DataError(f"{corpus.root / name}: no such file (listed in "
+                            f"{corpus.root / corpus.listing})",
+                            hint=f"Put the file back, or remove its line from {corpus.listing}."
+                            ) from None
+        digest.update(f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cache_root(root: Path) -> Path:
+    """Where the stores of the corpus in ``root`` live.
+
+    ``$SLT_CACHE_DIR`` when set; else ``.slt-cache`` inside the corpus folder when it
+    can be written; else the user's cache folder (``$XDG_CACHE_HOME/slt`` or
+    ``~/.cache/slt``), in a subfolder named after the corpus path.
+    """
+    root = root.resolve()
+    tag = f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]) / tag
+    beside = root / CACHE_FOLDER
+    if os.access(beside if beside.is_dir() else root, os.W_OK):
+        return beside
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "slt" / tag
+
+
+def open_store(folder: Path, key: str) -> Store:
+    """Open and check a store.
+
+    Raises:
+        StaleStore: when anything about it is missing, wrong or for another key.
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
+            raise StaleStore("made by another version or from other files")
+        if manifest["index_sha256"] != _sha256(folder / INDEX_FILE):
+            raise StaleStore(f"{INDEX_FILE} does not match the manifest")
+        with np.load(folder / INDEX_FILE, allow_pickle=False) as index:
+            arrays = {name: index[name] for name in index.files}
+        count, total = manifest["sequences"], manifest["frames"]
+        joints, channels = manifest["joints"], manifest["channels"]
+        shape = (total, len(joints), channels)
+        expected = int(np.prod(shape)) * np.dtype(FRAME_DTYPE).itemsize
+        if (folder / FRAMES_FILE).stat().st_size != expected:
+            raise StaleStore(f"{FRAMES_FILE} has the wrong size (cut short?)")
+        offsets = arrays["offsets"]
+        if (offsets.shape != (count + 1,) or offsets[0] != 0 or offsets[-1] != total
+                or (np.diff(offsets) < 1).any() or arrays["y"].shape != (count,)):
+            raise StaleStore(f"{INDEX_FILE} is inconsistent")
+        frames = np.memmap(folder / FRAMES_FILE, dtype=FRAME_DTYPE, mode="r", shape=shape)
+    except StaleStore:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        raise StaleStore(f"unreadable ({type(exc).__name__}: {exc})") from None
+    return Store(folder=folder, key=key, frames=frames, offsets=offsets.astype(np.int64),
+                 y=arrays["y"].astype(np.int64), classes=tuple(manifest["classes"]),
+                 signer=arrays.get("signer"), split=arrays.get("split"),
+                 joints=tuple(joints), missing=np.asarray(manifest["missing"], np.int64))
+
+
+class StoreWriter:
+    """Appends sequences to a new store in a temporary folder; ``publish`` renames it
+    into place. Only the small index grows in memory; frames go straight to disk."""
+
+    def __init__(self, folder: Path, corpus: Corpus, key: str) -> None:
+        self.folder, self.corpus, self.key = folder, corpus, key
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        self.file = open(self.scratch / FRAMES_FILE, "wb")  # noqa: SIM115 (closed in publish)
+        self.lengths: list[int] = []
+        self.missing = np.zeros(len(corpus.joints), np.int64)
+
+    def append(self, frames: np.ndarray, lengths: np.ndarray, missing: np.ndarray) -> None:
+        """Add consecutive sequences: their frames float16 ``(sum(lengths), J, C)``."""
+        self.file.write(np.ascontiguousarray(frames, FRAME_DTYPE).tobytes())
+        self.lengths += [int(n) for n in lengths]
+        self.missing += missing
+
+    def publish(self) -> Store:
+        """Finish the files, fsync them and rename the folder into place."""
+        corpus = self.corpus
+        _fsync_close(self.file)
+        offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+        arrays: dict[str, Any] = {"offsets": offsets, "y": corpus.y.astype(np.int64)}
+        if corpus.signer is not None:
+            arrays["signer"] = corpus.signer.astype(np.int64)
+        if corpus.split is not None:
+            arrays["split"] = corpus.split.astype(str)
+        with open(self.scratch / INDEX_FILE, "wb") as file:
+            np.savez(file, **arrays)
+            _fsync_close(file, close=False)
+        manifest = {"format": FORMAT_VERSION, "key": self.key, "kind": corpus.kind,
+                    "root": str(corpus.root.resolve()), "settings": corpus.settings,
+                    "sequences": len(self.lengths), "frames": int(offsets[-1]),
+                    "joints": list(corpus.joints), "channels": corpus.channels,
+                    "classes": list(corpus.classes), "missing": self.missing.tolist(),
+                    "index_sha256": _sha256(self.scratch / INDEX_FILE)}
+        write_manifest(self.scratch, manifest)
+        publish_folder(self.scratch, self.folder)
+        return open_store(self.folder, self.key)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """The manifest, written last: a folder without one is never a store."""
+    with open(folder / MANIFEST_FILE, "w", encoding="utf-8") as file:
+        file.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _fsync_close(file, close=False)
+
+
+def publish_folder(scratch: Path, folder: Path) -> None:
+    """Rename a finished temporary folder into place, replacing a damaged one.
+
+    If another process published the same folder meanwhile, theirs is kept.
+    """
+    _fsync_dir(scratch)
+    if folder.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".old-{folder.name}-", dir=folder.parent))
+        os.replace(folder, trash / "old")
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(scratch, folder)
+    except OSError:
+        if not (folder / MANIFEST_FILE).is_file():
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
+    _fsync_dir(folder.parent)
+
+
+def remove_leftovers(parent: Path, keep: Path, prefix: str) -> None:
+    """Delete stores of the same corpus and settings made from older files, and
+    temporary folders of dead conversions (older than an hour)."""
+    import time
+
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        stale = entry.name.startswith(prefix) and entry != keep
+        abandoned = (entry.name.startswith((".tmp-", ".old-"))
+                     and time.time() - entry.stat().st_mtime > 3600)
+        if entry.is_dir() and (stale or abandoned):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def iter_blocks(indices: np.ndarray, lengths: np.ndarray, row_bytes: int,
+                budget: int = 64 << 20) -> Iterator[np.ndarray]:
+    """Split ``indices`` into runs whose padded size stays under ``budget`` bytes."""
+    start = 0
+    while start < len(indices):
+        stop, longest = start, 0
+        while stop < len(indices):
+            longest = max(longest, int(lengths[indices[stop]]))
+            if stop > start and (stop - start + 1) * longest * row_bytes > budget:
+                break
+            stop += 1
+        yield indices[start:stop]
+        start = stop
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_close(file: Any, close: bool = True) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+    if close:
+        file.close()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

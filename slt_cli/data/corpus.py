@@ -1,0 +1,260 @@
+"""Corpus sources (``gislr:DIR``, ``pose:DIR``): convert once, then train from the cache.
+
+The first use reads every sequence file in parallel worker processes and appends the
+results, in order, to a store (``cache.py``); memory holds only a few chunks at a time,
+whatever the corpus size. Training then needs the sequences normalised and resampled
+to ``frames`` frames: that, too, is computed once per (store, split, frames), block by
+block, into float32 ``.npy`` files that the training splits memory-map. A second
+``slt train`` on the same corpus therefore reads only small index files before its
+first batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from slt_cli.data.cache import (
+    MANIFEST_FILE,
+    Corpus,
+    StaleStore,
+    Store,
+    StoreWriter,
+    cache_key,
+    cache_root,
+    iter_blocks,
+    open_store,
+    publish_folder,
+    remove_leftovers,
+    write_manifest,
+)
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS
+from slt_cli.data.preprocess import normalise, resample
+from slt_cli.errors import DataError
+from slt_cli.reporting import Reporter
+
+CORPUS_KINDS = ("gislr", "pose")
+CHUNK = 32  # sequence files per worker task
+PREPARED_VERSION = 1
+
+
+def is_corpus_spec(spec: str) -> bool:
+    return spec.partition(":")[0] in CORPUS_KINDS
+
+
+def scan_corpus(spec: str, landmarks: str = DEFAULT_LANDMARKS) -> Corpus:
+    """List a corpus and check its listing files; reads no landmark yet.
+
+    Raises:
+        DataError: for a missing package, folder or listing file, or a bad listing.
+    """
+    kind, _, folder = spec.partition(":")
+    if not folder:
+        raise DataError(f"data spec {spec!r} names no folder", hint=f"Use {kind}:PATH/TO/DIR.")
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder", hint=f"Give {kind}: an existing folder.")
+    if kind == "gislr":
+        from slt_cli.data.gislr import scan_gislr
+
+        return scan_gislr(root, landmarks)
+    from slt_cli.data.posefile import scan_pose
+
+    return scan_pose(root, landmarks)
+
+
+def canonical_spec(spec: str) -> str:
+    """``gislr:data/x`` as ``gislr:/abs/data/x``, so a checkpoint finds it from anywhere."""
+    kind, _, folder = spec.partition(":")
+    return f"{kind}:{Path(folder).expanduser().resolve()}"
+
+
+def ensure_store(corpus: Corpus, reporter: Reporter | None = None,
+                 workers: int | None = None, chunk: int = CHUNK) -> Store:
+    """The corpus's store: opened when a good one exists, else (re)built.
+
+    Raises:
+        DataError: naming the first sequence file that cannot be read.
+    """
+    reporter = reporter or Reporter()
+    key = cache_key(corpus)
+    prefix = f"{corpus.kind}-{corpus.settings.replace('+', '-')}-"
+    folder = cache_root(corpus.root) / f"{prefix}{key[:16]}"
+    if (folder / MANIFEST_FILE).exists() or folder.exists():
+        try:
+            return open_store(folder, key)
+        except StaleStore as exc:
+            reporter.note(f"rebuilding the cache {folder}: {exc}")
+    store = build_store(corpus, folder, key, reporter, workers=workers, chunk=chunk)
+    remove_leftovers(folder.parent, keep=folder, prefix=prefix)
+    return store
+
+
+def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
+                workers: int | None = None, chunk: int = CHUNK) -> Store:
+    """Convert every sequence of ``corpus`` into a new store at ``folder``."""
+    count = len(corpus.sequences)
+    workers = workers or available_cores()
+    jobs = [(corpus.reader, corpus.root, corpus.sequences[i:i + chunk])
+            for i in range(0, count, chunk)]
+    task = f"converting {corpus.kind}:{corpus.root}"
+    reporter.task_progress(task=task, done=0, total=count, unit="sequences")
+    try:
+        writer = StoreWriter(folder, corpus, key)
+    except OSError as exc:
+        raise DataError(f"cannot write the cache {folder} ({exc.strerror})",
+                        hint="Point SLT_CACHE_DIR at a writable folder.") from None
+    try:
+        done = 0
+        for result in ordered_map(read_chunk, jobs, workers):
+            if isinstance(result, DataError):
+                raise result
+            frames, lengths, missing = result
+            writer.append(frames, lengths, missing)
+            done += len(lengths)
+            reporter.task_progress(task=task, done=done, total=count, unit="sequences")
+        return writer.publish()
+    finally:
+        writer.discard()
+
+
+def read_chunk(job: tuple[Callable[[Path], np.ndarray], Path, Sequence[str]]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | DataError:
+    """Worker: read a run of sequence files into (frames float16, lengths, missing).
+
+    A bad file comes back as a DataError (message and hint survive pickling this way).
+    """
+    reader, root, names = job
+    parts, lengths = [], []
+    for name in names:
+        try:
+            sequence = reader(root / name)
+        except DataError as exc:
+            return DataError(exc.message, exc.hint)
+        parts.append(sequence.astype(np.float16))
+        lengths.append(len(sequence))
+    frames = np.concatenate(parts)
+    missing = np.isnan(frames).any(axis=-1).sum(axis=0).astype(np.int64)
+    return frames, np.asarray(lengths, np.int64), missing
+
+
+def ordered_map(func: Callable, jobs: Sequence, workers: int) -> Iterator:
+    """``map(func, jobs)`` over ``workers`` processes, in order, with at most two
+    jobs per worker in flight, so memory does not grow with the number of jobs."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(func, jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold torch's or arrow's threads.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        queue = iter(jobs)
+        pending = deque(pool.submit(func, job) for job in islice(queue, 2 * workers))
+        while pending:
+            result = pending.popleft().result()
+            for job in islice(queue, 1):
+                pending.append(pool.submit(func, job))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+# --- model-ready splits --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedSplit:
+    x: np.ndarray  # float32 (n, frames, J, C) memmap (copy-on-write: never written back)
+    y: np.ndarray
+
+
+def prepared_splits(store: Store, labels: np.ndarray, frames: int,
+                    reporter: Reporter | None = None) -> dict[str, PreparedSplit]:
+    """Each split normalised and resampled to ``frames``, memory-mapped from the cache
+    (computed block by block on first use)."""
+    reporter = reporter or Reporter()
+    names = [name for name in ("train", "val", "test") if (labels == name).any()]
+    key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames]).encode()
+                         + np.asarray(labels).astype("U5").tobytes()).hexdigest()
+    folder = store.folder / f"prepared-{frames}-{key[:16]}"
+    try:
+        return _open_prepared(folder, key, names)
+    except StaleStore:
+        pass
+    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=store.folder))
+    try:
+        _write_prepared(store, labels, names, frames, scratch, reporter)
+        write_manifest(scratch, {"key": key, "splits": names, "frames": frames})
+        publish_folder(scratch, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    remove_leftovers(store.folder, keep=folder, prefix=f"prepared-{frames}-")
+    return _open_prepared(folder, key, names)
+
+
+def _write_prepared(store: Store, labels: np.ndarray, names: Iterable[str], frames: int,
+                    scratch: Path, reporter: Reporter) -> None:
+    total, done = len(store), 0
+    task = f"preparing {total} sequences at {frames} frames"
+    reporter.task_progress(task=task, done=0, total=total, unit="sequences")
+    row_bytes = int(np.prod(store.frames.shape[1:])) * 4 * 4  # the block and its temporaries
+    for name in names:
+        indices = np.flatnonzero(labels == name)
+        np.save(scratch / f"{name}_y.npy", store.y[indices])
+        out = np.lib.format.open_memmap(scratch / f"{name}_x.npy", mode="w+", dtype=np.float32,
+                                        shape=(len(indices), frames, *store.frames.shape[1:]))
+        start = 0
+        for block in iter_blocks(indices, store.lengths, row_bytes):
+            x, lengths = store.padded(block)
+            out[start:start + len(block)] = resample(normalise(x), lengths, frames)
+            start += len(block)
+            done += len(block)
+            reporter.task_progress(task=task, done=done, total=total, unit="sequences")
+        out.flush()
+        del out
+        for suffix in ("x", "y"):
+            with open(scratch / f"{name}_{suffix}.npy", "rb+") as file:
+                os.fsync(file.fileno())
+
+
+def _open_prepared(folder: Path, key: str, names: list[str]) -> dict[str, PreparedSplit]:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        if manifest.get("key") != key or manifest.get("splits") != names:
+            raise StaleStore("other settings")
+        splits = {}
+        for name in names:
+            x = np.load(folder / f"{name}_x.npy", mmap_mode="c", allow_pickle=False)
+            y = np.load(folder / f"{name}_y.npy", allow_pickle=False)
+            if x.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[1] != manifest["frames"]:
+                raise StaleStore(f"{name} arrays do not fit")
+            splits[name] = PreparedSplit(x, y.astype(np.int64))
+        return splits
+    except StaleStore:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        raise StaleStore(str(exc)) from None
+
+
+def open_corpus(spec: str, landmarks: str, reporter: Reporter | None = None) -> Store:
+    """``scan_corpus`` then ``ensure_store``: a spec in, an opened store out."""
+    return ensure_store(scan_corpus(spec, landmarks), reporter)

@@ -1,0 +1,160 @@
+"""What ``slt data inspect`` reports and what ``slt data convert`` writes, for any source."""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slt_cli.data.base import RawData
+from slt_cli.data.cache import Store, iter_blocks
+from slt_cli.errors import StorageError
+
+PART_PREFIXES = ("left_hand", "right_hand", "pose", "face")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A data source at a glance."""
+
+    source: str
+    sequences: int
+    classes: int
+    signers: int | None  # None when the source does not name signers
+    landmarks: int
+    channels: int
+    per_class: dict[str, float]  # sequences per class: min, median, max
+    lengths: dict[str, float]  # frames per sequence: min, p10, median, mean, p90, max
+    missing: dict[str, float]  # share of (frame, landmark) entries missing, per group
+    splits: dict[str, int] | None  # sequences per split, when the source has its own
+    cache: str | None  # the store folder of a corpus
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def joint_group(name: str) -> str:
+    """``left_hand_4`` -> ``left_hand``, ``pose_left_wrist`` -> ``pose``, ``face_61`` ->
+    ``face``; other names lose a trailing ``_<number>``."""
+    for prefix in PART_PREFIXES:
+        if name.startswith(prefix):
+            return prefix
+    return re.sub(r"_\d+$", "", name)
+
+
+def summarise_store(source: str, store: Store) -> Summary:
+    """Summary of a converted corpus; reads only its index and manifest."""
+    total_frames = int(store.offsets[-1])
+    return _summary(source, store.y, store.classes, store.signer, store.split, store.lengths,
+                    store.joints, store.frames.shape[2], store.missing, total_frames,
+                    str(store.folder))
+
+
+def summarise_raw(source: str, raw: RawData) -> Summary:
+    """Summary of in-memory sequences (synthetic, ``.npz``)."""
+    real = np.arange(raw.x.shape[1])[None, :] < raw.lengths[:, None]  # (N, T)
+    absent = np.isnan(raw.x).any(axis=-1) & real[:, :, None]
+    joints = raw.joints or tuple(f"landmark_{i}" for i in range(raw.x.shape[2]))
+    return _summary(source, raw.y, raw.classes, raw.signer, raw.split, raw.lengths, joints,
+                    raw.x.shape[3], absent.sum(axis=(0, 1)), int(real.sum()), None)
+
+
+def _summary(source: str, y: np.ndarray, classes: tuple[str, ...], signer: np.ndarray | None,
+             split: np.ndarray | None, lengths: np.ndarray, joints: tuple[str, ...],
+             channels: int, missing: np.ndarray, total_frames: int,
+             cache: str | None) -> Summary:
+    counts = np.bincount(y, minlength=len(classes))
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(joints):
+        groups.setdefault(joint_group(name), []).append(j)
+    share = {group: float(missing[idx].sum()) / max(1, total_frames * len(idx))
+             for group, idx in groups.items()}
+    lengths = np.asarray(lengths)
+    return Summary(
+        source=source, sequences=int(len(y)), classes=len(classes),
+        signers=None if signer is None else int(len(np.unique(signer))),
+        landmarks=len(joints), channels=int(channels),
+        per_class={"min": int(counts.min()), "median": float(np.median(counts)),
+                   "max": int(counts.max())},
+        lengths={"min": int(lengths.min()), "p10": float(np.percentile(lengths, 10)),
+                 "median": float(np.median(lengths)), "mean": float(lengths.mean()),
+                 "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max())},
+        missing=share,
+        splits=None if split is None else {str(k): int(v) for k, v in
+                                           zip(*np.unique(split, return_counts=True),
+                                               strict=True)},
+        cache=cache)
+
+
+def store_arrays(store: Store) -> tuple[tuple[int, ...], Iterator[np.ndarray], dict[str, Any]]:
+    """A store as ``write_npz`` takes it: x's shape, x in NaN-padded blocks, the rest."""
+    lengths = store.lengths
+    longest = int(lengths.max())
+    shape = (len(store), longest, *store.frames.shape[1:])
+
+    def blocks() -> Iterator[np.ndarray]:
+        row = int(np.prod(store.frames.shape[1:])) * 4
+        for block in iter_blocks(np.arange(len(store)), np.full(len(store), longest), row):
+            x, _ = store.padded(block)
+            padded = np.full((len(block), *shape[1:]), np.nan, np.float32)
+            padded[:, :x.shape[1]] = x
+            yield padded
+
+    arrays: dict[str, Any] = {"y": store.y, "classes": np.asarray(store.classes),
+                              "lengths": lengths, "joints": np.asarray(store.joints)}
+    if store.signer is not None:
+        arrays["signer"] = store.signer
+    if store.split is not None:
+        arrays["split"] = store.split.astype(str)
+    return shape, blocks(), arrays
+
+
+def raw_arrays(raw: RawData) -> tuple[tuple[int, ...], Iterator[np.ndarray], dict[str, Any]]:
+    arrays: dict[str, Any] = {"y": raw.y, "classes": np.asarray(raw.classes),
+                              "lengths": raw.lengths}
+    for name in ("split", "signer"):
+        if getattr(raw, name) is not None:
+            arrays[name] = getattr(raw, name)
+    if raw.joints is not None:
+        arrays["joints"] = np.asarray(raw.joints)
+    return raw.x.shape, iter([raw.x]), arrays
+
+
+def write_npz(path: Path, shape: tuple[int, ...], x_blocks: Iterator[np.ndarray],
+              arrays: dict[str, Any]) -> int:
+    """Stream an ``.npz`` (``x`` float32 block by block, then the small arrays) to a
+    temporary file beside ``path``, fsync it and rename it into place.
+
+    Returns:
+        The file's size in bytes.
+
+    Raises:
+        StorageError: when the file cannot be written.
+    """
+    scratch = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with zipfile.ZipFile(scratch, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with archive.open("x.npy", "w", force_zip64=True) as member:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+                          "fortran_order": False, "shape": tuple(int(n) for n in shape)}
+                np.lib.format.write_array_header_1_0(member, header)
+                for block in x_blocks:
+                    member.write(np.ascontiguousarray(block, "<f4").tobytes())
+            for name, value in arrays.items():
+                with archive.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
+        with open(scratch, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(scratch, path)
+    except OSError as exc:
+        scratch.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path} ({exc.strerror or exc})",
+                           hint="Choose a writable folder with enough free space.",
+                           machine_fault=exc.errno not in (13, 1, 2, 20, 21)) from None
+    return path.stat().st_size
