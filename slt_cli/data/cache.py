@@ -124,9 +124,10 @@ def cache_key(corpus: Corpus) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([FORMAT_VERSION, corpus.kind, corpus.settings,
                               corpus.joints]).encode())
-    for name in sorted(corpus.key_files):
+    root = str(corpus.root)
+    for name in sorted(corpus.key_files):  # plain strings: 94,000 Path objects cost seconds
         try:
-            info = (corpus.root / name).stat()
+            info = os.stat(os.path.join(root, name))
         except OSError:
             raise DataError(f"{corpus.root / name}: no such file (listed in "
                             f"{corpus.root / corpus.listing})",
@@ -197,6 +198,7 @@ class StoreWriter:
         self.folder, self.corpus, self.key = folder, corpus, key
         folder.parent.mkdir(parents=True, exist_ok=True)
         self.scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        self.scratch.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide a shared cache
         self.file = open(self.scratch / FRAMES_FILE, "wb")  # noqa: SIM115 (closed in publish)
         self.lengths: list[int] = []
         self.missing = np.zeros(len(corpus.joints), np.int64)
@@ -290,6 +292,12 @@ def iter_blocks(indices: np.ndarray, lengths: np.ndarray, row_bytes: int,
             stop += 1
         yield indices[start:stop]
         start = stop
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _sha256(path: Path) -> str:

@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -91,7 +92,7 @@ def ensure_store(corpus: Corpus, reporter: Reporter | None = None,
     key = cache_key(corpus)
     prefix = f"{corpus.kind}-{corpus.settings.replace('+', '-')}-"
     folder = cache_root(corpus.root) / f"{prefix}{key[:16]}"
-    if (folder / MANIFEST_FILE).exists() or folder.exists():
+    if folder.exists():
         try:
             return open_store(folder, key)
         except StaleStore as exc:
@@ -118,8 +119,9 @@ def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
     try:
         done = 0
         for result in ordered_map(read_chunk, jobs, workers):
-            if isinstance(result, DataError):
-                raise result
+            if isinstance(result, str):
+                message, _, hint = result.partition("\n")
+                raise DataError(message, hint or None)
             frames, lengths, missing = result
             writer.append(frames, lengths, missing)
             done += len(lengths)
@@ -130,10 +132,11 @@ def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
 
 
 def read_chunk(job: tuple[Callable[[Path], np.ndarray], Path, Sequence[str]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | DataError:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
     """Worker: read a run of sequence files into (frames float16, lengths, missing).
 
-    A bad file comes back as a DataError (message and hint survive pickling this way).
+    A bad file comes back as the text ``message\nhint`` (an exception's hint would not
+    survive pickling).
     """
     reader, root, names = job
     parts, lengths = [], []
@@ -141,7 +144,7 @@ def read_chunk(job: tuple[Callable[[Path], np.ndarray], Path, Sequence[str]]
         try:
             sequence = reader(root / name)
         except DataError as exc:
-            return DataError(exc.message, exc.hint)
+            return f"{exc.message}\n{exc.hint or ''}"
         parts.append(sequence.astype(np.float16))
         lengths.append(len(sequence))
     frames = np.concatenate(parts)
@@ -157,8 +160,10 @@ def ordered_map(func: Callable, jobs: Sequence, workers: int) -> Iterator:
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: the parent may hold torch's or arrow's threads.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # spawn, not fork: the parent may hold torch's or arrow's threads. Workers ignore
+    # Ctrl-C; the parent stops them and removes its half-written store.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
     try:
         queue = iter(jobs)
         pending = deque(pool.submit(func, job) for job in islice(queue, 2 * workers))
@@ -198,8 +203,9 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
     folder = store.folder / f"prepared-{frames}-{key[:16]}"
     try:
         return _open_prepared(folder, key, names)
-    except StaleStore:
-        pass
+    except StaleStore as exc:
+        if folder.exists():
+            reporter.note(f"rebuilding the prepared splits {folder}: {exc}")
     scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=store.folder))
     try:
         _write_prepared(store, labels, names, frames, scratch, reporter)

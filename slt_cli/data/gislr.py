@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.util
 import json
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,21 @@ LAYOUT_HINT = ("A GISLR folder (Kaggle layout) holds train.csv, "
 
 
 def require_pyarrow() -> None:
-    """Raises: DataError naming the extra to install when pyarrow is missing."""
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
+    """Raises: DataError naming the extra to install when pyarrow is missing.
+
+    Looks for the package without importing it: a cached corpus never needs it.
+    """
+    if not installed("pyarrow"):
         raise DataError("reading GISLR parquet files needs the pyarrow package",
-                        hint='Install the extra: pip install -e ".[gislr]"') from None
+                        hint='Install the extra: pip install -e ".[gislr]"')
+
+
+def installed(module: str) -> bool:
+    """Whether a top-level module can be imported (None in sys.modules means no)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def scan_gislr(root: Path, landmarks: str) -> Corpus:
@@ -64,7 +75,7 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
             if sign not in index:
                 raise DataError(f"{listing}: line {line}: sign {sign!r} is not in {SIGN_MAP}",
                                 hint=f"Add it to {SIGN_MAP} or remove the line.")
-            if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            if not path or posixpath.isabs(path) or ".." in path.replace("\\", "/").split("/"):
                 raise DataError(f"{listing}: line {line}: path {path!r} must be relative to "
                                 "the folder, without '..'")
             paths.append(path)

@@ -21,6 +21,7 @@ import numpy as np
 
 from slt_cli.data.base import SPLITS
 from slt_cli.data.cache import Corpus
+from slt_cli.data.gislr import installed
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.errors import DataError
 
@@ -32,11 +33,9 @@ Layout = tuple[tuple[str, int], ...]  # (component name, number of points) in fi
 
 def require_pose_format() -> None:
     """Raises: DataError naming the extra to install when pose-format is missing."""
-    try:
-        import pose_format  # noqa: F401
-    except ImportError:
+    if not installed("pose_format"):
         raise DataError("reading .pose files needs the pose-format package",
-                        hint='Install the extra: pip install -e ".[pose]"') from None
+                        hint='Install the extra: pip install -e ".[pose]"')
 
 
 def scan_pose(root: Path, landmarks: str) -> Corpus:

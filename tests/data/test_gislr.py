@@ -198,7 +198,24 @@ def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
 
 
 def test_missing_pyarrow_names_the_extra(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(DataError) as caught:
         scan_corpus(f"gislr:{corpus}")
     assert "pyarrow" in caught.value.message and '.[gislr]' in caught.value.hint
+
+
+def test_damaged_prepared_splits_are_rebuilt(own_corpus: Path) -> None:
+    spec = f"gislr:{own_corpus}"
+    first = load_data(spec, frames=10, motion=True, val_fraction=0.34, seed=0)
+    expected = np.array(first.splits["train"].x)
+    (x_file,) = own_corpus.glob(".slt-cache/gislr-*/prepared-10-*/train_x.npy")
+    with open(x_file, "r+b") as file:
+        file.truncate(x_file.stat().st_size // 2)
+    reporter = Progress()
+    again = load_data(spec, frames=10, motion=True, val_fraction=0.34, seed=0,
+                      reporter=reporter)
+    np.testing.assert_array_equal(np.array(again.splits["train"].x), expected)
+    assert any("rebuilding" in note for note in reporter.named("note"))
+    # Another frame count is prepared beside it, from the same store.
+    assert load_data(spec, frames=6, motion=True, val_fraction=0.34,
+                     seed=0).splits["train"].x.shape[1] == 6
