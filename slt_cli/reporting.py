@@ -53,7 +53,8 @@ class Reporter:
 
     def task_progress(self, *, task: str, done: int, total: int, unit: str) -> None:
         """A long preparation step (converting a corpus) has done ``done`` of ``total``
-        ``unit``; called once with ``done=0`` at the start and once at the end."""
+        ``unit``: called with ``done=0`` at the start, after each chunk, and with
+        ``done == total`` at the end."""
 
 
 @dataclass
