@@ -2,14 +2,16 @@
 
     python benchmarks/ablation.py [--data synthetic] [--seeds 0,1,2] [--stage 2]
                                   [--config stages.toml] [--skip-stages]
+                                  [--try mixup=0.3 --try shear=0.2]
 
 Part 1, stages: the default run (all stages, forced) per seed; best validation
 accuracy of each stage and its gain over the stage before.
 
 Part 2, augmentations: stage ``--stage`` (default 2, the augmentation stage) is
 trained from the same stage-before checkpoint once with its augmentations as
-configured, once with none, and once without each augmentation in turn. Stage 1
-is trained once per seed, so every variant starts from the same weights.
+configured, once with none, once without each augmentation in turn, and once with
+each ``--try`` augmentation added. The stages before are trained once per seed, so
+every variant starts from the same weights.
 
 Prints two markdown tables (mean ± standard deviation over seeds).
 """
@@ -66,7 +68,8 @@ def stage_table(config: Config, seeds: list[int]) -> None:
     print(f"\ntraining time per run: {summary(times)} s\n", flush=True)
 
 
-def augment_table(config: Config, seeds: list[int], stage: int) -> None:
+def augment_table(config: Config, seeds: list[int], stage: int,
+                  trials: dict[str, float]) -> None:
     """Stage ``stage`` from shared starting weights, one augmentation off at a time."""
     configured = config.stages[stage - 1].augment
     switched_on = [f.name for f in dataclasses.fields(AugmentConfig)
@@ -74,6 +77,8 @@ def augment_table(config: Config, seeds: list[int], stage: int) -> None:
     variants = {"as configured": configured, "none": AugmentConfig()}
     variants |= {f"without {name}": dataclasses.replace(configured, **{name: 0.0})
                  for name in switched_on}
+    variants |= {f"with {name} {value:g}": dataclasses.replace(configured, **{name: value})
+                 for name, value in trials.items()}
     scores: dict[str, list[float]] = {name: [] for name in variants}
     for seed in seeds:
         with tempfile.TemporaryDirectory() as folder:
@@ -101,6 +106,8 @@ def main() -> None:
     parser.add_argument("--stage", type=int, default=2)
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--skip-stages", action="store_true", help="only the augmentations")
+    parser.add_argument("--try", dest="trials", action="append", default=[],
+                        help="an augmentation to add, e.g. mixup=0.3")
     options = parser.parse_args()
     config = load_config(options.config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data,
@@ -108,7 +115,9 @@ def main() -> None:
     seeds = [int(s) for s in options.seeds.split(",")]
     if not options.skip_stages:
         stage_table(config, seeds)
-    augment_table(config, seeds, options.stage)
+    trials = {name: float(value) for name, _, value in
+              (trial.partition("=") for trial in options.trials)}
+    augment_table(config, seeds, options.stage, trials)
 
 
 if __name__ == "__main__":
