@@ -70,20 +70,23 @@ class DataConfig:
 class AugmentConfig:
     rotate: float = 0.0  # max rotation in degrees (about the camera axis; all axes in 3-D)
     scale: float = 0.0  # max relative change of size, e.g. 0.1 = ±10%
+    shear: float = 0.0  # max horizontal shear factor, e.g. 0.2 slants by up to ±11°
     shift: float = 0.0  # max translation, in normalised units
     jitter: float = 0.0  # std of Gaussian noise added to every landmark
     speed: float = 0.0  # max relative change of tempo, e.g. 0.2 = 0.8x..1.2x
     time_mask: float = 0.0  # max share of frames blanked out in one block
     joint_drop: float = 0.0  # probability that a landmark is dropped in a sequence
     mirror: float = 0.0  # probability of a left/right flip (hands swapped when known)
+    mixup: float = 0.0  # probability that a clip is blended with another (labels blended too)
 
     def problems(self) -> list[tuple[str, str]]:
         found = [(name, "must be >= 0") for name, value in _items(self) if value < 0]
         for name in ("scale", "speed", "time_mask", "joint_drop"):
             if getattr(self, name) >= 1.0:
                 found.append((name, "must be below 1"))
-        if self.mirror > 1.0:
-            found.append(("mirror", "is a probability and must be <= 1"))
+        for name in ("mirror", "mixup"):
+            if getattr(self, name) > 1.0:
+                found.append((name, "is a probability and must be <= 1"))
         return found
 
     @property

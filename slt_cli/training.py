@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from slt_cli.config import StageConfig
 from slt_cli.data import Split
-from slt_cli.data.transforms import augment, features
+from slt_cli.data.transforms import augment, features, mix
 from slt_cli.devices import parallelise
 from slt_cli.errors import TrainingDiverged
 from slt_cli.reporting import EpochMetrics, Reporter
@@ -74,10 +74,17 @@ class LossHead(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor,
-                label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
+                partners: torch.Tensor | None = None,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample loss and correctness; with mixup, the loss blends each target
+        with its partner's by ``weights`` (a sample's own share, >= 0.5)."""
         logits = self.model(inputs).float()
         loss = F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)
+        if partners is not None and weights is not None:
+            other = F.cross_entropy(logits, partners, reduction="none",
+                                    label_smoothing=label_smoothing)
+            loss = torch.lerp(other, loss, weights.float())
         return loss, logits.argmax(dim=-1) == targets
 
 
@@ -196,9 +203,14 @@ class StageRun:
 
     def _step(self, index: torch.Tensor, batch: int) -> None:
         stage, setup = self.stage, self.setup
-        inputs = augment(self.train.x[index], stage.augment, self.noise, setup.mirror)
-        loss, correct = self.head(features(inputs, setup.motion), self.train.y[index],
-                                  label_smoothing=stage.label_smoothing)
+        inputs = features(augment(self.train.x[index], stage.augment, self.noise, setup.mirror),
+                          setup.motion)
+        targets, partners, weights = self.train.y[index], None, None
+        if stage.augment.mixup > 0:
+            inputs, order, weights = mix(inputs, stage.augment.mixup, self.noise)
+            partners = targets[order]
+        loss, correct = self.head(inputs, targets, label_smoothing=stage.label_smoothing,
+                                  partners=partners, weights=weights)
         mean_loss = loss.mean()
         if not torch.isfinite(mean_loss):
             raise self._diverged(f"the training loss became {mean_loss.item()} at epoch "

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,3 +144,31 @@ def test_small_training_sets_are_repeated_to_a_minimum_of_batches(tiny_toml: Pat
     assert reporter.named("stage_started")[0]["batches"] == 6  # 24 x 2 repeats / 8
     epochs = reporter.named("epoch_done")
     assert all(0.0 <= m.train_accuracy <= 1.0 for m in epochs)
+
+
+@pytest.mark.parametrize(("joints", "channels", "longest"), [(1, 2, 4), (543, 3, 300)])
+def test_any_layout_trains_one_landmark_to_full_holistic(
+        tiny_toml: Path, tmp_path: Path, joints: int, channels: int, longest: int) -> None:
+    # One tracked point in 2-D with a few frames, and all 543 MediaPipe Holistic
+    # landmarks in 3-D with up to 300 frames, hands missing in some frames.
+    rng = np.random.default_rng(0)
+    count = 24
+    lengths = rng.integers(max(2, longest // 4), longest + 1, size=count)
+    x = np.full((count, longest, joints, channels), np.nan, np.float32)
+    y = np.arange(count) % 3
+    for i, length in enumerate(lengths):
+        path = np.cumsum(rng.normal(size=(length, 1, channels)), axis=0) * (1 + y[i])
+        x[i, :length] = path + rng.normal(scale=0.1, size=(length, joints, channels))
+    if joints > 1:
+        x[::3, 5:9, -42:] = np.nan  # undetected hands
+    data = tmp_path / "layout.npz"
+    np.savez(data, x=x, y=y, lengths=lengths)
+    config = load_config(tiny_toml)
+    config = dataclasses.replace(
+        config, stages=config.stages[:1],
+        data=dataclasses.replace(config.data, source=str(data), val_fraction=0.25))
+    result = Trainer(config, checkpoint_dir=tmp_path / "ck").train()
+    stage = result.stages[0]
+    assert np.isfinite(stage.val_loss) and 0.0 <= stage.val_accuracy <= 1.0
+    sidecar = read_sidecar(tmp_path / "ck", "best_model_stage_1")
+    assert sidecar["model"]["in_features"] == joints * channels * 2 + joints

@@ -77,7 +77,7 @@ def augment(
         x = torch.where(chosen, flipped, x)
     if settings.speed > 0:
         x = _time_warp(x, uniform(-settings.speed, settings.speed, batch))
-    if settings.rotate > 0 or settings.scale > 0:
+    if settings.rotate > 0 or settings.scale > 0 or settings.shear > 0:
         x = x @ _linear_maps(settings, channels, uniform, batch).transpose(1, 2)[:, None]
     if settings.shift > 0:
         shift = uniform(-settings.shift, settings.shift, batch, 1, 1, channels)
@@ -102,14 +102,35 @@ def augment(
     return x.masked_fill(blank[..., None], float("nan"))
 
 
+def mix(inputs: torch.Tensor, probability: float,
+        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup of model inputs (B, T, F): each chosen clip is blended with a random
+    partner from the batch, keeping a weight between 0.5 and 1 for itself.
+
+    Returns:
+        The blended inputs, each sample's partner index (B,) and its own weight (B,);
+        the loss blends the two labels with the same weights.
+    """
+    batch = inputs.shape[0]
+    draws = torch.rand(2, batch, generator=generator, device=inputs.device)
+    partner = torch.randperm(batch, generator=generator, device=inputs.device)
+    weight = torch.where(draws[0] < probability, 0.5 + 0.5 * draws[1], 1.0).to(inputs.dtype)
+    blended = torch.lerp(inputs[partner], inputs, weight[:, None, None])
+    return blended, partner, weight
+
+
 def _linear_maps(settings: AugmentConfig, channels: int, uniform, batch: int) -> torch.Tensor:
-    """One random rotation-and-scale matrix (C, C) per sample."""
+    """One random rotation, shear and scale matrix (C, C) per sample."""
     angle = math.radians(settings.rotate)
     scale = uniform(1 - settings.scale, 1 + settings.scale, batch)
     maps = _rotation(uniform(-angle, angle, batch), channels, (0, 1))
     if channels == 3:  # out-of-plane turns of the camera are smaller than in-plane ones
         maps = maps @ _rotation(uniform(-angle / 2, angle / 2, batch), 3, (0, 2))
         maps = maps @ _rotation(uniform(-angle / 2, angle / 2, batch), 3, (1, 2))
+    if settings.shear > 0:
+        shear = torch.eye(channels, device=maps.device, dtype=maps.dtype).repeat(batch, 1, 1)
+        shear[:, 0, 1] = uniform(-settings.shear, settings.shear, batch)
+        maps = maps @ shear
     return maps * scale[:, None, None]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from slt_cli.config import AugmentConfig
-from slt_cli.data.transforms import augment
+from slt_cli.data.transforms import augment, mix
 
 
 def test_joint_drop_never_empties_a_single_landmark_clip() -> None:
@@ -21,3 +21,43 @@ def test_joint_drop_keeps_at_least_one_landmark_of_every_clip() -> None:
     # ...while still dropping landmarks at roughly the asked-for rate (0.6 minus the
     # all-three cases, 0.216, that are put back): 0.6 - 0.216 = 0.384 of them.
     assert 0.33 < dropped.float().mean().item() < 0.44
+
+
+def test_shear_slants_x_by_y_and_leaves_y() -> None:
+    x = torch.randn(64, 5, 4, 2)
+    out = augment(x, AugmentConfig(shear=0.3), torch.Generator().manual_seed(0))
+    assert torch.allclose(out[..., 1], x[..., 1])
+    factor = (out[..., 0] - x[..., 0]) / x[..., 1]  # one shear factor per clip
+    per_clip = factor.flatten(1)
+    assert torch.allclose(per_clip, per_clip[:, :1].expand_as(per_clip), atol=1e-3)
+    assert per_clip.abs().max() <= 0.3 and per_clip.abs().max() > 0.2
+
+
+def test_every_augmentation_keeps_missing_landmarks_missing_and_repeats_with_a_seed() -> None:
+    x = torch.randn(32, 12, 6, 3)
+    x[:, 3:5, 2] = float("nan")
+    settings = AugmentConfig(rotate=20, scale=0.2, shear=0.2, shift=0.1, jitter=0.01,
+                             time_mask=0.2, joint_drop=0.1, mirror=0.5)
+    first = augment(x, settings, torch.Generator().manual_seed(3), mirror=[0, 1, 3, 2, 5, 4])
+    again = augment(x, settings, torch.Generator().manual_seed(3), mirror=[0, 1, 3, 2, 5, 4])
+    assert torch.equal(torch.isnan(first), torch.isnan(again))
+    assert torch.allclose(first.nan_to_num(), again.nan_to_num())
+    # Joint 2 was missing in frames 3-4; after mirroring it may sit at index 3.
+    assert torch.isnan(first[:, 3:5, 2:4]).any(dim=-1).any(dim=-1).all()
+
+
+def test_mixup_blends_chosen_clips_with_a_partner_and_keeps_the_rest() -> None:
+    inputs = torch.randn(400, 8, 5)
+    blended, partner, weight = mix(inputs, 0.5, torch.Generator().manual_seed(0))
+    assert ((weight >= 0.5) & (weight <= 1.0)).all()
+    assert 0.4 < (weight < 1.0).float().mean().item() < 0.6  # about half are mixed
+    expected = weight[:, None, None] * inputs + (1 - weight[:, None, None]) * inputs[partner]
+    assert torch.allclose(blended, expected, atol=1e-6)
+    untouched = weight == 1.0
+    assert torch.equal(blended[untouched], inputs[untouched])
+
+
+def test_mixup_off_changes_nothing() -> None:
+    inputs = torch.randn(16, 8, 5)
+    blended, _, weight = mix(inputs, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(blended, inputs) and (weight == 1.0).all()

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slt_cli import Trainer, load_config
+from slt_cli.checkpoints import load_weights, read_sidecar
+from slt_cli.training import LossHead
+
+
+def test_mixup_loss_blends_the_two_labels_by_the_clip_weights() -> None:
+    torch.manual_seed(0)
+    head = LossHead(nn.Linear(6, 4))
+    inputs, targets = torch.randn(5, 6), torch.tensor([0, 1, 2, 3, 0])
+    partners, weights = torch.tensor([1, 1, 3, 0, 2]), torch.tensor([1.0, 0.5, 0.75, 0.6, 1.0])
+    loss, correct = head(inputs, targets, partners=partners, weights=weights)
+    logits = head.model(inputs)
+    own = F.cross_entropy(logits, targets, reduction="none")
+    other = F.cross_entropy(logits, partners, reduction="none")
+    assert torch.allclose(loss, weights * own + (1 - weights) * other)
+    assert torch.equal(correct, logits.argmax(-1) == targets)  # accuracy counts the own label
+    plain, _ = head(inputs, targets)
+    assert torch.allclose(plain, own)
+
+
+def test_a_stage_with_mixup_and_shear_trains_and_repeats_exactly(tiny_toml: Path,
+                                                                   tmp_path: Path) -> None:
+    config = load_config(tiny_toml)
+    augmentation = dataclasses.replace(
+        config.stages[1], augment=dataclasses.replace(config.stages[1].augment,
+                                                      mixup=0.5, shear=0.2))
+    config = dataclasses.replace(config, stages=(config.stages[0], augmentation))
+    states = []
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        result = Trainer(config, checkpoint_dir=folder).train(force=True)
+        sidecar = read_sidecar(folder, "stage_2_augmentation")
+        assert sidecar["config"]["stage"]["augment"]["mixup"] == 0.5
+        states.append(load_weights(folder, "stage_2_augmentation", sidecar))
+    assert result.stages[1].val_accuracy > 0
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
