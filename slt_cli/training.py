@@ -381,7 +381,10 @@ def _optimizer(model: nn.Module, stage: StageConfig) -> torch.optim.AdamW:
     other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": stage.weight_decay},
               {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=stage.lr)
+    # The fused kernel updates every tensor in one pass: on the CPU the default loops
+    # over tensors in Python (5x slower here), on a GPU it saves many small launches.
+    fused = all(p.device.type in ("cpu", "cuda") for p in decay + other)
+    return torch.optim.AdamW(groups, lr=stage.lr, fused=fused)
 
 
 def _lr_factor(stage: StageConfig, batches: int) -> Callable[[int], float]:
