@@ -11,6 +11,7 @@ Also: evaluation samples/s, the model's FLOPs per sample (forward + backward, by
 
     python benchmarks/throughput.py [--device auto] [--precision auto|bf16|fp32]
         [--compile] [--augment/--no-augment] [--repeats 7] [--threads N]
+        [--interleave auto|batch|epoch]
 
 Prints one JSON line. Target: ratio >= 0.90 with augmentation, >= 0.97 without.
 """
@@ -60,7 +61,7 @@ class Interleaved(Reporter):
 
     def start_epoch(self, batches: int) -> None:
         """Called between epochs: in epoch mode, the bare loop's epoch runs here."""
-        if not self.per_batch:
+        if not self.per_batch and batches:
             self.bare = self._time(lambda: [self.bare_step() for _ in range(batches)])
             self.bare_epochs.append(self.bare)
         self.mark = self.clock()
@@ -161,6 +162,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile both loops")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--repeats", type=int, default=7, help="timed epochs of each loop")
+    parser.add_argument("--interleave", default="auto", choices=("auto", "batch", "epoch"),
+                        help="alternate the loops by the batch (auto on the CPU) or by the "
+                             "epoch (auto on a GPU)")
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (0: its default); 1 keeps a shared "
@@ -205,7 +209,9 @@ def main() -> None:
     # runs; otherwise (several threads, a GPU) wall time.
     cpu_clock = device.type == "cpu" and torch.get_num_threads() == 1
     clock = time.process_time if cpu_clock else time.perf_counter
-    timer = Interleaved(clock, device, per_batch=device.type == "cpu", bare_step=lambda: bare_step(
+    per_batch = options.interleave == "batch" or (
+        options.interleave == "auto" and device.type == "cpu")
+    timer = Interleaved(clock, device, per_batch=per_batch, bare_step=lambda: bare_step(
         bare_model, optimizer, train, config.run.batch_size, data.motion, generator, precision))
     stage_run = StageRun(model, stage, train, val, setup, timer)
     timer.start_epoch(0)
@@ -228,7 +234,8 @@ def main() -> None:
               for name, values in (("slt", slt_seconds), ("bare", bare_seconds))}
     print(json.dumps({
         "device": str(device), "precision": precision, "compile": options.compile,
-        "augment": options.augment, "clock": "cpu" if cpu_clock else "wall",
+        "augment": options.augment, "interleave": "batch" if per_batch else "epoch",
+        "clock": "cpu" if cpu_clock else "wall",
         "threads": torch.get_num_threads(), "batch_size": config.run.batch_size,
         "repeats": options.repeats, "slt_samples_per_s": round(slt_rate, 1),
         "bare_samples_per_s": round(bare_rate, 1), "ratio": round(slt_rate / bare_rate, 3),
