@@ -96,3 +96,27 @@ def test_running_metrics_read_the_device_in_batches() -> None:
     metrics.reset(5.0, 2.0)
     metrics.add(torch.tensor([1.0]), torch.tensor([True]))
     assert metrics.totals() == (6.0, 3.0)
+
+
+@pytest.mark.slow  # three torchrun runs, about 30 s
+def test_a_killed_torchrun_run_resumes_under_torchrun_to_the_same_checkpoints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(TINY_TOML.replace("batch_size = 32", "batch_size = 8"))
+    args = ["train", "--config", str(config_path), "--force", "--device", "cpu"]
+    straight = torchrun(*args, "--checkpoint-dir", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    folder = tmp_path / "killed"
+    with monkeypatch.context() as patch:
+        patch.setenv("SLT_TEST_KILL_AT", "9")  # rank 0, the only writer, dies mid-run
+        killed = torchrun(*args, "--checkpoint-dir", str(folder))
+    assert killed.returncode != 0 and (folder / "resume").is_dir()
+    resumed = torchrun(*args, "--checkpoint-dir", str(folder), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming run" in resumed.stderr
+    for name in ("best_model_stage_1", "stage_1_baseline", "best_model_stage_2",
+                 "stage_2_augmentation"):
+        got = load_weights(folder, name, read_sidecar(folder, name))
+        want = load_weights(tmp_path / "straight", name,
+                            read_sidecar(tmp_path / "straight", name))
+        assert all(torch.equal(got[k], want[k]) for k in want), name
