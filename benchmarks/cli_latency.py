@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,15 +50,20 @@ def build_checkpoints(folder: Path, count: int) -> None:
         })
 
 
-def seconds(args: list[str], repeats: int) -> list[float]:
-    timings = []
+def seconds(args: list[str], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU (user + system) seconds of each run. On a machine shared
+    with other work the wall clock includes waiting for a core; CPU time does not."""
+    walls, cpus = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(args, check=True, capture_output=True, text=True)
-        timings.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if "warning" in done.stderr:  # a skipped sidecar would make the folder look smaller
             raise SystemExit(f"{' '.join(args)}: {done.stderr.strip()}")
-    return timings
+    return walls, cpus
 
 
 def imports_torch(args: list[str]) -> bool:
@@ -86,14 +92,15 @@ def main() -> None:
         }
         baseline = None
         for label, args in commands.items():
-            timings = seconds(args, options.repeats)
+            timings, cpu = seconds(args, options.repeats)
             median = statistics.median(timings)
             baseline = baseline or median
             print(json.dumps({
                 "command": label, "checkpoints": options.count if "--help" not in label and (
                     label.startswith("slt")) else None,
                 "median_s": round(median, 3), "min_s": round(min(timings), 3),
-                "max_s": round(max(timings), 3), "repeats": options.repeats,
+                "max_s": round(max(timings), 3), "cpu_median_s": round(statistics.median(cpu), 3),
+                "repeats": options.repeats,
                 "vs_import_torch": round(median / baseline, 2),
                 "imports_torch": imports_torch(args),
             }), flush=True)
