@@ -120,3 +120,12 @@ def test_a_killed_torchrun_run_resumes_under_torchrun_to_the_same_checkpoints(
         want = load_weights(tmp_path / "straight", name,
                             read_sidecar(tmp_path / "straight", name))
         assert all(torch.equal(got[k], want[k]) for k in want), name
+
+
+def test_smoke_refuses_torchrun(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from slt_cli.smoke import run_smoke
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SltError, match="not under torchrun"):
+        run_smoke(1, tmp_path)
