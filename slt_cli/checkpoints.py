@@ -131,9 +131,10 @@ def settle(directory: Path, *, holding_lock: bool = False) -> None:
     Only while no live run holds the folder (its temporary files are writes in
     progress): a run that holds the lock passes ``holding_lock=True``; a reader
     settles only when the folder is idle, and otherwise leaves it to that run.
+    Under torchrun only rank 0 settles, so no other process ever takes the lock.
     """
-    if not directory.is_dir():
-        return
+    if not directory.is_dir() or os.environ.get("RANK", "0") not in ("", "0"):
+        return  # under torchrun rank 0 alone tidies (and locks) the folder
     if holding_lock:
         _settle(directory)
         return

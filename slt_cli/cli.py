@@ -6,6 +6,7 @@ Heavy modules (torch, the engine) are imported inside the commands that train, s
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import tempfile
@@ -36,6 +37,12 @@ ConfigPath = Annotated[Path | None, typer.Option(
     show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+Compile = Annotated[bool | None, typer.Option(
+    "--compile/--no-compile", help="torch.compile the model: a slower start, then faster "
+    "steps [default: run.compile].", show_default=False)]
+Precision = Annotated[str | None, typer.Option(
+    "--precision", help="auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32 "
+    "[default: run.precision].", show_default=False)]
 Resume = Annotated[bool, typer.Option(
     "--resume", help="Carry on the interrupted run in the checkpoint folder (other flags "
     "but --checkpoint-dir and --device are taken from that run).")]
@@ -85,15 +92,22 @@ def train(
     multi_gpu: Annotated[bool | None, typer.Option(
         "--multi-gpu/--no-multi-gpu", help="Use all visible GPUs [default: run.multi_gpu].",
         show_default=False)] = None,
+    compile_: Compile = None,
+    precision: Precision = None,
     resume: Resume = False,
 ) -> None:
-    """Train the stages of stages.toml, saving each stage's best model."""
+    """Train the stages of stages.toml, saving each stage's best model.
+
+    Under torchrun (torchrun --nproc_per_node=N -m slt_cli train ...) it trains one
+    process per device with DistributedDataParallel; only rank 0 writes and prints.
+    """
     from slt_cli.config import find_config, load_config, parse_stage_selection, with_overrides
     from slt_cli.engine import Trainer
 
     settings = with_overrides(load_config(find_config(config)), run_seed=seed,
                               run_multi_gpu=multi_gpu, data_source=data,
-                              stage_epochs=epochs_per_stage)
+                              stage_epochs=epochs_per_stage, run_compile=compile_,
+                              run_precision=precision)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     reporter = console.RichReporter()
     trainer = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device, reporter=reporter)
@@ -116,18 +130,21 @@ def continue_run(
     config: ConfigPath = None,
     checkpoint_dir: CheckpointDir = None,
     device: Device = "auto",
+    compile_: Compile = None,
+    precision: Precision = None,
     resume: Resume = False,
 ) -> None:
     """Train further from a saved checkpoint with a named preset."""
-    from slt_cli.config import find_config, load_config
+    from slt_cli.config import find_config, load_config, with_overrides
     from slt_cli.engine import Trainer
 
     if not resume and (model is None or type_ is None):
         raise SltError("continue needs a checkpoint and --type",
                        hint="For example: slt continue best_model_stage_5 --type exploration.")
+    settings = with_overrides(load_config(find_config(config)), run_compile=compile_,
+                              run_precision=precision)
     reporter = console.RichReporter()
-    trainer = Trainer(load_config(find_config(config)), checkpoint_dir=checkpoint_dir,
-                      device=device, reporter=reporter)
+    trainer = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device, reporter=reporter)
     with reporter.running(), _stop_on_interrupt(trainer):
         if resume:
             stages = trainer.resume("continue").stages
@@ -256,7 +273,13 @@ def _readable_checkpoints(folder: Path) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    """Entry point of the ``slt`` script and ``python -m slt_cli``."""
+    """Entry point of the ``slt`` script and ``python -m slt_cli``.
+
+    Under torchrun only rank 0 prints; the others print their errors alone.
+    """
+    rank = os.environ.get("RANK", "0")
+    if rank not in ("", "0"):
+        console.quiet_except_errors(f"rank {rank}: ")
     app(prog_name="slt")
 
 

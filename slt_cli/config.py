@@ -27,6 +27,7 @@ CONFIG_FILE_NAME = "stages.toml"
 CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
 MONITORS = ("val_accuracy", "val_loss")
 AVERAGING = ("none", "ema", "swa")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,15 @@ class RunConfig:
     multi_gpu: bool = True  # all visible GPUs through DataParallel, batch scaled by count
     batch_size: int = 64  # per device
     min_batches_per_epoch: int = 25  # a small training set is repeated to make this many
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32
+    compile: bool = False  # torch.compile the model: a slower start, then faster steps
 
     def problems(self) -> list[tuple[str, str]]:
         found = _positive(self, "batch_size", "min_batches_per_epoch")
         if self.monitor not in MONITORS:
             found.append(("monitor", f"must be one of {', '.join(MONITORS)}"))
+        if self.precision not in PRECISIONS:
+            found.append(("precision", f"must be one of {', '.join(PRECISIONS)}"))
         return found
 
 
@@ -229,8 +234,8 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
 def with_overrides(config: Config, **changes: Any) -> Config:
     """A copy with dotted-path changes, e.g. ``run.seed=3`` given as ``run_seed=3``.
 
-    Supported keys: run_seed, run_checkpoint_dir, run_multi_gpu, data_source,
-    stage_epochs (applied to every stage).
+    Supported keys: run_seed, run_checkpoint_dir, run_multi_gpu, run_precision,
+    run_compile, data_source, stage_epochs (applied to every stage).
     """
     run, data, stages = config.run, config.data, config.stages
     for key, value in changes.items():

@@ -11,21 +11,15 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from slt_cli.reporting import EpochMetrics, Reporter
+
+if TYPE_CHECKING:  # rich.progress is imported when training starts: `slt list` skips it
+    from rich.progress import Progress, TaskID
 
 
 def _console(stderr: bool) -> Console:
@@ -42,13 +36,27 @@ err = _console(stderr=True)
 
 def print_json(value: Any) -> None:
     """Plain JSON on stdout (no colour codes, whatever the terminal)."""
-    print(json.dumps(value, indent=2, sort_keys=True))
+    if not out.quiet:
+        print(json.dumps(value, indent=2, sort_keys=True))
+
+
+_error_prefix = ""  # names the process in errors of torchrun's ranks other than 0
+
+
+def quiet_except_errors(prefix: str) -> None:
+    """Print nothing but errors, each led by ``prefix`` (torchrun's other ranks)."""
+    global _error_prefix
+    out.quiet = err.quiet = True
+    _error_prefix = prefix
 
 
 def print_error(message: str, hint: str | None = None) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    target = err
+    if _error_prefix:
+        target = Console(stderr=True, soft_wrap=True)
+    target.print(f"{_error_prefix}[bold red]error:[/] {message}", highlight=False, markup=True)
     if hint:
-        err.print(f"[dim]hint:[/] {hint}", highlight=False)
+        target.print(f"{_error_prefix}[dim]hint:[/] {hint}", highlight=False)
 
 
 def arrow(change: float | None, higher_is_better: bool, digits: int = 4) -> str:
@@ -80,6 +88,15 @@ class RichReporter(Reporter):
     @contextmanager
     def running(self) -> Iterator[RichReporter]:
         if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -105,9 +122,10 @@ class RichReporter(Reporter):
             self.task = self.progress.add_task(
                 f"stage {stage_idx} {name}", total=epochs * batches, status="", unit="batches")
 
-    def batch_done(self, *, batch: int, batches: int, loss: float) -> None:
+    def batch_done(self, *, batch: int, batches: int, loss: float | None) -> None:
         if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, advance=1, status=f"loss {loss:.3f}")
+            status = {} if loss is None else {"status": f"loss {loss:.3f}"}
+            self.progress.update(self.task, advance=1, **status)
 
     def epoch_done(self, metrics: EpochMetrics) -> None:
         best = " [green]best[/]" if metrics.is_best else ""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ from slt_cli.checkpoints import (
 from slt_cli.config import AugmentConfig, Config, DataConfig, StageConfig, build_config
 from slt_cli.data import PreparedData, load_data
 from slt_cli.data.transforms import feature_count, mirror_permutation
-from slt_cli.devices import device_count, resolve_device
+from slt_cli.devices import device_count, resolve_device, resolve_precision
+from slt_cli.distributed import barrier, world_from_environment
+from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
 from slt_cli.lock import folder_lock
 from slt_cli.models import build_model, resolved_settings
@@ -110,15 +113,23 @@ class Trainer:
         checkpoint_dir: Where checkpoints live; defaults to ``config.run.checkpoint_dir``.
         device: ``auto``, ``cpu`` or ``cuda``.
         reporter: Receives progress events; silent by default.
+
+    Started by torchrun, each process makes its own Trainer: it joins the process
+    group, trains with DistributedDataParallel on its own device, and only rank 0
+    takes the folder lock, writes files and reports (the others get a silent
+    reporter), so the files are the ones a single process would write.
     """
 
     def __init__(self, config: Config, *, checkpoint_dir: Path | str | None = None,
                  device: str = "auto", reporter: Reporter | None = None) -> None:
         self.config = config
         self.checkpoint_dir = Path(checkpoint_dir or config.run.checkpoint_dir)
-        self.device = resolve_device(device)
-        self.devices = device_count(self.device, config.run.multi_gpu)
-        self.reporter = reporter or Reporter()
+        self.world = world_from_environment()
+        self.device = resolve_device(device, self.world.local_rank
+                                     if self.world.distributed else None)
+        join_process_group(self.world, self.device)
+        self.devices = self._device_count()
+        self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
         self._stop = threading.Event()
 
     def request_stop(self) -> None:
@@ -147,13 +158,12 @@ class Trainer:
                   "final_name": stage_checkpoint_name(i, config.stages[i - 1].name)}
                  for i in selected]
         run_id = new_run_id()
-        with folder_lock(self.checkpoint_dir, run_id):
-            settle(self.checkpoint_dir, holding_lock=True)
-            self._refuse_over_interrupted_run()
+        with self._holding_folder(run_id, refuse_interrupted=True):
             start = self._saved_start(selected[0] - 1, record)
             overwritten = [name for step in steps
                            for name in (step["best_name"], step["final_name"])]
-            archived = archive_existing(self.checkpoint_dir, overwritten, run_id)
+            archived = (archive_existing(self.checkpoint_dir, overwritten, run_id)
+                        if self.world.is_main else [])
             if archived:
                 self.reporter.note(f"moved {len(archived)} earlier checkpoint(s) to "
                                    f"{self.checkpoint_dir / 'archive' / run_id}")
@@ -179,9 +189,7 @@ class Trainer:
                           sidecar["config"]["run"]["seed"])
         record = self._checked_record(name, sidecar, data)
         run_id = new_run_id()
-        with folder_lock(self.checkpoint_dir, run_id):
-            settle(self.checkpoint_dir, holding_lock=True)
-            self._refuse_over_interrupted_run()
+        with self._holding_folder(run_id, refuse_interrupted=True):
             start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
                            (sidecar["val_loss"], sidecar["val_accuracy"]))
             step = {"stage_idx": sidecar["stage_idx"] + 1, "saved_idx": sidecar["stage_idx"],
@@ -194,15 +202,14 @@ class Trainer:
     def resume(self, kind: str = "train") -> RunResult:
         """Carry on the interrupted ``kind`` run (``train`` or ``continue``) in the
         checkpoint folder from its last saved position, as if it had never stopped."""
-        with folder_lock(self.checkpoint_dir, "resume"):
-            settle(self.checkpoint_dir, holding_lock=True)
+        with self._holding_folder("resume", refuse_interrupted=False):
             plan, tensors = load_resume(self.checkpoint_dir)
             if plan["kind"] != kind:
                 raise SltError(f"the interrupted run in {self.checkpoint_dir} is "
                                f"`slt {plan['kind']}`, not `slt {kind}`",
                                hint=f"Resume it with `slt {plan['kind']} --resume`.")
             self.config = build_config(plan["config"], f"run {plan['run_id']}")
-            self.devices = device_count(self.device, self.config.run.multi_gpu)
+            self.devices = self._device_count()
             data = self._data(DataConfig(**plan["data"]), plan["data_seed"])
             record = plan["record"]
             if self._model_record(record["name"], record["settings"], data) != record:
@@ -224,7 +231,8 @@ class Trainer:
         model = self._build(self._checked_record(name, sidecar, data))
         _load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         target = TensorSplit.from_split(data.split(split), self.device)
-        logits = predict_logits(model, target, data.motion, self._batch_size())
+        logits = predict_logits(model, target, data.motion, self._batch_size(),
+                                resolve_precision(self.config.run.precision, self.device))
         loss, accuracy = score(logits, target.y)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         top5 = (top == target.y[:, None]).any(dim=1).float().mean().item()
@@ -253,8 +261,12 @@ class Trainer:
         steps = plan["steps"]
         self.reporter.run_started(
             stages=[(s["saved_idx"], s["stage"]["name"]) for s in steps[plan["position"]:]],
-            device=str(self.device), devices=self.devices, batch_size=self._batch_size(),
+            device=self._describe_device(), devices=self.devices * self.world.size,
+            batch_size=self._batch_size() * self.world.size,
             train_size=len(data.splits["train"]), val_size=len(data.splits["val"]))
+        if self.config.run.compile and self.devices > 1:
+            self.reporter.note("compile is off with DataParallel; start with torchrun "
+                               "(DistributedDataParallel) to compile on several GPUs")
         metrics = plan["start"]["metrics"]
         start = _Start(start_state, plan["start"]["checkpoint"],
                        tuple(metrics) if metrics is not None else None)
@@ -272,7 +284,9 @@ class Trainer:
                            f"threshold {plan['threshold']}; use --force to run every stage")
                 self.reporter.note(stopped)
                 break
-        clear_resume(self.checkpoint_dir)
+        if self.world.is_main:
+            clear_resume(self.checkpoint_dir)
+        barrier(self.world)  # every process returns once rank 0's files are written
         return RunResult(run_id=plan["run_id"],
                          stages=tuple(StageResult(**r) for r in plan["results"]),
                          stopped=stopped, archived=tuple(archived))
@@ -286,19 +300,24 @@ class Trainer:
             _load_state(model, start.state, start.checkpoint)
 
         def save(name: str, state: State, metrics: EpochMetrics, seconds: float) -> None:
+            if not self.world.is_main:  # the others hold the same weights: one writer
+                return
             sidecar = self._sidecar(step["saved_idx"], stage, metrics, seconds, plan["record"],
                                     data, start.checkpoint, plan["run_id"])
             save_checkpoint(self.checkpoint_dir, name, state, sidecar)
 
         def save_resume_state(stage_run: StageRun) -> None:
-            tensors, values = stage_run.snapshot()
-            save_resume(self.checkpoint_dir, {**plan, "stage": values}, tensors)
+            tensors, values = stage_run.snapshot()  # every process: it sums their metrics
+            if self.world.is_main:
+                save_resume(self.checkpoint_dir, {**plan, "stage": values}, tensors)
 
+        run = self.config.run
         setup = StageSetup(stage_idx=step["stage_idx"], batch_size=self._batch_size(),
-                           devices=self.devices, seed=self.config.run.seed,
-                           monitor=self.config.run.monitor, motion=data.motion,
-                           min_batches=self.config.run.min_batches_per_epoch,
-                           mirror=mirror_permutation(data.joints))
+                           devices=self.devices, seed=run.seed, monitor=run.monitor,
+                           motion=data.motion, min_batches=run.min_batches_per_epoch,
+                           mirror=mirror_permutation(data.joints),
+                           precision=resolve_precision(run.precision, self.device),
+                           compile=run.compile, world=self.world)
         stage_run = StageRun(model, stage,
                              TensorSplit.from_split(data.splits["train"], self.device),
                              TensorSplit.from_split(data.splits["val"], self.device), setup,
@@ -335,6 +354,22 @@ class Trainer:
             final_checkpoint=step["final_name"], parent=start.checkpoint, gain=gain)
         self.reporter.stage_done(result)
         return result, _Start(outcome.best_state, step["best_name"], best)
+
+    @contextmanager
+    def _holding_folder(self, run_id: str, *, refuse_interrupted: bool) -> Iterator[None]:
+        """Hold the checkpoint folder while the block runs: rank 0 (the only process
+        without torchrun) takes the lock and tidies what a killed run left; the other
+        processes wait for that, then only read."""
+        if not self.world.is_main:
+            barrier(self.world)
+            yield
+            return
+        with folder_lock(self.checkpoint_dir, run_id):
+            settle(self.checkpoint_dir, holding_lock=True)
+            if refuse_interrupted:
+                self._refuse_over_interrupted_run()
+            barrier(self.world)
+            yield
 
     def _refuse_over_interrupted_run(self) -> None:
         if has_resume(self.checkpoint_dir):
@@ -411,7 +446,25 @@ class Trainer:
         }
 
     def _batch_size(self) -> int:
+        """Sequences per step in this process (all its DataParallel GPUs together)."""
         return self.config.run.batch_size * self.devices
+
+    def _device_count(self) -> int:
+        """GPUs one process drives: one under torchrun, else all when multi_gpu."""
+        if self.world.distributed:
+            return 1
+        return device_count(self.device, self.config.run.multi_gpu)
+
+    def _describe_device(self) -> str:
+        run = self.config.run
+        parts = [str(self.device)]
+        if resolve_precision(run.precision, self.device) == "bf16":
+            parts.append("bf16")
+        if run.compile:
+            parts.append("compiled")
+        if self.world.distributed:
+            parts.append(f"{self.world.size} processes, DistributedDataParallel")
+        return ", ".join(parts)
 
 
 def _load_state(model: nn.Module, state: State, name: str | None) -> None:

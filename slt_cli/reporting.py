@@ -39,8 +39,9 @@ class Reporter:
                       batches: int, start: str) -> None:
         """A stage begins; ``start`` says which weights it starts from."""
 
-    def batch_done(self, *, batch: int, batches: int, loss: float) -> None:
-        """One optimisation step finished."""
+    def batch_done(self, *, batch: int, batches: int, loss: float | None) -> None:
+        """One optimisation step finished; ``loss`` is the latest training loss read
+        off the device (read every few batches, so as not to stall it), None at first."""
 
     def epoch_done(self, metrics: EpochMetrics) -> None:
         """One epoch finished and was evaluated."""

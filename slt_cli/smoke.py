@@ -29,8 +29,13 @@ def run_smoke(epochs: int, directory: Path, reporter: Reporter | None = None,
               device: str = "auto") -> list[Check]:
     """Train every default stage for ``epochs`` epochs into ``directory``, then reload
     each checkpoint, verify its hash and sidecar, and re-score it."""
+    from slt_cli.distributed import world_from_environment
     from slt_cli.engine import Trainer
+    from slt_cli.errors import SltError
 
+    if world_from_environment().distributed:  # each process would check its own folder
+        raise SltError("slt smoke runs in one process, not under torchrun",
+                       hint="Run `slt smoke` alone; torchrun is for train and continue.")
     config = quick_test_config(epochs, load_config())
     config = dataclasses.replace(
         config, data=dataclasses.replace(config.data, source=SMOKE_DATA),

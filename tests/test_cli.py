@@ -151,6 +151,21 @@ def test_list_does_not_import_torch(trained: Path) -> None:
     assert "best_model_stage_1" in done.stdout
 
 
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["analyze", "--json"], ["train", "--help"]])
+def test_commands_that_do_not_train_never_import_torch(args: list[str]) -> None:
+    code = (f"import sys; from slt_cli.cli import main; sys.argv = ['slt', *{args!r}];\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_precision_is_checked(tiny_toml: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--config", str(tiny_toml), "--precision", "fp8"])
+    assert result.exit_code == 2
+    assert "precision: must be one of auto, bf16, fp32" in result.stderr
+
+
 def test_python_dash_m_runs_the_same_app() -> None:
     done = subprocess.run([sys.executable, "-m", "slt_cli", "--help"], capture_output=True,
                           text=True)

@@ -63,3 +63,30 @@ def test_a_gpu_run_stops_and_resumes(tiny_toml: Path, tmp_path: Path) -> None:
     for mine, theirs in zip(resumed.stages, straight.stages, strict=True):
         # cuDNN/cuBLAS sums are not ordered alike run to run: close, not bit-identical.
         assert mine.val_loss == pytest.approx(theirs.val_loss, abs=0.05)
+
+
+def test_bf16_autocast_is_the_cuda_default_and_checkpoints_stay_fp32(tiny_toml: Path,
+                                                                      tmp_path: Path) -> None:
+    from slt_cli.reporting import RecordingReporter
+
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    reporter = RecordingReporter()
+    Trainer(load_config(tiny_toml), checkpoint_dir=tmp_path, device="cuda",
+            reporter=reporter).train([1])
+    assert "bf16" in reporter.named("run_started")[0]["device"]
+    sidecar = read_sidecar(tmp_path, "best_model_stage_1")
+    tensors = load_weights(tmp_path, "best_model_stage_1", sidecar)
+    assert all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point())
+    scored = Trainer(load_config(tiny_toml), checkpoint_dir=tmp_path, device="cuda").evaluate(
+        "best_model_stage_1")
+    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
+
+
+def test_compiled_training_saves_unprefixed_weights(tiny_toml: Path, tmp_path: Path) -> None:
+    config = load_config(tiny_toml)
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, compile=True))
+    Trainer(config, checkpoint_dir=tmp_path, device="cuda").train([1])
+    tensors = load_weights(tmp_path, "stage_1_baseline",
+                           read_sidecar(tmp_path, "stage_1_baseline"))
+    assert not any(key.startswith(("_orig_mod.", "module.")) for key in tensors)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,3 +44,18 @@ def test_a_stage_with_mixup_and_shear_trains_and_repeats_exactly(tiny_toml: Path
     assert result.stages[1].val_accuracy > 0
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.slow  # torch.compile takes a minute or two on a small CPU
+def test_compiled_training_on_the_cpu_saves_unprefixed_fp32_weights(tiny_toml: Path,
+                                                                     tmp_path: Path) -> None:
+    config = load_config(tiny_toml)
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, compile=True))
+    config = dataclasses.replace(config, stages=config.stages[:1])
+    Trainer(config, checkpoint_dir=tmp_path, device="cpu").train()
+    sidecar = read_sidecar(tmp_path, "best_model_stage_1")
+    tensors = load_weights(tmp_path, "best_model_stage_1", sidecar)
+    assert not any(key.startswith(("_orig_mod.", "module.")) for key in tensors)
+    assert all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point())
+    scored = Trainer(config, checkpoint_dir=tmp_path, device="cpu").evaluate("best_model_stage_1")
+    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)

@@ -71,14 +71,23 @@ def augment(
         return low + (high - low) * draw
 
     if settings.mirror > 0 and mirror is not None:
-        flipped = x[:, :, list(mirror)].clone()
-        flipped[..., 0] = -flipped[..., 0]
         chosen = uniform(0, 1, batch, 1, 1, 1) < settings.mirror
-        x = torch.where(chosen, flipped, x)
+        # One gather and one multiply: each chosen clip reads its joints swapped and x
+        # negated, the others read themselves (cheaper than flipping all, then picking).
+        swapped = torch.as_tensor(mirror, device=x.device)
+        joint = torch.where(chosen[:, :, :, 0], swapped, torch.arange(joints, device=x.device))
+        x = x.gather(2, joint.expand(batch, frames, joints)[..., None].expand_as(x))
+        sign = torch.ones(channels, device=x.device, dtype=x.dtype)
+        sign[0] = -1.0
+        x = x * torch.where(chosen, sign, 1.0)
     if settings.speed > 0:
         x = _time_warp(x, uniform(-settings.speed, settings.speed, batch))
     if settings.rotate > 0 or settings.scale > 0 or settings.shear > 0:
-        x = x @ _linear_maps(settings, channels, uniform, batch).transpose(1, 2)[:, None]
+        # x @ maps^T as maps @ x^T, with the points along the long side: one batched
+        # (C, C) x (C, T*J) product is several times faster than T*J tiny ones.
+        points = x.reshape(batch, frames * joints, channels).transpose(1, 2).contiguous()
+        maps = _linear_maps(settings, channels, uniform, batch)
+        x = torch.bmm(maps, points).transpose(1, 2).reshape(x.shape)
     if settings.shift > 0:
         shift = uniform(-settings.shift, settings.shift, batch, 1, 1, channels)
         shift[..., 2:] = 0  # depth is the least reliable axis: leave it

@@ -1,0 +1,68 @@
+"""Training numbers kept on the device and read in batches, not after every step.
+
+Reading a number off a GPU (``.item()``, ``if tensor:``) waits for every queued
+kernel, so the next batch cannot be queued behind the current one. The loss and
+accuracy sums therefore stay on the device, and the per-batch losses are read
+(and checked to be finite) once every ``SYNC_EVERY`` batches. Under torchrun the
+same read sums them over the processes, so that all of them see the same numbers
+and stop or go on together.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from slt_cli.distributed import World, all_sum
+
+SYNC_EVERY = 16  # batches between two reads of the device's numbers
+
+
+class RunningMetrics:
+    """The sums of one epoch's per-sample losses and hits, on the device."""
+
+    def __init__(self, device: torch.device, world: World) -> None:
+        self.device, self.world = device, world
+        # float64, like the Python floats they replace, so sums are exact on resume.
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, hits
+        self.pending: list[torch.Tensor] = []  # mean losses of the batches not read yet
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
+        """Count one batch: per-sample losses and whether each prediction was right."""
+        self.sums[0] += loss.sum()
+        self.sums[1] += correct.sum()
+        self.pending.append(loss.mean())
+
+    def settle(self, stop: bool) -> tuple[list[float], bool]:
+        """Read the pending batches' mean losses (averaged over processes) and
+        whether any process asked to stop; one wait for the device."""
+        losses = torch.stack(self.pending) if self.pending else self.sums.new_zeros(0)
+        flag = torch.tensor([1.0 if stop else 0.0], dtype=losses.dtype, device=self.device)
+        packed = all_sum(torch.cat([losses, flag]), self.world)
+        *values, stops = packed.tolist()
+        self.pending.clear()
+        return [value / self.world.size for value in values], stops > 0
+
+    def totals(self) -> tuple[float, float]:
+        """The epoch's loss and hit sums so far, over every process."""
+        loss, hits = all_sum(self.sums.clone(), self.world).tolist()
+        return loss, hits
+
+    def reset(self, loss: float = 0.0, hits: float = 0.0) -> None:
+        """Start the sums again, from saved totals when resuming (kept by rank 0
+        alone, as ``totals`` adds every process's share)."""
+        if not self.world.is_main:
+            loss = hits = 0.0
+        self.sums = torch.tensor([loss, hits], dtype=torch.float64, device=self.device)
+        self.pending.clear()
+
+
+def sharded_score(logits: torch.Tensor, targets: torch.Tensor,
+                  world: World) -> tuple[float, float]:
+    """Cross-entropy and accuracy of the whole split, from each process's shard."""
+    sums = torch.stack([
+        F.cross_entropy(logits, targets, reduction="sum").double(),
+        (logits.argmax(dim=-1) == targets).sum().double(),
+        torch.tensor(float(len(targets)), dtype=torch.float64, device=logits.device)])
+    loss, hits, count = all_sum(sums, world).tolist()
+    return loss / count, hits / count
