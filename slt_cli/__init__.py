@@ -19,9 +19,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Trainer": "slt_cli.engine",
-    "RunResult": "slt_cli.engine",
-    "StageResult": "slt_cli.engine",
-    "Evaluation": "slt_cli.engine",
+    "RunResult": "slt_cli.results",
+    "StageResult": "slt_cli.results",
+    "Evaluation": "slt_cli.results",
     "load_config": "slt_cli.config",
     "quick_test_config": "slt_cli.config",
     "Reporter": "slt_cli.reporting",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from slt_cli import __version__
@@ -31,16 +30,23 @@ from slt_cli.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.config import AugmentConfig, Config, DataConfig, StageConfig, build_config
+from slt_cli.config import Config, DataConfig, StageConfig, build_config
 from slt_cli.data import PreparedData, load_data
-from slt_cli.data.transforms import feature_count, mirror_permutation
+from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
 from slt_cli.lock import folder_lock
-from slt_cli.models import build_model, resolved_settings
+from slt_cli.records import (
+    build_network,
+    checked_record,
+    load_state,
+    model_record,
+    stage_from_dict,
+)
 from slt_cli.reporting import EpochMetrics, Reporter
+from slt_cli.results import Evaluation, RunResult, StageResult
 from slt_cli.resume import clear_resume, has_resume, load_resume, save_resume
 from slt_cli.training import (
     StageInterrupted,
@@ -52,44 +58,6 @@ from slt_cli.training import (
     predict_logits,
     score,
 )
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What one stage achieved and where it was saved."""
-
-    stage_idx: int
-    name: str
-    description: str
-    val_loss: float  # of the best epoch
-    val_accuracy: float
-    best_epoch: int
-    epochs: int
-    training_time: float  # seconds for the whole stage
-    checkpoint: str  # best weights: best_model_stage_N, or a continue checkpoint
-    final_checkpoint: str | None  # weights at the end: stage_N_<name>
-    parent: str | None
-    gain: float | None  # improvement of the monitored metric over the starting point
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    stages: tuple[StageResult, ...]
-    stopped: str | None  # why the run ended before its last stage, or None
-    archived: tuple[str, ...]  # earlier checkpoints moved aside into archive/<run_id>/
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    checkpoint: str
-    source: str
-    split: str
-    count: int
-    loss: float
-    accuracy: float
-    top5_accuracy: float
-    per_class: dict[str, float]  # accuracy per class name (classes present in the split)
 
 
 @dataclass
@@ -151,7 +119,7 @@ class Trainer:
         config = self.config
         selected = list(stages) if stages else list(range(1, len(config.stages) + 1))
         data = self._data(config.data, config.run.seed)
-        record = self._model_record(config.model.name, config.model.settings, data)
+        record = model_record(config.model.name, config.model.settings, data)
         steps = [{"stage_idx": i, "saved_idx": i,
                   "stage": dataclasses.asdict(config.stages[i - 1]),
                   "best_name": best_checkpoint_name(i),
@@ -187,7 +155,7 @@ class Trainer:
         sidecar = read_sidecar(self.checkpoint_dir, name)
         data = self._data(DataConfig(**sidecar["config"]["data"]),
                           sidecar["config"]["run"]["seed"])
-        record = self._checked_record(name, sidecar, data)
+        record = checked_record(name, sidecar, data)
         run_id = new_run_id()
         with self._holding_folder(run_id, refuse_interrupted=True):
             start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
@@ -212,7 +180,7 @@ class Trainer:
             self.devices = self._device_count()
             data = self._data(DataConfig(**plan["data"]), plan["data_seed"])
             record = plan["record"]
-            if self._model_record(record["name"], record["settings"], data) != record:
+            if model_record(record["name"], record["settings"], data) != record:
                 raise DataError(f"the data of run {plan['run_id']} changed since it stopped",
                                 hint="Put the data back as it was, or start a new run.")
             self.reporter.note(f"resuming run {plan['run_id']} at step {plan['position'] + 1}, "
@@ -228,8 +196,8 @@ class Trainer:
         if data_spec is not None:
             data_config = dataclasses.replace(data_config, source=data_spec)
         data = self._data(data_config, sidecar["config"]["run"]["seed"])
-        model = self._build(self._checked_record(name, sidecar, data))
-        _load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
+        model = self._build(checked_record(name, sidecar, data))
+        load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         target = TensorSplit.from_split(data.split(split), self.device)
         logits = predict_logits(model, target, data.motion, self._batch_size(),
                                 resolve_precision(self.config.run.precision, self.device))
@@ -295,9 +263,9 @@ class Trainer:
                   data: PreparedData, start: _Start,
                   snapshot: tuple[State, dict[str, Any]] | None) -> tuple[StageResult, _Start]:
         """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
-        stage = _stage_from_dict(step["stage"])
+        stage = stage_from_dict(step["stage"])
         if start.state is not None and snapshot is None:
-            _load_state(model, start.state, start.checkpoint)
+            load_state(model, start.state, start.checkpoint)
 
         def save(name: str, state: State, metrics: EpochMetrics, seconds: float) -> None:
             if not self.world.is_main:  # the others hold the same weights: one writer
@@ -401,32 +369,8 @@ class Trainer:
                          val_fraction=data_config.val_fraction, seed=seed,
                          landmarks=data_config.landmarks, reporter=self.reporter)
 
-    @staticmethod
-    def _model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
-        """What rebuilds the network, as the sidecar's ``model`` key stores it."""
-        return {"name": name, "settings": resolved_settings(name, settings),
-                "num_classes": len(data.classes),
-                "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
-                "num_frames": data.num_frames}
-
     def _build(self, record: Mapping[str, Any]) -> nn.Module:
-        torch.manual_seed(self.config.run.seed)  # the same config starts from the same weights
-        model = build_model(record["name"], in_features=record["in_features"],
-                            num_classes=record["num_classes"], num_frames=record["num_frames"],
-                            **record["settings"])
-        return model.to(self.device)
-
-    def _checked_record(self, name: str, sidecar: Mapping[str, Any],
-                        data: PreparedData) -> dict[str, Any]:
-        """The sidecar's model record, after checking that ``data`` fits it."""
-        record = sidecar["model"]
-        expected = self._model_record(record["name"], record["settings"], data)
-        if record != expected or list(data.classes) != list(sidecar["classes"]):
-            raise DataError(
-                f"the data {data.source!r} does not fit checkpoint {name} "
-                "(other landmarks, channels, frames or classes)",
-                hint="Use data with the layout and classes the checkpoint was trained on.")
-        return record
+        return build_network(record, seed=self.config.run.seed).to(self.device)
 
     def _sidecar(self, stage_idx: int, stage: StageConfig, metrics: EpochMetrics,
                  seconds: float, record: dict[str, Any], data: PreparedData, parent: str | None,
@@ -465,23 +409,3 @@ class Trainer:
         if self.world.distributed:
             parts.append(f"{self.world.size} processes, DistributedDataParallel")
         return ", ".join(parts)
-
-
-def _load_state(model: nn.Module, state: State, name: str | None) -> None:
-    """Load weights after checking that they are the network's, tensor by tensor."""
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or reshaped:
-        first = (missing or unexpected or reshaped)[0]
-        raise CheckpointError(
-            f"{name}: weights do not fit the network its sidecar describes",
-            hint=f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected, "
-                 f"{len(reshaped)} of another shape (first: {first}); the files were mixed up "
-                 "or edited.")
-    model.load_state_dict(state)
-
-
-def _stage_from_dict(values: dict[str, Any]) -> StageConfig:
-    return StageConfig(**{**values, "augment": AugmentConfig(**values["augment"])})

@@ -47,7 +47,7 @@ class Reporter:
         """One epoch finished and was evaluated."""
 
     def stage_done(self, result: Any) -> None:
-        """A stage finished; ``result`` is an ``engine.StageResult``."""
+        """A stage finished; ``result`` is an ``results.StageResult``."""
 
     def note(self, message: str) -> None:
         """Something worth a line: an archived file, a stop for lack of improvement."""

@@ -1,0 +1,79 @@
+"""What a checkpoint says about its network, and how to rebuild it from that.
+
+The sidecar's ``model`` record (builder name, resolved settings, data shape) is the
+one source for rebuilding a network (nanoGPT's ``model_args``); ``continue``,
+``evaluate`` and ``resume`` all go through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from slt_cli.config import AugmentConfig, StageConfig
+from slt_cli.data import PreparedData
+from slt_cli.data.transforms import feature_count
+from slt_cli.errors import CheckpointError, DataError
+from slt_cli.models import build_model, resolved_settings
+
+State = dict[str, torch.Tensor]
+
+
+def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
+    """What rebuilds the network, as the sidecar's ``model`` key stores it."""
+    return {"name": name, "settings": resolved_settings(name, settings),
+            "num_classes": len(data.classes),
+            "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
+            "num_frames": data.num_frames}
+
+
+def build_network(record: Mapping[str, Any], *, seed: int) -> nn.Module:
+    """A fresh network from a model record; the same seed gives the same weights."""
+    torch.manual_seed(seed)
+    return build_model(record["name"], in_features=record["in_features"],
+                       num_classes=record["num_classes"], num_frames=record["num_frames"],
+                       **record["settings"])
+
+
+def checked_record(name: str, sidecar: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
+    """The sidecar's model record, after checking that ``data`` fits it.
+
+    Raises:
+        DataError: when the data's landmarks, channels, frames or classes differ.
+    """
+    record = sidecar["model"]
+    expected = model_record(record["name"], record["settings"], data)
+    if record != expected or list(data.classes) != list(sidecar["classes"]):
+        raise DataError(
+            f"the data {data.source!r} does not fit checkpoint {name} "
+            "(other landmarks, channels, frames or classes)",
+            hint="Use data with the layout and classes the checkpoint was trained on.")
+    return record
+
+
+def load_state(model: nn.Module, state: State, name: str | None) -> None:
+    """Load weights after checking that they are the network's, tensor by tensor.
+
+    Raises:
+        CheckpointError: naming the first tensor that is missing, extra or reshaped.
+    """
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if missing or unexpected or reshaped:
+        first = (missing or unexpected or reshaped)[0]
+        raise CheckpointError(
+            f"{name}: weights do not fit the network its sidecar describes",
+            hint=f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected, "
+                 f"{len(reshaped)} of another shape (first: {first}); the files were mixed up "
+                 "or edited.")
+    model.load_state_dict(state)
+
+
+def stage_from_dict(values: dict[str, Any]) -> StageConfig:
+    """A stage's settings back from the JSON a plan or sidecar stores."""
+    return StageConfig(**{**values, "augment": AugmentConfig(**values["augment"])})
