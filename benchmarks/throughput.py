@@ -203,7 +203,8 @@ def main() -> None:
     set_dropout(bare, stage.dropout)
     bare.train()
     bare_model = torch.compile(bare) if options.compile else bare
-    optimizer = torch.optim.AdamW(bare.parameters(), lr=stage.lr)
+    # The same optimiser as the engine: AdamW with the fused kernel.
+    optimizer = torch.optim.AdamW(bare.parameters(), lr=stage.lr, fused=True)
     generator = torch.Generator(device=device).manual_seed(1)
     # One thread on the CPU: its CPU time is the work done, whatever else the machine
     # runs; otherwise (several threads, a GPU) wall time.
