@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,13 +101,7 @@ def read_pose(path: Path, *, layout: Layout, slots: np.ndarray, channels: int) -
     Raises:
         DataError: naming the file, when unreadable, empty or of another layout.
     """
-    from pose_format import Pose
-
-    try:
-        pose = Pose.read(path.read_bytes())
-    except Exception as exc:  # pose-format raises whatever its parser hits
-        raise DataError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc})"
-                        ) from None
+    pose = _read(path)
     found = tuple((c.name, len(c.points)) for c in pose.header.components)
     if found != layout:
         raise DataError(f"{path}: its components differ from the other files' "
@@ -120,14 +115,19 @@ def read_pose(path: Path, *, layout: Layout, slots: np.ndarray, channels: int) -
     return np.ascontiguousarray(person[:, slots])
 
 
-def _header(path: Path) -> tuple[Layout, int]:
+def _read(path: Path) -> Any:
+    """A parsed ``pose_format.Pose``; any parser failure becomes a DataError naming the file."""
     from pose_format import Pose
 
     try:
-        pose = Pose.read(path.read_bytes())
+        return Pose.read(path.read_bytes())
     except Exception as exc:  # pose-format raises whatever its parser hits
         raise DataError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc})"
                         ) from None
+
+
+def _header(path: Path) -> tuple[Layout, int]:
+    pose = _read(path)
     layout = tuple((c.name, len(c.points)) for c in pose.header.components)
     dims = pose.header.num_dims()
     if not layout or dims < 2:
