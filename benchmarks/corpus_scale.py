@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "slt-bench")
     parser.add_argument("--keep", action="store_true", help="Keep the corpora for a rerun.")
     args = parser.parse_args()
+    if min(args.sequences, args.small) < SIGNS:
+        parser.error(f"each corpus holds whole signers of {SIGNS} signs: give at least {SIGNS}")
     args.folder.mkdir(parents=True, exist_ok=True)
     try:
         big, little = build(args.folder, args.sequences, args.small)
