@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli.errors import CheckpointError, StorageError
+from slt_cli.files import fsync_directory
 from slt_cli.lock import folder_idle
 
 if TYPE_CHECKING:
@@ -349,11 +350,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
 def _commit(tmp: Path, path: Path) -> None:
     """Rename ``tmp`` over ``path`` and make the rename itself durable."""
     os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_directory(path.parent)
 
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from slt_cli.errors import DataError
+from slt_cli.files import fsync_directory
 
 FORMAT_VERSION = 1
 FRAMES_FILE = "frames.f16"
@@ -250,7 +251,7 @@ def publish_folder(scratch: Path, folder: Path) -> None:
 
     If another process published the same folder meanwhile, theirs is kept.
     """
-    _fsync_dir(scratch)
+    fsync_directory(scratch)
     if folder.exists():
         trash = Path(tempfile.mkdtemp(prefix=f".old-{folder.name}-", dir=folder.parent))
         os.replace(folder, trash / "old")
@@ -261,7 +262,7 @@ def publish_folder(scratch: Path, folder: Path) -> None:
         if not (folder / MANIFEST_FILE).is_file():
             raise
         shutil.rmtree(scratch, ignore_errors=True)
-    _fsync_dir(folder.parent)
+    fsync_directory(folder.parent)
 
 
 def remove_leftovers(parent: Path, keep: Path, prefix: str) -> None:
@@ -313,11 +314,3 @@ def _fsync_close(file: Any, close: bool = True) -> None:
     os.fsync(file.fileno())
     if close:
         file.close()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
