@@ -18,8 +18,7 @@ from slt_cli.data import PreparedData
 from slt_cli.data.transforms import feature_count
 from slt_cli.errors import CheckpointError, DataError
 from slt_cli.models import build_model, resolved_settings
-
-State = dict[str, torch.Tensor]
+from slt_cli.training import State
 
 
 def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
