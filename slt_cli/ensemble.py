@@ -142,6 +142,11 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
     if not math.isfinite(val_loss):
         raise SltError(f"the {method} ensemble scores a validation loss of {val_loss}",
                        hint="A member's weights or predictions are broken; leave it out.")
+    worst = min(member.val_accuracy for member in scores)
+    if method == "weights" and val_accuracy < worst:
+        notes.append(f"the averaged weights score {val_accuracy:.4f}, below every member "
+                     f"(worst {worst:.4f}): averaging weights suits members of one training "
+                     "path (the stages of one run); for separate runs use --method logits")
     sidecar = _sidecar(members, sidecars, method, record, data, val_loss, val_accuracy)
     with folder_lock(folder, sidecar["run_id"]):
         settle(folder, holding_lock=True)
