@@ -38,8 +38,8 @@ def _train(base: Path, label: str, toml: str, *args: str) -> Path:
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder: a two-stage conv_transformer run, plus copies of the stage-1 best of
-    an mlp run (on data generated with another seed, so other validation sequences) and
-    of a run on 3 classes."""
+    an mlp run (on data generated with another seed, so other validation sequences), of
+    a run on 3 classes and of a run from other initial weights (seed 1)."""
     base = tmp_path_factory.mktemp("ensemble-runs")
     main = _train(base, "main", TINY_TOML)
     mlp_toml = TINY_TOML.replace('name = "conv_transformer"\ndim = 16\ndepth = 1\nheads = 2',
@@ -47,7 +47,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mlp = _train(base, "mlp", mlp_toml, "--stages", "1", "--data",
                  "synthetic:classes=4,signers=6,repeats=3,frames=16,seed=1")
     three = _train(base, "three", TINY_TOML.replace("classes=4", "classes=3"), "--stages", "1")
-    for folder, copy in ((mlp, "mlp_member"), (three, "three_classes")):
+    other_start = _train(base, "seed1", TINY_TOML, "--stages", "1", "--seed", "1")
+    for folder, copy in ((mlp, "mlp_member"), (three, "three_classes"),
+                         (other_start, "seed1_member")):
         for suffix in (".json", ".safetensors"):
             shutil.copy(folder / f"best_model_stage_1{suffix}", main / f"{copy}{suffix}")
     return main
@@ -150,6 +152,16 @@ def test_members_of_other_architectures_average_predictions_not_weights(
     more = slt("continue", "mixed", "--type", "fine_tune", "--config", str(tiny_toml),
                "--checkpoint-dir", str(folder))
     assert more.exit_code == 0, more.output
+
+
+def test_averaging_weights_of_separate_runs_is_saved_with_a_warning(folder: Path) -> None:
+    result = make(folder, "best_model_stage_2", "seed1_member", "--name", "soup",
+                  "--method", "weights")
+    assert result.exit_code == 0, result.output
+    saved = read_sidecar(folder, "soup")["val_accuracy"]
+    assert saved < read_sidecar(folder, "seed1_member")["val_accuracy"]
+    assert f"the averaged weights score {saved:.4f}, below every member" in result.stderr
+    assert "for separate runs use --method logits" in result.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [
