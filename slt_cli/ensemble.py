@@ -107,7 +107,7 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
     """
     folder = Path(checkpoint_dir or config.run.checkpoint_dir)
     reporter = reporter or Reporter()
-    _check_request(members, name, method)
+    members, name = _check_request(members, name, method)
     _refuse_existing(folder, name)
     sidecars = [read_sidecar(folder, member) for member in members]
     _check_layout(members, sidecars)
@@ -152,7 +152,7 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
         settle(folder, holding_lock=True)
         _refuse_existing(folder, name)  # another process may have taken it meanwhile
         save_checkpoint(folder, name, ensemble.state_dict(), sidecar)
-    return EnsembleResult(name=check_name(name), method=method, members=tuple(scores),
+    return EnsembleResult(name=name, method=method, members=tuple(scores),
                           val_loss=val_loss, val_accuracy=val_accuracy, count=len(val),
                           source=data.source, notes=tuple(notes))
 
@@ -173,10 +173,11 @@ def mean_state(states: Sequence[Mapping[str, torch.Tensor]]) -> State:
     return mean
 
 
-def _check_request(members: Sequence[str], name: str, method: str) -> None:
+def _check_request(members: Sequence[str], name: str, method: str) -> tuple[list[str], str]:
+    """The members' and the result's names, checked (and any file suffix dropped)."""
     if method not in METHODS:
         raise SltError(f"--method {method!r}: expected {' or '.join(METHODS)}")
-    check_name(name)
+    name = check_name(name)
     if len(members) < 2:
         raise SltError(f"an ensemble needs at least two members, got {len(members)}",
                        hint="Name two or more checkpoints, e.g. "
@@ -186,11 +187,12 @@ def _check_request(members: Sequence[str], name: str, method: str) -> None:
     if repeated:
         raise SltError(f"member {repeated[0]} is named more than once",
                        hint="Name each checkpoint once.")
+    return names, name
 
 
 def _refuse_existing(folder: Path, name: str) -> None:
     if sidecar_path(folder, name).exists() or weights_path(folder, name).exists():
-        raise CheckpointError(f"a checkpoint named {check_name(name)} already exists in {folder}",
+        raise CheckpointError(f"a checkpoint named {name} already exists in {folder}",
                               hint="Choose another --name; nothing was changed.")
 
 
@@ -286,7 +288,7 @@ def _sidecar(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]], meth
         "val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": 0,
         "training_time": round(sum(sidecar["training_time"] for sidecar in sidecars), 3),
         "classes": list(data.classes), "model": record, "parent": None,
-        "members": [check_name(member) for member in members], "run_id": new_run_id(),
+        "members": list(members), "run_id": new_run_id(),
         "slt_version": __version__,
         "config": {"run": first["run"], "data": first["data"],
                    "model": {"name": record["name"], **record["settings"]},

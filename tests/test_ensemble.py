@@ -117,11 +117,12 @@ def test_logits_ensemble_averages_the_members_probabilities(folder: Path) -> Non
 
 def test_weights_ensemble_is_the_exact_mean_and_trains_further(folder: Path,
                                                                tiny_toml: Path) -> None:
-    result = make(folder, "best_model_stage_1", "best_model_stage_2", "--name", "soup",
-                  "--method", "weights")
+    result = make(folder, "best_model_stage_1", "best_model_stage_2.safetensors", "--name",
+                  "soup", "--method", "weights")
     assert result.exit_code == 0, result.output
     assert "weights ensemble" in result.stdout
     sidecar = read_sidecar(folder, "soup")
+    assert sidecar["members"] == ["best_model_stage_1", "best_model_stage_2"]
     assert sidecar["model"] == read_sidecar(folder, "best_model_stage_1")["model"]
     soup = load_file(folder / "soup.safetensors")
     first, second = (load_file(folder / f"best_model_stage_{i}.safetensors") for i in (1, 2))
