@@ -221,6 +221,17 @@ def evaluation_table(result: Any) -> Table:
     return table
 
 
+def confusion_table(pairs: Sequence[Any]) -> Table:
+    """``slt evaluate``: the most-confused (true, predicted) pairs, most sequences first."""
+    table = Table(title="most confused (true → predicted)", title_justify="left")
+    for column in ("true class", "predicted as", "sequences", "share of true class"):
+        table.add_column(column, justify="left" if column in ("true class", "predicted as")
+                         else "right")
+    for pair in pairs:
+        table.add_row(pair.true, pair.predicted, str(pair.count), f"{pair.share:.1%}")
+    return table
+
+
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
