@@ -294,7 +294,8 @@ class Trainer:
             if self.world.is_main and stage_run.last is not None:  # before the resume state
                 append_row(self.checkpoint_dir, EpochRow.from_metrics(
                     stage_run.last, run_id=plan["run_id"], kind=plan["kind"],
-                    checkpoint=step["best_name"], parent=start.checkpoint))
+                    stage_idx=step["saved_idx"], checkpoint=step["best_name"],
+                    parent=start.checkpoint))
             save_resume_state(stage_run)
 
         run = self.config.run

@@ -36,7 +36,7 @@ class EpochRow:
 
     run_id: str
     kind: str  # train or continue
-    stage_idx: int
+    stage_idx: int  # as in the sidecar of ``checkpoint``
     stage_name: str
     epoch: int  # 1-based, within the stage
     epochs: int
@@ -51,9 +51,11 @@ class EpochRow:
     parent: str | None  # the checkpoint the stage started from
 
     @classmethod
-    def from_metrics(cls, metrics: EpochMetrics, *, run_id: str, kind: str,
+    def from_metrics(cls, metrics: EpochMetrics, *, run_id: str, kind: str, stage_idx: int,
                      checkpoint: str, parent: str | None) -> EpochRow:
-        return cls(run_id=run_id, kind=kind, stage_idx=metrics.stage_idx,
+        """``stage_idx`` is the one the checkpoint records: a continue run's metrics count
+        one stage further (it seeds the run), its checkpoint keeps its parent's."""
+        return cls(run_id=run_id, kind=kind, stage_idx=stage_idx,
                    stage_name=metrics.stage_name, epoch=metrics.epoch, epochs=metrics.epochs,
                    train_loss=metrics.train_loss, train_accuracy=metrics.train_accuracy,
                    val_loss=metrics.val_loss, val_accuracy=metrics.val_accuracy,
