@@ -124,7 +124,8 @@ def save_training_curves(curves: TrainingCurves, path: Path) -> None:
                 (loss_axes, curve.train_loss, curve.val_loss, _LOSS, "loss"),
                 (accuracy_axes, curve.train_accuracy, curve.val_accuracy, _ACCURACY,
                  "accuracy")):
-            axes.plot(curve.x, train, color=colour, alpha=0.35, linewidth=1.2,
+            axes.plot(curve.x, train, color=colour, alpha=0.35, linewidth=1.2, marker="o",
+                      markersize=2,
                       label=f"training {name} (as trained: augmented, smoothed)"
                       if first else None)
             axes.plot(curve.x, val, color=colour, linewidth=1.8, marker="o", markersize=3,
@@ -136,7 +137,9 @@ def save_training_curves(curves: TrainingCurves, path: Path) -> None:
                           label="best epoch of the stage (saved)" if first else None)
                 if axes is accuracy_axes:
                     axes.annotate(f"{value:.3f}", (curve.best_x, value), xytext=(0, 8),
-                                  textcoords="offset points", ha="center", fontsize=8)
+                                  textcoords="offset points", ha="center", fontsize=8,
+                                  bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
+                                        "edgecolor": "none", "alpha": 0.8})
         if not first:
             for axes in (loss_axes, accuracy_axes):
                 axes.axvline(curve.x[0] - 0.5, color="0.55", linestyle="--", linewidth=1)
@@ -173,6 +176,7 @@ def save_confusion(evaluation: Evaluation, path: Path) -> None:
     text = 10 if side < 10 else 13  # the big figures are shown scaled down
     bar = figure.colorbar(image, ax=axes, shrink=0.8)
     bar.set_label("share of the true class's sequences", fontsize=text)
+    bar.ax.tick_params(labelsize=text - 1)
     if len(classes) <= LABELLED_CLASSES:
         size = 8 if len(classes) <= 20 else 6
         axes.set_xticks(range(len(classes)), classes, rotation=90, fontsize=size)
