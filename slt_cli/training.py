@@ -171,6 +171,7 @@ class StageRun:
         torch.manual_seed(seed)  # dropout draws repeat exactly
         self.shuffle = torch.Generator().manual_seed(seed)
         self.noise = torch.Generator(device=device).manual_seed(seed)
+        self.mirror = None if setup.mirror is None else torch.as_tensor(setup.mirror, device=device)
         self.epoch, self.batch = 1, 0
         self.epoch_order_state = self.shuffle.get_state()  # this epoch's order is drawn from it
         self.metrics = RunningMetrics(device, world)
@@ -226,7 +227,7 @@ class StageRun:
 
     def _step(self, index: torch.Tensor, batch: int) -> None:
         stage, setup = self.stage, self.setup
-        inputs = features(augment(self.train.x[index], stage.augment, self.noise, setup.mirror),
+        inputs = features(augment(self.train.x[index], stage.augment, self.noise, self.mirror),
                           setup.motion)
         targets, partners, weights = self.train.y[index], None, None
         if stage.augment.mixup > 0:

@@ -61,9 +61,13 @@ def augment(
     x: torch.Tensor,
     settings: AugmentConfig,
     generator: torch.Generator,
-    mirror: Sequence[int] | None = None,
+    mirror: Sequence[int] | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Random keypoint augmentations of a (B, T, J, C) batch; NaN stays NaN."""
+    """Random keypoint augmentations of a (B, T, J, C) batch; NaN stays NaN.
+
+    ``mirror`` is ``mirror_permutation``'s index; as a tensor on the batch's device
+    it saves a copy to the device (which waits for the GPU) on every call.
+    """
     if not settings.enabled:
         return x
     batch, frames, joints, channels = x.shape
@@ -153,25 +157,25 @@ def _move(x: torch.Tensor, maps: torch.Tensor | None, flip: torch.Tensor | None,
 
 def _linear_maps(settings: AugmentConfig, channels: int, uniform, batch: int) -> torch.Tensor:
     """One random rotation, shear and scale matrix (C, C) per sample."""
-    angle = math.radians(settings.rotate)
-    scale = uniform(1 - settings.scale, 1 + settings.scale, batch)
-    maps = _rotation(uniform(-angle, angle, batch), channels, (0, 1))
-    if channels == 3:  # out-of-plane turns of the camera are smaller than in-plane ones
-        maps = maps @ _rotation(uniform(-angle / 2, angle / 2, batch), 3, (0, 2))
-        maps = maps @ _rotation(uniform(-angle / 2, angle / 2, batch), 3, (1, 2))
-    if settings.shear > 0:
-        shear = torch.eye(channels, device=maps.device, dtype=maps.dtype).repeat(batch, 1, 1)
-        shear[:, 0, 1] = uniform(-settings.shear, settings.shear, batch)
-        maps = maps @ shear
-    return maps * scale[:, None, None]
-
-
-def _rotation(theta: torch.Tensor, channels: int, axes: tuple[int, int]) -> torch.Tensor:
-    a, b = axes
-    maps = torch.eye(channels, device=theta.device, dtype=theta.dtype).repeat(len(theta), 1, 1)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    maps[:, a, a], maps[:, a, b], maps[:, b, a], maps[:, b, b] = cos, -sin, sin, cos
-    return maps
+    # The planes turned: x-y by up to the full angle and, with depth, x-z and y-z by
+    # up to half of it (out-of-plane turns of the camera are smaller than in-plane ones).
+    planes = 3 if channels == 3 else min(channels - 1, 1)
+    spread = uniform(-1.0, 1.0, batch, planes + 2)  # scale, shear, one angle per plane
+    device, dtype = spread.device, spread.dtype
+    theta = spread[:, 2:] * math.radians(settings.rotate)
+    theta[:, 1:] /= 2
+    first, second = torch.triu_indices(channels, channels, 1, device=device)[:, :planes]
+    plane = torch.arange(planes, device=device)
+    turns = torch.eye(channels, device=device, dtype=dtype).repeat(batch, planes, 1, 1)
+    cos, sin = theta.cos(), theta.sin()
+    turns[:, plane, first, first], turns[:, plane, second, second] = cos, cos
+    turns[:, plane, first, second], turns[:, plane, second, first] = -sin, sin
+    maps = turns[:, 0] if planes else torch.eye(channels, device=device, dtype=dtype)[None]
+    for index in range(1, planes):
+        maps = maps @ turns[:, index]
+    if settings.shear > 0 and channels > 1:  # maps @ [[1, s], [0, 1]]: y's column += s x's
+        maps[:, :, 1] += (settings.shear * spread[:, 1, None]) * maps[:, :, 0]
+    return maps * (1 + settings.scale * spread[:, 0])[:, None, None]
 
 
 def _time_warp(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
