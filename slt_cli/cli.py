@@ -20,6 +20,7 @@ import typer
 from slt_cli import __version__, console
 from slt_cli.commands import guarded
 from slt_cli.commands.data import data_app
+from slt_cli.commands.predict import export, predict
 from slt_cli.config import configured_checkpoint_dir
 from slt_cli.errors import SltError
 
@@ -220,6 +221,10 @@ def evaluate(
         console.print_json(asdict(result))
         return
     console.out.print(console.evaluation_table(result))
+
+
+command()(predict)
+command()(export)
 
 
 @command()
