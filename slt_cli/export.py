@@ -41,7 +41,13 @@ Runner = Callable[[np.ndarray], np.ndarray]  # (T, J, C) float32 -> logits (K,)
 
 
 class ExportError(SltError):
-    """An export that cannot be made, or whose file does not agree with PyTorch."""
+    """An export that cannot be made: unknown format, missing extra, bad output path."""
+
+
+class ParityError(ExportError):
+    """The exported file does not compute what PyTorch does: a bug, so exit status 1."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,9 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
         seed: Seeds the random comparison sequences.
 
     Raises:
-        ExportError: for an unknown format, a missing ONNX extra, an output inside the
-            checkpoint folder, or a file that disagrees with PyTorch.
+        ExportError: for an unknown format, a missing ONNX extra or an output inside
+            the checkpoint folder.
+        ParityError: when the exported file disagrees with PyTorch (nothing is written).
         CheckpointError: for a missing or damaged checkpoint.
     """
     if fmt not in FORMATS:
@@ -128,7 +135,7 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
         parity.append(compare(wrapper, check, reference.split, reference.sequences))
     worst = max(parity, key=lambda p: p.max_abs_diff)
     if not worst.max_abs_diff <= TOLERANCE:
-        raise ExportError(f"the {fmt} file disagrees with PyTorch by up to "
+        raise ParityError(f"the {fmt} file disagrees with PyTorch by up to "
                           f"{worst.max_abs_diff:.2e} on {worst.inputs} inputs; nothing written",
                           hint="This is a bug in slt or the exporter; please report it.")
     metadata = _metadata(model, fmt, blob, joints, channels, reference, parity)
@@ -204,24 +211,19 @@ def reference_sequences(model: LoadedModel, limit: int) -> tuple[Reference | Non
     seed = int(model.sidecar["config"].get("run", {}).get("seed", 0))
     source = str(data.get("source"))
     try:
-        if is_corpus_spec(source):
-            store = open_corpus(source, model.preprocessing.landmarks)
-            y, signer, split, joints = store.y, store.signer, store.split, store.joints
-        else:
-            raw = load_source(source)
-            y, signer, split, joints = raw.y, raw.signer, raw.split, raw.joints
-        labels = split_labels(y, signer, split, float(data.get("val_fraction", 0.2)), seed)
+        corpus = is_corpus_spec(source)
+        raw = open_corpus(source, model.preprocessing.landmarks) if corpus else load_source(source)
+        labels = split_labels(raw.y, raw.signer, raw.split, float(data.get("val_fraction", 0.2)),
+                              seed)
     except DataError as exc:
         return None, f"no held-out check: the checkpoint's data cannot be read ({exc.message})"
     name = "test" if (labels == "test").any() else "val"
-    chosen = np.flatnonzero(labels == name)[:limit]
-    if is_corpus_spec(source):
-        x, lengths = store.padded(chosen)
-    else:
-        x, lengths = raw.x[chosen], raw.lengths[chosen]
+    rows = np.flatnonzero(labels == name)[:limit]
+    # A corpus is read from its cache, only the rows asked for.
+    x, lengths = raw.padded(rows) if corpus else (raw.x[rows], raw.lengths[rows])
     sequences = tuple(np.ascontiguousarray(x[i, :lengths[i]], np.float32)
-                      for i in range(len(chosen)))
-    return Reference(split=name, sequences=sequences, joints=joints), None
+                      for i in range(len(lengths)))
+    return Reference(split=name, sequences=sequences, joints=raw.joints), None
 
 
 def _layout(model: LoadedModel, reference: Reference | None) -> tuple[int, int]:
