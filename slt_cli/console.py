@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from slt_cli.reporting import EpochMetrics, Reporter
@@ -54,9 +55,11 @@ def print_error(message: str, hint: str | None = None) -> None:
     target = err
     if _error_prefix:
         target = Console(stderr=True, soft_wrap=True)
-    target.print(f"{_error_prefix}[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Escaped: a message may quote brackets (pip install 'slt[onnx]', a user's file name).
+    target.print(f"{_error_prefix}[bold red]error:[/] {escape(message)}", highlight=False,
+                 markup=True)
     if hint:
-        target.print(f"{_error_prefix}[dim]hint:[/] {hint}", highlight=False)
+        target.print(f"{_error_prefix}[dim]hint:[/] {escape(hint)}", highlight=False)
 
 
 def arrow(change: float | None, higher_is_better: bool, digits: int = 4) -> str:

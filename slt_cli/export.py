@@ -150,7 +150,8 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
 def runner(fmt: str, blob: bytes) -> Runner:
     """A function that runs an exported file (bytes) on one raw sequence."""
     if fmt == "torchscript":
-        module = torch.jit.load(io.BytesIO(blob), map_location="cpu")
+        with _quiet_exporters():
+            module = torch.jit.load(io.BytesIO(blob), map_location="cpu")
 
         def run_torchscript(sequence: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -259,8 +260,8 @@ def _quiet_exporters() -> Iterator[None]:
 def _torchscript(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
     with _quiet_exporters(), torch.no_grad():
         traced = torch.jit.trace(wrapper, (example,))
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
     return buffer.getvalue()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from slt_cli import console
@@ -123,9 +124,9 @@ def _prediction_table(rows: list[dict[str, Any]], model: str) -> Table:
         mark = ""
         if row["label"] is not None:
             mark = " [green]✓[/]" if best["class"] == row["label"] else " [red]✗[/]"
-        cells = [Path(row["input"]).name, str(row["index"])]
-        cells += [row["label"] or "–"] if labelled else []
-        cells += [f"{best['class']}{mark}", f"{best['probability']:.3f}",
-                  ", ".join(f"{t['class']} {t['probability']:.3f}" for t in rest) or "–"]
+        cells = [escape(Path(row["input"]).name), str(row["index"])]
+        cells += [escape(row["label"] or "–")] if labelled else []
+        cells += [f"{escape(best['class'])}{mark}", f"{best['probability']:.3f}",
+                  escape(", ".join(f"{t['class']} {t['probability']:.3f}" for t in rest) or "–")]
         table.add_row(*cells)
     return table
