@@ -49,7 +49,13 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     Each sequence is centred on its mean landmark and scaled to unit spread; NaN
     values are left out of both statistics and stay NaN. Written with plain sums
     and counts (no ``nanmean``) so that ONNX and TorchScript export it too.
+
+    Computed in float64, returned in ``x``'s dtype: a signer who barely moves has a
+    spread of a few thousandths, and centring in float32 then loses digits that the
+    division by that spread magnifies, differently in every runtime's summation order.
     """
+    dtype = x.dtype
+    x = x.double()
     missing = torch.isnan(x)
     count = (~missing).sum(dim=(1, 2), keepdim=True)
     centre = torch.where(missing, 0.0, x).sum(dim=(1, 2), keepdim=True) / count
@@ -59,7 +65,7 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     spread = torch.sqrt(torch.where(absent, 0.0, squared).sum(dim=(1, 2))
                         / (~absent).sum(dim=(1, 2)))
     spread = torch.where(torch.isfinite(spread) & (spread > SPREAD_FLOOR), spread, 1.0)
-    return offset / spread[:, None, None, None]
+    return (offset / spread[:, None, None, None]).to(dtype)
 
 
 def resample(x: torch.Tensor, last: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
