@@ -282,7 +282,10 @@ def _onnx(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
 
 def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: int,
               reference: Reference | None, parity: list[Parity]) -> dict[str, Any]:
+    from slt_cli.data.corpus import is_corpus_spec
+
     pre = model.preprocessing
+    source = str(model.sidecar["config"]["data"].get("source"))
     return {
         "format": fmt,
         "file_sha256": hashlib.sha256(blob).hexdigest(),
@@ -293,10 +296,12 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
         "input": {"name": INPUT_NAME, "shape": ["frames", joints, channels],
                   "dtype": "float32", "missing": "NaN",
                   "joints": list(reference.joints) if reference and reference.joints else None},
-        "outputs": {name: ["classes"] for name in OUTPUT_NAMES},
+        "outputs": {"logits": "float32 (K,), in the order of classes",
+                    "probabilities": "float32 (K,), softmax of the logits"},
         "preprocessing": {"inside_model": True, "frames": pre.frames, "motion": pre.motion,
-                          "landmarks": pre.landmarks, "data_source":
-                              model.sidecar["config"]["data"].get("source"),
+                          # the Holistic selection, where the data came from GISLR or .pose
+                          "landmarks": pre.landmarks if is_corpus_spec(source) else None,
+                          "data_source": source,
                           "steps": ["centre on the mean landmark and scale to unit spread "
                                     "(NaN ignored)",
                                     f"resample linearly to {pre.frames} frames",

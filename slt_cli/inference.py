@@ -142,9 +142,9 @@ class LoadedModel:
 
     def check_layout(self, joints: int, channels: int, what: str) -> None:
         """Raises: DataError when ``joints`` x ``channels`` is not what the network takes."""
-        wanted = self.sidecar["model"]["in_features"]
-        if feature_count(joints, channels, self.preprocessing.motion) == wanted:
-            return
+        wanted = self.sidecar["model"].get("in_features")
+        if wanted is None or feature_count(joints, channels, self.preprocessing.motion) == wanted:
+            return  # a record without a width leaves the check to the network
         fits = [f"{j} landmarks x {c} channels" for c, j in layouts(wanted, self.preprocessing)]
         raise DataError(
             f"{what}: {joints} landmarks x {channels} channels do not fit checkpoint "
