@@ -101,7 +101,7 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
         checkpoint_dir: Where the checkpoint is.
         name: The checkpoint's name.
         fmt: ``onnx`` or ``torchscript``.
-        out: The file to write [default: ``default_path``].
+        out: The file (or folder) to write to [default: ``default_path``].
         samples: Held-out sequences of the checkpoint's data to compare on (and as
             many random ones).
         seed: Seeds the random comparison sequences.
@@ -117,6 +117,8 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
     if fmt == "onnx":
         require_onnx()
     path = out or default_path(checkpoint_dir, name, fmt)
+    if path.is_dir():
+        path = path / default_path(checkpoint_dir, name, fmt).name
     if path.resolve().parent == checkpoint_dir.resolve():
         raise ExportError(f"{path}: exports do not go into the checkpoint folder itself",
                           hint=f"Leave --out out (it writes to {checkpoint_dir / EXPORT_FOLDER}) "

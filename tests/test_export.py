@@ -105,6 +105,11 @@ def test_default_path_is_an_exports_folder_slt_list_ignores(tiny_checkpoint: Pat
     listing = slt("list", "--checkpoint-dir", str(folder))
     assert listing.exit_code == 0 and "warning" not in listing.stderr
     assert not list(folder.glob("exports/.*"))  # no temporary file left behind
+    (tmp_path / "deploy").mkdir()
+    into = slt("export", MODEL, "--format", "torchscript", "--checkpoint-dir", str(folder),
+               "--samples", "4", "--out", str(tmp_path / "deploy"))
+    assert into.exit_code == 0, into.output
+    assert (tmp_path / "deploy" / "best_model_stage_1.pt.json").is_file()
 
 
 def test_without_its_data_the_export_checks_random_input_only(tiny_checkpoint: Path,

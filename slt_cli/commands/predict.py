@@ -68,7 +68,8 @@ def export(
     format_: Annotated[str, typer.Option(
         "--format", help="onnx (needs the onnx extra) or torchscript.", show_default=False)],
     out: Annotated[Path | None, typer.Option(
-        "--out", help="File to write \\[default: CHECKPOINT_DIR/exports/MODEL.onnx or .pt].",
+        "--out", help="File or folder to write to "
+                      "\\[default: CHECKPOINT_DIR/exports/MODEL.onnx or .pt].",
         show_default=False)] = None,
     samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Held-out and random sequences for the parity check.")] = 64,
