@@ -20,6 +20,7 @@ import typer
 from slt_cli import __version__, console
 from slt_cli.commands import guarded
 from slt_cli.commands.data import data_app
+from slt_cli.commands.ensemble import ensemble
 from slt_cli.commands.predict import export, predict
 from slt_cli.config import configured_checkpoint_dir
 from slt_cli.errors import SltError
@@ -176,23 +177,34 @@ def analyze(
         "--table", help="Show the stage-by-stage table (the default output).")] = True,
     json: Json = False,
     checkpoint_dir: CheckpointDir = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw validation loss and accuracy over every epoch of every "
+        "stage into this .png (or .svg, .pdf) file; needs slt[plot].",
+        show_default=False)] = None,
 ) -> None:
     """Compare the best model of each stage with the stage before it."""
     from slt_cli.analysis import analyze as compare
 
     folder = checkpoint_dir or configured_checkpoint_dir()
-    analysis = compare(_readable_checkpoints(folder))
+    if plot is not None:
+        from slt_cli import plots
+
+        plots.check_output(plot)
+    records = _readable_checkpoints(folder)
+    analysis = compare(records)
     if json:
         console.print_json(analysis.to_dict())
-        return
-    if not analysis.stages:
+    elif not analysis.stages:
         raise SltError(f"no best_model_stage_N checkpoints in {folder}",
                        hint="Run `slt train` first, or pass --checkpoint-dir.")
-    console.out.print(console.analysis_table(analysis))
-    if analysis.loss_reduction_pct is not None:
-        console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
-                          f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points",
-                          highlight=False)
+    else:
+        console.out.print(console.analysis_table(analysis))
+        if analysis.loss_reduction_pct is not None:
+            console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
+                              f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points",
+                              highlight=False)
+    if plot is not None:
+        _plot_curves(folder, records, plot)
 
 
 @command()
@@ -205,24 +217,36 @@ def evaluate(
     json: Json = False,
     checkpoint_dir: CheckpointDir = None,
     device: Device = "auto",
+    confusion: Annotated[Path | None, typer.Option(
+        "--confusion", help="Also draw the row-normalised confusion matrix into this .png "
+        "(or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
 ) -> None:
-    """Score a checkpoint: loss, accuracy, top-5 accuracy and per-class accuracy."""
-    from dataclasses import asdict
-
+    """Score a checkpoint: loss, accuracy, top-5 accuracy, per-class accuracy and the
+    classes it confuses most."""
     from slt_cli.config import find_config, load_config
     from slt_cli.engine import Trainer
 
     if split not in ("train", "val", "test"):
         raise SltError(f"--split {split!r}: expected val, test or train")
+    if confusion is not None:
+        from slt_cli import plots
+
+        plots.check_output(confusion)
     trainer = Trainer(load_config(find_config(None)), checkpoint_dir=checkpoint_dir,
                       device=device)
     result = trainer.evaluate(model, data_spec=data, split=split)
+    if confusion is not None:
+        plots.save_confusion(result, confusion)
+        console.err.print(f"wrote {confusion}", highlight=False)
     if json:
-        console.print_json(asdict(result))
+        console.print_json(result.to_dict())
         return
     console.out.print(console.evaluation_table(result))
+    if pairs := result.most_confused():
+        console.out.print(console.confusion_table(pairs))
 
 
+command("ensemble")(ensemble)
 command()(predict)
 command()(export)
 
@@ -265,6 +289,28 @@ def _stop_on_interrupt(trainer: Any) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _plot_curves(folder: Path, records: list[dict[str, Any]], path: Path) -> None:
+    """``analyze --plot``: the epochs of the best checkpoints' runs from metrics.csv."""
+    from slt_cli import plots
+    from slt_cli.history import METRICS_FILE, read_history
+
+    rows, problems = read_history(folder)
+    for problem in problems:
+        console.err.print(f"warning: skipped {problem}", highlight=False)
+    curves = plots.training_curves(records, rows)
+    if not curves.stages:
+        raise SltError(f"no recorded epochs of the best_model_stage_N checkpoints in "
+                       f"{folder / METRICS_FILE}",
+                       hint="Checkpoints trained before slt kept metrics.csv cannot be "
+                            "plotted; train them again.")
+    if curves.missing:
+        console.err.print(f"note: no recorded epochs for stage(s) "
+                          f"{', '.join(map(str, curves.missing))}; plotted the others",
+                          highlight=False)
+    plots.save_training_curves(curves, path)
+    console.err.print(f"wrote {path}", highlight=False)
 
 
 def _readable_checkpoints(folder: Path) -> list[dict[str, Any]]:

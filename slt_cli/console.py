@@ -55,7 +55,7 @@ def print_error(message: str, hint: str | None = None) -> None:
     target = err
     if _error_prefix:
         target = Console(stderr=True, soft_wrap=True)
-    # Escaped: a message may quote brackets (pip install 'slt[onnx]', a user's file name).
+    # Escaped: a message may hold brackets, e.g. a path or pip install 'slt[plot]'.
     target.print(f"{_error_prefix}[bold red]error:[/] {escape(message)}", highlight=False,
                  markup=True)
     if hint:
@@ -221,6 +221,17 @@ def evaluation_table(result: Any) -> Table:
     table.add_row("top-5 accuracy", f"{result.top5_accuracy:.4f}")
     worst = sorted(result.per_class.items(), key=lambda item: item[1])[:5]
     table.add_row("weakest classes", ", ".join(f"{name} {acc:.2f}" for name, acc in worst))
+    return table
+
+
+def confusion_table(pairs: Sequence[Any]) -> Table:
+    """``slt evaluate``: the most-confused (true, predicted) pairs, most sequences first."""
+    table = Table(title="most confused (true → predicted)", title_justify="left")
+    for column in ("true class", "predicted as", "sequences", "share of true class"):
+        table.add_column(column, justify="left" if column in ("true class", "predicted as")
+                         else "right")
+    for pair in pairs:
+        table.add_row(pair.true, pair.predicted, str(pair.count), f"{pair.share:.1%}")
     return table
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from slt_cli import __version__
@@ -37,6 +38,7 @@ from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
+from slt_cli.history import EpochRow, append_row, forget_from
 from slt_cli.lock import folder_lock
 from slt_cli.records import (
     build_network,
@@ -185,6 +187,11 @@ class Trainer:
                                 hint="Put the data back as it was, or start a new run.")
             self.reporter.note(f"resuming run {plan['run_id']} at step {plan['position'] + 1}, "
                                f"epoch {plan['stage']['epoch']}")
+            if self.world.is_main:  # the epochs it trains again are recorded again
+                ahead = plan["steps"][plan["position"]:]
+                forget_from(self.checkpoint_dir, plan["run_id"], {
+                    s["saved_idx"]: plan["stage"]["epoch"] if i == 0 else 1
+                    for i, s in enumerate(ahead)})
             return self._execute(plan, data, self._build(record), None,
                                  snapshot=(tensors, plan["stage"]))
 
@@ -207,8 +214,12 @@ class Trainer:
         hits = logits.argmax(dim=1) == target.y
         per_class = {data.classes[k]: hits[target.y == k].float().mean().item()
                      for k in sorted(set(target.y.tolist()))}
+        k = len(data.classes)  # [true][predicted] counts, as one bincount
+        confusion = torch.bincount(target.y * k + logits.argmax(dim=1), minlength=k * k)
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
-                          loss=loss, accuracy=accuracy, top5_accuracy=top5, per_class=per_class)
+                          loss=loss, accuracy=accuracy, top5_accuracy=top5, per_class=per_class,
+                          classes=tuple(data.classes),
+                          confusion=tuple(map(tuple, confusion.view(k, k).tolist())))
 
     # --- running a plan ----------------------------------------------------------------
 
@@ -279,6 +290,14 @@ class Trainer:
             if self.world.is_main:
                 save_resume(self.checkpoint_dir, {**plan, "stage": values}, tensors)
 
+        def end_epoch(stage_run: StageRun) -> None:
+            if self.world.is_main and stage_run.last is not None:  # before the resume state
+                append_row(self.checkpoint_dir, EpochRow.from_metrics(
+                    stage_run.last, run_id=plan["run_id"], kind=plan["kind"],
+                    stage_idx=step["saved_idx"], checkpoint=step["best_name"],
+                    parent=start.checkpoint))
+            save_resume_state(stage_run)
+
         run = self.config.run
         setup = StageSetup(stage_idx=step["stage_idx"], batch_size=self._batch_size(),
                            devices=self.devices, seed=run.seed, monitor=run.monitor,
@@ -302,7 +321,7 @@ class Trainer:
             outcome = stage_run.run(
                 on_best=lambda state, metrics: save(step["best_name"], state, metrics,
                                                     stage_run.elapsed),
-                on_epoch_end=save_resume_state, should_stop=self._stop.is_set)
+                on_epoch_end=end_epoch, should_stop=self._stop.is_set)
         except StageInterrupted:
             save_resume_state(stage_run)
             raise RunInterrupted(

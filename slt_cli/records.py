@@ -3,6 +3,10 @@
 The sidecar's ``model`` record (builder name, resolved settings, data shape) is the
 one source for rebuilding a network (nanoGPT's ``model_args``); ``continue``,
 ``evaluate`` and ``resume`` all go through here.
+
+An ensemble (``slt ensemble --method logits``) has a composite record: name
+``ensemble`` and ``settings = {"members": [record, ...]}``, one ordinary record per
+member; it rebuilds as ``models.ensemble.Ensemble`` holding the member networks.
 """
 
 from __future__ import annotations
@@ -18,19 +22,40 @@ from slt_cli.data import PreparedData
 from slt_cli.data.transforms import feature_count
 from slt_cli.errors import CheckpointError, DataError
 from slt_cli.models import build_model, resolved_settings
+from slt_cli.models.ensemble import ENSEMBLE, Ensemble
 from slt_cli.training import State
 
 
 def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
     """What rebuilds the network, as the sidecar's ``model`` key stores it."""
+    if name == ENSEMBLE:
+        try:
+            members = [model_record(m["name"], m["settings"], data) for m in settings["members"]]
+        except (KeyError, TypeError):
+            raise CheckpointError("an ensemble's model record lacks its members' records",
+                                  hint="The sidecar was edited or damaged; rebuild it with "
+                                       "`slt ensemble`.") from None
+        return ensemble_record(members)
     return {"name": name, "settings": resolved_settings(name, settings),
             "num_classes": len(data.classes),
             "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
             "num_frames": data.num_frames}
 
 
+def ensemble_record(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record of a network that averages the predictions of ``members`` (records
+    of one data layout: the first one's classes, features and frames are the ensemble's)."""
+    first = members[0]
+    return {"name": ENSEMBLE, "settings": {"members": members},
+            "num_classes": first["num_classes"], "in_features": first["in_features"],
+            "num_frames": first["num_frames"]}
+
+
 def build_network(record: Mapping[str, Any], *, seed: int) -> nn.Module:
     """A fresh network from a model record; the same seed gives the same weights."""
+    if record["name"] == ENSEMBLE:
+        return Ensemble([build_network(member, seed=seed)
+                         for member in record["settings"]["members"]])
     torch.manual_seed(seed)
     return build_model(record["name"], in_features=record["in_features"],
                        num_classes=record["num_classes"], num_frames=record["num_frames"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,16 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class ConfusedPair:
+    """Sequences of class ``true`` predicted as class ``predicted``."""
+
+    true: str
+    predicted: str
+    count: int
+    share: float  # of the sequences of class ``true``
+
+
+@dataclass(frozen=True)
 class Evaluation:
     checkpoint: str
     source: str
@@ -41,3 +53,29 @@ class Evaluation:
     accuracy: float
     top5_accuracy: float
     per_class: dict[str, float]  # accuracy per class name (classes present in the split)
+    classes: tuple[str, ...] = ()  # every class of the model, in the order of its outputs
+    confusion: tuple[tuple[int, ...], ...] = ()  # [true][predicted] counts, in that order
+
+    def most_confused(self, top: int = 10) -> tuple[ConfusedPair, ...]:
+        return most_confused(self.confusion, self.classes, top)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For ``--json``: every field but the K x K matrix, plus the most-confused pairs."""
+        data = asdict(self)
+        del data["confusion"], data["classes"]
+        data["most_confused"] = [asdict(pair) for pair in self.most_confused()]
+        return data
+
+
+def most_confused(confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                  top: int = 10) -> tuple[ConfusedPair, ...]:
+    """The ``top`` largest off-diagonal cells of ``confusion`` ([true][predicted]
+    counts over ``classes``): most sequences first, then the larger share of the true
+    class, then by name."""
+    pairs = []
+    for true, row in enumerate(confusion):
+        total = sum(row)
+        pairs += [ConfusedPair(classes[true], classes[predicted], count, count / total)
+                  for predicted, count in enumerate(row) if count and predicted != true]
+    pairs.sort(key=lambda p: (-p.count, -p.share, p.true, p.predicted))
+    return tuple(pairs[:top])

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from slt_cli.averaging import averaged_model
 from slt_cli.config import StageConfig
 from slt_cli.data import Split
 from slt_cli.data.transforms import augment, features, mix
@@ -157,6 +157,7 @@ class StageRun:
         if setup.compile and setup.devices == 1:  # DataParallel's threads defeat compile
             self.head, self.scorer = torch.compile(self.head), torch.compile(self.scorer)
         self.optimizer = _optimizer(model, stage)
+        self.parameters = list(model.parameters())  # listed once, not on every clip
         # With 150 sequences an epoch would be 3 steps and a stage a few dozen: small
         # sets are repeated within an epoch so that every set gets a fair number of steps.
         self.repeats = max(1, math.ceil(
@@ -165,7 +166,7 @@ class StageRun:
         self.batches = math.ceil(self.shard_size / setup.batch_size)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_factor(stage, self.batches))
-        self.averaged = _averaged_model(model, stage)
+        self.averaged = averaged_model(model, stage)
         seed = setup.seed * 7919 + setup.stage_idx
         torch.manual_seed(seed)  # dropout draws repeat exactly
         self.shuffle = torch.Generator().manual_seed(seed)
@@ -237,7 +238,7 @@ class StageRun:
         self.optimizer.zero_grad(set_to_none=True)
         mean_loss.backward()
         if stage.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), stage.grad_clip)
+            nn.utils.clip_grad_norm_(self.parameters, stage.grad_clip)
         self.optimizer.step()
         self.schedule.step()
         if self.averaged is not None and stage.averaging == "ema":
@@ -400,13 +401,4 @@ def _lr_factor(stage: StageConfig, batches: int) -> Callable[[int], float]:
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-def _averaged_model(model: nn.Module, stage: StageConfig) -> AveragedModel | None:
-    if stage.averaging == "ema":
-        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(stage.ema_decay),
-                             use_buffers=True)
-    if stage.averaging == "swa":
-        return AveragedModel(model, use_buffers=True)
-    return None
 

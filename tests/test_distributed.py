@@ -46,8 +46,9 @@ def test_torchrun_trains_on_two_processes_and_writes_one_set_of_checkpoints(
     single = tmp_path / "single"
     Trainer(load_config(config_path), checkpoint_dir=single, device="cpu").train([1])
     assert files(folder) == files(single) == [
-        "best_model_stage_1.json", "best_model_stage_1.safetensors",
+        "best_model_stage_1.json", "best_model_stage_1.safetensors", "metrics.csv",
         "stage_1_baseline.json", "stage_1_baseline.safetensors"]
+    assert (folder / "metrics.csv").read_text().count("\n") == 1 + 2  # rank 0's 2 epochs
     sidecar = read_sidecar(folder, "best_model_stage_1")
     assert set(SIDECAR_KEYS) <= set(sidecar)
     assert sidecar.keys() == read_sidecar(single, "best_model_stage_1").keys()

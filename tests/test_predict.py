@@ -5,6 +5,7 @@ reads the landmarks training read, and bad input exits 2."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,34 @@ def test_unknown_checkpoint_and_bad_top_k_exit_2(tiny_checkpoint: Path, tmp_path
     zero = slt("predict", MODEL, str(tmp_path / "a.npz"), "--top-k", "0",
                "--checkpoint-dir", str(tiny_checkpoint))
     assert zero.exit_code == 2 and "--top-k" in zero.stderr
+
+
+def test_an_ensemble_checkpoint_predicts_its_members_mean(tiny_checkpoint: Path,
+                                                          tmp_path: Path) -> None:
+    from tests.conftest import TINY_TOML
+
+    folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "checkpoints"))
+    (tmp_path / "tiny.toml").write_text(TINY_TOML, encoding="utf-8")
+    tuned = slt("continue", MODEL, "--type", "exploration", "--config",
+                str(tmp_path / "tiny.toml"), "--checkpoint-dir", str(folder))
+    assert tuned.exit_code == 0, tuned.output
+    members = [MODEL, f"{MODEL}_exploration"]
+    made = slt("ensemble", *members, "--name", "pair", "--checkpoint-dir", str(folder))
+    assert made.exit_code == 0, made.output
+    x, _, _, _ = raw_split(folder, "test")
+    np.savez(tmp_path / "clips.npz", x=x[:4])
+
+    def probabilities(name: str) -> np.ndarray:
+        result = slt("predict", name, str(tmp_path / "clips.npz"), "--json", "--top-k", "4",
+                     "--checkpoint-dir", str(folder))
+        assert result.exit_code == 0, result.output
+        return np.array([[t["probability"] for t in sorted(row["top"], key=lambda t: t["class"])]
+                         for row in json.loads(result.stdout)])
+
+    first, second = (probabilities(member) for member in members)
+    assert np.abs(first - second).max() > 1e-3  # two different networks
+    np.testing.assert_allclose(probabilities("pair"), (first + second) / 2, atol=2e-6)
+    exported = slt("export", "pair", "--format", "torchscript", "--samples", "4",
+                   "--checkpoint-dir", str(folder))  # a composite network exports too
+    assert exported.exit_code == 0, exported.output
+    assert (folder / "exports" / "pair.pt").is_file()

@@ -59,3 +59,25 @@ def test_compiled_training_on_the_cpu_saves_unprefixed_fp32_weights(tiny_toml: P
     assert all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point())
     scored = Trainer(config, checkpoint_dir=tmp_path, device="cpu").evaluate("best_model_stage_1")
     assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
+
+
+def test_step_ema_matches_torch_averaged_model_bit_for_bit() -> None:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from slt_cli.averaging import StepEma
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    ours = StepEma(model, decay=0.9)
+    theirs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for _ in range(5):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        ours.update_parameters(model)
+        theirs.update_parameters(model)
+    assert int(ours.n_averaged) == int(theirs.n_averaged) == 5
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    first = next(model.parameters())
+    assert not torch.equal(ours.module[0].weight, first)  # an average, not a copy

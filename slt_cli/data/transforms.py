@@ -26,7 +26,9 @@ def features(x: torch.Tensor, motion: bool) -> torch.Tensor:
     Missing coordinates become 0 *and* a per-landmark presence flag says so, so a
     zero is never mistaken for a real point at the origin.
     """
-    present = ~torch.isnan(x).any(dim=-1)  # (B, T, J)
+    # A landmark is missing when any coordinate is NaN, i.e. when their sum is: a
+    # sum of C slices runs several times faster than an any() over a tiny last axis.
+    present = ~torch.isnan(sum(x.unbind(dim=-1)))  # (B, T, J)
     parts = [torch.nan_to_num(x, nan=0.0).flatten(2)]
     if motion:
         step = torch.nan_to_num(x[:, 1:] - x[:, :-1], nan=0.0)
@@ -70,31 +72,26 @@ def augment(
         draw = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)
         return low + (high - low) * draw
 
+    flip = None  # per clip: -1 where it is mirrored (x negated), else 1
     if settings.mirror > 0 and mirror is not None:
-        chosen = uniform(0, 1, batch, 1, 1, 1) < settings.mirror
-        # One gather and one multiply: each chosen clip reads its joints swapped and x
-        # negated, the others read themselves (cheaper than flipping all, then picking).
-        swapped = torch.as_tensor(mirror, device=x.device)
-        joint = torch.where(chosen[:, :, :, 0], swapped, torch.arange(joints, device=x.device))
-        x = x.gather(2, joint.expand(batch, frames, joints)[..., None].expand_as(x))
-        sign = torch.ones(channels, device=x.device, dtype=x.dtype)
-        sign[0] = -1.0
-        x = x * torch.where(chosen, sign, 1.0)
+        chosen = uniform(0, 1, batch) < settings.mirror
+        # The chosen clips read their joints swapped (a copy along one axis is far
+        # cheaper than a gather); their x is negated with the linear maps below.
+        swapped = x.index_select(2, torch.as_tensor(mirror, device=x.device))
+        x = torch.where(chosen[:, None, None, None], swapped, x)
+        flip = torch.where(chosen, -1.0, 1.0).to(x.dtype)
     if settings.speed > 0:
         x = _time_warp(x, uniform(-settings.speed, settings.speed, batch))
+    maps = shift = None
     if settings.rotate > 0 or settings.scale > 0 or settings.shear > 0:
-        # x @ maps^T as maps @ x^T, with the points along the long side: one batched
-        # (C, C) x (C, T*J) product is several times faster than T*J tiny ones.
-        points = x.reshape(batch, frames * joints, channels).transpose(1, 2).contiguous()
         maps = _linear_maps(settings, channels, uniform, batch)
-        x = torch.bmm(maps, points).transpose(1, 2).reshape(x.shape)
     if settings.shift > 0:
-        shift = uniform(-settings.shift, settings.shift, batch, 1, 1, channels)
-        shift[..., 2:] = 0  # depth is the least reliable axis: leave it
-        x = x + shift
+        shift = uniform(-settings.shift, settings.shift, batch, channels)
+        shift[:, 2:] = 0  # depth is the least reliable axis: leave it
+    x = _move(x, maps, flip, shift)
     if settings.jitter > 0:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = x + settings.jitter * noise
+        x = x.add(noise, alpha=settings.jitter)
     blank = torch.zeros(batch, frames, joints, dtype=torch.bool, device=x.device)
     if settings.time_mask > 0:
         width = (uniform(0, settings.time_mask, batch) * frames).long()
@@ -108,7 +105,10 @@ def augment(
         # would leave an empty clip that still carries its label, i.e. label noise.
         dropped &= ~dropped.all(dim=-1, keepdim=True)
         blank |= dropped
-    return x.masked_fill(blank[..., None], float("nan"))
+    # Adding NaN (or 0) per landmark: a masked fill across the C channels of each
+    # landmark is several times slower on the CPU.
+    holes = torch.where(blank, float("nan"), 0.0).to(x.dtype)
+    return x + holes[..., None]
 
 
 def mix(inputs: torch.Tensor, probability: float,
@@ -126,6 +126,29 @@ def mix(inputs: torch.Tensor, probability: float,
     weight = torch.where(draws[0] < probability, 0.5 + 0.5 * draws[1], 1.0).to(inputs.dtype)
     blended = torch.lerp(inputs[partner], inputs, weight[:, None, None])
     return blended, partner, weight
+
+
+def _move(x: torch.Tensor, maps: torch.Tensor | None, flip: torch.Tensor | None,
+          shift: torch.Tensor | None) -> torch.Tensor:
+    """Every point of clip b through ``maps[b]`` (C, C), x times ``flip[b]``, plus
+    ``shift[b]`` (C,): with maps, all of it in one batched product."""
+    batch, frames, joints, channels = x.shape
+    if maps is None:
+        if flip is not None:
+            sign = torch.ones(batch, channels, device=x.device, dtype=x.dtype)
+            sign[:, 0] = flip
+            x = x * sign[:, None, None, :]
+        return x if shift is None else x + shift[:, None, None, :]
+    if flip is not None:
+        maps[:, :, 0] *= flip[:, None]  # maps @ diag(flip, 1, ...): negate x first
+    # maps @ x^T with the points along the long side: one batched (C, C) x (C, T*J)
+    # product is several times faster than T*J tiny (1, C) x (C, C) ones.
+    points = x.reshape(batch, frames * joints, channels).transpose(1, 2).contiguous()
+    moved = (torch.bmm(maps, points) if shift is None
+             else torch.baddbmm(shift[:, :, None], maps, points))
+    # Back to (B, T, J, C) as a view: what follows (noise, masks, features) is
+    # elementwise, and runs faster over long rows of one channel than over rows of C.
+    return moved.view(batch, channels, frames, joints).permute(0, 2, 3, 1)
 
 
 def _linear_maps(settings: AugmentConfig, channels: int, uniform, batch: int) -> torch.Tensor:

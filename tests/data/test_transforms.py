@@ -62,3 +62,20 @@ def test_mixup_off_changes_nothing() -> None:
     inputs = torch.randn(16, 8, 5, generator=torch.Generator().manual_seed(4))
     blended, _, weight = mix(inputs, 0.0, torch.Generator().manual_seed(0))
     assert torch.equal(blended, inputs) and (weight == 1.0).all()
+
+
+def test_mirror_swaps_sides_and_negates_x_also_inside_the_rotation() -> None:
+    x = torch.randn(4, 5, 6, 3)
+    x[0, 2, 3] = float("nan")
+    swap = [0, 1, 3, 2, 5, 4]
+    mirrored = x[:, :, swap] * torch.tensor([-1.0, 1.0, 1.0])
+    alone = augment(x, AugmentConfig(mirror=1.0), torch.Generator().manual_seed(0), swap)
+    torch.testing.assert_close(alone, mirrored, equal_nan=True)
+    # With a rotation, the mirror's negation rides in the same product: the result is
+    # the rotation of the mirrored clip (same draws: the mirror's come first).
+    settings = AugmentConfig(mirror=1.0, rotate=30.0, shift=0.1)
+    both = augment(x, settings, torch.Generator().manual_seed(1), swap)
+    later = torch.Generator().manual_seed(1)
+    torch.rand(4, generator=later)  # the mirror's draw
+    expected = augment(mirrored, AugmentConfig(rotate=30.0, shift=0.1), later)
+    torch.testing.assert_close(both, expected, equal_nan=True)
