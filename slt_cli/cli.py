@@ -21,6 +21,7 @@ from slt_cli import __version__, console
 from slt_cli.commands import guarded
 from slt_cli.commands.data import data_app
 from slt_cli.commands.ensemble import ensemble
+from slt_cli.commands.predict import export, predict
 from slt_cli.config import configured_checkpoint_dir
 from slt_cli.errors import SltError
 
@@ -246,6 +247,8 @@ def evaluate(
 
 
 command("ensemble")(ensemble)
+command()(predict)
+command()(export)
 
 
 @command()

@@ -69,3 +69,21 @@ def tiny_toml(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_TOML, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint folder with ``best_model_stage_1``: TINY_TOML's first stage, one epoch
+    (4 classes, 53 landmarks x 3, 12 frames); shared, so tests must not change it."""
+    from typer.testing import CliRunner
+
+    from slt_cli.cli import app
+
+    root = tmp_path_factory.mktemp("tiny_checkpoint")
+    config = root / "tiny.toml"
+    config.write_text(TINY_TOML, encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "--stages", "1",
+                                      "--epochs-per-stage", "1", "--checkpoint-dir",
+                                      str(root / "checkpoints")])
+    assert result.exit_code == 0, result.output
+    return root / "checkpoints"

@@ -1,0 +1,124 @@
+"""Sequences to classify, from the files ``slt predict`` takes.
+
+- ``.npz``: ``x`` (N, T, J, C) float, NaN = missing; optional ``lengths`` (else the
+  length is read from the NaN padding, as for training data), optional ``y`` with
+  optional ``classes`` (the true labels, shown beside the predictions). Other arrays
+  of the training format (``split``, ``signer``, ``joints``) are ignored.
+- ``.parquet``: one GISLR sequence (Kaggle's schema), its landmarks picked as the
+  checkpoint's ``[data] landmarks`` picked them.
+- ``.pose``: one pose-format file; MediaPipe Holistic files keep the same selection,
+  other layouts every point.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slt_cli.errors import DataError
+
+SUFFIXES = (".npz", ".parquet", ".pose")
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Raw sequences of one input file."""
+
+    source: Path
+    x: np.ndarray  # float32 (N, T, J, C), NaN = missing or padding
+    lengths: np.ndarray  # int64 (N,)
+    labels: tuple[str | None, ...] | None  # the true label of each, when the file says
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...]) -> Sequences:
+    """Read one input file.
+
+    Args:
+        path: An ``.npz``, ``.parquet`` or ``.pose`` file.
+        landmarks: The landmark groups to keep from parquet and .pose files.
+        classes: The checkpoint's class names (name the labels of an ``.npz`` ``y``
+            when the file has no ``classes`` of its own).
+
+    Raises:
+        DataError: naming the file, when it is missing, unreadable, of an unknown
+            kind or malformed.
+    """
+    if path.suffix not in SUFFIXES:
+        raise DataError(f"{path}: cannot classify a {path.suffix or 'suffix-less'} file",
+                        hint="Give .npz, GISLR .parquet or .pose files.")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".npz":
+        return _read_npz(path, classes)
+    one = _read_parquet(path, landmarks) if path.suffix == ".parquet" else _read_pose(
+        path, landmarks)
+    return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),
+                     labels=None)
+
+
+def _read_npz(path: Path, classes: tuple[str, ...]) -> Sequences:
+    from slt_cli.data.npz import _lengths_from_padding
+
+    try:
+        # allow_pickle=False: an object array in a downloaded file must never run code.
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files
+                      if key in ("x", "lengths", "y", "classes")}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if "x" not in arrays:
+        raise DataError(f"{path}: missing array 'x'",
+                        hint="Store the sequences as x, float (N, T, J, C), NaN = missing.")
+    x = arrays["x"]
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or 0 in x.shape[:2]:
+        raise DataError(f"{path}: 'x' must be a float array (N, T, J, C) with N, T > 0, "
+                        f"got {x.dtype} {x.shape}")
+    x = np.where(np.isfinite(x), x, np.nan).astype(np.float32, copy=False)
+    n, frames = x.shape[:2]
+    lengths = arrays.get("lengths")
+    if lengths is None:
+        lengths = _lengths_from_padding(x)
+    elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
+          or lengths.min() < 1 or lengths.max() > frames):
+        raise DataError(f"{path}: 'lengths' must be ({n},) integers in 1..{frames}")
+    return Sequences(source=path, x=x, lengths=lengths.astype(np.int64),
+                     labels=_labels(path, arrays, n, classes))
+
+
+def _labels(path: Path, arrays: dict[str, np.ndarray], n: int,
+            classes: tuple[str, ...]) -> tuple[str | None, ...] | None:
+    y = arrays.get("y")
+    if y is None:
+        return None
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: 'y' must be integers of shape ({n},), got {y.dtype} {y.shape}")
+    names = (tuple(str(v) for v in arrays["classes"].tolist())
+             if "classes" in arrays and arrays["classes"].ndim == 1 else classes)
+    return tuple(names[k] if 0 <= k < len(names) else None for k in y.tolist())
+
+
+def _read_parquet(path: Path, landmarks: str) -> np.ndarray:
+    from slt_cli.data.gislr import PART_OFFSETS, ROWS_PER_FRAME, read_parquet, require_pyarrow
+    from slt_cli.data.landmarks import select_landmarks
+
+    require_pyarrow()
+    chosen = select_landmarks(landmarks)
+    slots = np.full(ROWS_PER_FRAME, -1, np.int64)
+    for slot, landmark in enumerate(chosen):
+        slots[PART_OFFSETS[landmark.part] + landmark.index] = slot
+    return read_parquet(path, slots=slots, joints=len(chosen))
+
+
+def _read_pose(path: Path, landmarks: str) -> np.ndarray:
+    from slt_cli.data.posefile import _header, _selection, read_pose, require_pose_format
+
+    require_pose_format()
+    layout, channels = _header(path)
+    _, slots = _selection(layout, landmarks)
+    return read_pose(path, layout=layout, slots=slots, channels=channels)

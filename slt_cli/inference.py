@@ -1,0 +1,195 @@
+"""Use a trained checkpoint: raw landmarks in, class scores out.
+
+``RawClassifier`` is one ``nn.Module`` for the whole path a sequence takes in
+training, "raw landmarks -> normalise -> resample -> features -> network", with the
+numpy preprocessing of ``data.preprocess`` redone in torch, so ``slt predict`` and
+the files ``slt export`` writes apply exactly what the checkpoint was trained with.
+The network is rebuilt only through ``records.build_network`` from the sidecar's
+``model`` record, so any network a checkpoint can describe (ensembles included)
+works here unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slt_cli.checkpoints import load_weights, read_sidecar
+from slt_cli.data.transforms import feature_count, features
+from slt_cli.errors import DataError
+from slt_cli.records import build_network, load_state
+
+SPREAD_FLOOR = 1e-6  # as data.preprocess.normalise: a sequence this small is left unscaled
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a checkpoint's training did to each sequence before the network saw it."""
+
+    frames: int  # every sequence was resampled to this many frames
+    motion: bool  # features carry frame-to-frame differences
+    landmarks: str  # Holistic groups kept from GISLR parquet and .pose input
+
+    @classmethod
+    def of(cls, sidecar: Mapping[str, Any]) -> Preprocessing:
+        data = sidecar["config"]["data"]
+        return cls(frames=int(data["frames"]), motion=bool(data["motion"]),
+                   landmarks=str(data.get("landmarks", "hands+pose+lips")))
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """Torch twin of ``data.preprocess.normalise`` for (B, T, J, C), NaN = missing.
+
+    Each sequence is centred on its mean landmark and scaled to unit spread; NaN
+    values are left out of both statistics and stay NaN. Written with plain sums
+    and counts (no ``nanmean``) so that ONNX and TorchScript export it too.
+
+    Computed in float64, returned in ``x``'s dtype: a signer who barely moves has a
+    spread of a few thousandths, and centring in float32 then loses digits that the
+    division by that spread magnifies, differently in every runtime's summation order.
+    """
+    dtype = x.dtype
+    x = x.double()
+    missing = torch.isnan(x)
+    count = (~missing).sum(dim=(1, 2), keepdim=True)
+    centre = torch.where(missing, 0.0, x).sum(dim=(1, 2), keepdim=True) / count
+    offset = x - centre
+    squared = (offset * offset).sum(dim=-1)  # (B, T, J); NaN where any channel is
+    absent = torch.isnan(squared)
+    spread = torch.sqrt(torch.where(absent, 0.0, squared).sum(dim=(1, 2))
+                        / (~absent).sum(dim=(1, 2)))
+    spread = torch.where(torch.isfinite(spread) & (spread > SPREAD_FLOOR), spread, 1.0)
+    return (offset / spread[:, None, None, None]).to(dtype)
+
+
+def resample(x: torch.Tensor, last: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Torch twin of ``data.preprocess.resample``.
+
+    Args:
+        x: (B, T, J, C) landmarks, NaN = missing.
+        last: float64 (B,) index of each sequence's last real frame (length - 1).
+        grid: float64 (frames,) ``np.linspace(0, 1, frames)``, taken from numpy so
+            positions that land exactly on a frame do so here too.
+
+    Returns:
+        (B, frames, J, C): each sequence's real frames linearly interpolated.
+    """
+    position = grid[None, :] * last[:, None]
+    lower = torch.floor(position)
+    upper = torch.minimum(lower + 1, last[:, None])
+    weight = (position - lower).to(x.dtype)[:, :, None, None]
+    shape = (-1, -1, x.shape[2], x.shape[3])
+    before = x.gather(1, lower.long()[:, :, None, None].expand(shape))
+    after = x.gather(1, upper.long()[:, :, None, None].expand(shape))
+    after = torch.where(weight == 0, before, after)  # an exact hit ignores a NaN neighbour
+    return before * (1 - weight) + after * weight
+
+
+class RawClassifier(nn.Module):
+    """Raw landmark sequences ``(B, T, J, C)`` (NaN = missing or padding) and their
+    lengths ``(B,)`` to class logits ``(B, K)``, preprocessing included."""
+
+    def __init__(self, network: nn.Module, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.network = network
+        self.motion = preprocessing.motion
+        grid = torch.from_numpy(np.linspace(0.0, 1.0, preprocessing.frames))
+        self.register_buffer("grid", grid, persistent=False)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        last = lengths.clamp(min=1).to(torch.float64) - 1
+        return self.logits(x, last)
+
+    def logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        prepared = resample(normalise(x), last, self.grid)
+        return self.network(features(prepared, self.motion))
+
+
+class SequenceClassifier(nn.Module):
+    """One raw sequence ``(T, J, C)`` float32, any ``T >= 1``, to ``(logits, probabilities)``
+    of shape ``(K,)`` each: the form ``slt export`` writes."""
+
+    def __init__(self, classifier: RawClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = landmarks[None]
+        # T - 1 from a tensor, not a Python int, so a traced graph keeps T dynamic.
+        last = torch.ones_like(landmarks[:, 0, 0], dtype=torch.float64).sum()[None] - 1
+        logits = self.classifier.logits(batch, last)[0]
+        return logits, torch.softmax(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A checkpoint ready for inference, in eval mode."""
+
+    name: str
+    sidecar: dict[str, Any]
+    classifier: RawClassifier
+    preprocessing: Preprocessing
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.sidecar["classes"])
+
+    def check_layout(self, joints: int, channels: int, what: str) -> None:
+        """Raises: DataError when ``joints`` x ``channels`` is not what the network takes."""
+        wanted = self.sidecar["model"].get("in_features")
+        if wanted is None or feature_count(joints, channels, self.preprocessing.motion) == wanted:
+            return  # a record without a width leaves the check to the network
+        fits = [f"{j} landmarks x {c} channels" for c, j in layouts(wanted, self.preprocessing)]
+        raise DataError(
+            f"{what}: {joints} landmarks x {channels} channels do not fit checkpoint "
+            f"{self.name}, which takes {' or '.join(fits) or f'{wanted} features per frame'}",
+            hint="Give sequences with the landmarks the checkpoint was trained on "
+                 f"(its data: {self.sidecar['config']['data'].get('source')}).")
+
+
+def layouts(in_features: int, preprocessing: Preprocessing) -> list[tuple[int, int]]:
+    """Every (channels, joints) with C in 3, 2 whose features number ``in_features``."""
+    per_joint = {c: c * (2 if preprocessing.motion else 1) + 1 for c in (3, 2)}
+    return [(c, in_features // size) for c, size in per_joint.items()
+            if in_features % size == 0]
+
+
+def load_model(checkpoint_dir: Path, name: str, device: torch.device | str = "cpu"
+               ) -> LoadedModel:
+    """Rebuild checkpoint ``name`` from its sidecar and weights, wrapped for raw input.
+
+    Raises:
+        CheckpointError: for a missing or damaged checkpoint, or weights that do not
+            fit the network its sidecar describes.
+    """
+    sidecar = read_sidecar(checkpoint_dir, name)
+    network = build_network(sidecar["model"], seed=0)
+    load_state(network, load_weights(checkpoint_dir, name, sidecar), name)
+    preprocessing = Preprocessing.of(sidecar)
+    classifier = RawClassifier(network, preprocessing).to(device).eval()
+    return LoadedModel(name=name, sidecar=sidecar, classifier=classifier,
+                       preprocessing=preprocessing)
+
+
+@torch.no_grad()
+def predict_probabilities(model: LoadedModel, x: np.ndarray, lengths: np.ndarray,
+                          batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, K) for raw sequences ``x`` (N, T, J, C) of ``lengths``.
+
+    Sequences go through in batches, padded as given, exactly as the trainer's
+    ``prepare`` saw its data.
+    """
+    device = model.classifier.grid.device
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size],
+                                                      dtype=np.float32)).to(device)
+        length = torch.from_numpy(lengths[start:start + batch_size].astype(np.int64)).to(device)
+        outputs.append(torch.softmax(model.classifier(batch, length).float(), dim=-1).cpu())
+    return torch.cat(outputs).numpy()

@@ -1,0 +1,252 @@
+"""``slt predict`` and the raw-landmark path of ``inference``: the torch preprocessing
+equals the trainer's numpy one, predictions equal ``evaluate``'s, every input format
+reads the landmarks training read, and bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from slt_cli.checkpoints import read_sidecar
+from slt_cli.cli import app
+from slt_cli.data import load_data, load_source
+from slt_cli.data import preprocess as numpy_path
+from slt_cli.data.inputs import read_sequences
+from slt_cli.inference import load_model, normalise, resample
+from slt_cli.training import TensorSplit, predict_logits
+
+runner = CliRunner()
+MODEL = "best_model_stage_1"
+
+
+def slt(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def raw_split(folder: Path, split: str):
+    """The raw sequences of one split of the checkpoint's data, and that data prepared."""
+    sidecar = read_sidecar(folder, MODEL)
+    data, seed = sidecar["config"]["data"], sidecar["config"]["run"]["seed"]
+    raw = load_source(data["source"])
+    labels = numpy_path.assign_splits(raw, data["val_fraction"], seed)
+    prepared = load_data(data["source"], frames=data["frames"], motion=data["motion"],
+                         val_fraction=data["val_fraction"], seed=seed)
+    rows = labels == split
+    return raw.x[rows], raw.lengths[rows], raw.y[rows], prepared
+
+
+def test_torch_preprocessing_equals_the_numpy_one_on_hard_sequences() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.3, 0.2, size=(6, 25, 7, 3)).astype(np.float32)
+    x[rng.random((6, 25, 7)) < 0.3] = np.nan  # missing landmarks
+    x[1, 3] = np.nan  # a whole missing frame
+    x[2, :, :, :] = np.nan  # nothing detected at all
+    x[3, :, 0] = 5.0  # one landmark fixed, others missing: tiny spread
+    x[3, :, 1:] = np.nan
+    lengths = np.array([25, 1, 10, 13, 7, 2])
+    x[4, 7:] = np.nan  # padding
+    for frames in (12, 7, 32):
+        expected = numpy_path.resample(numpy_path.normalise(x), lengths, frames)
+        grid = torch.from_numpy(np.linspace(0.0, 1.0, frames))
+        got = resample(normalise(torch.from_numpy(x)),
+                       torch.from_numpy(lengths - 1).double(), grid).numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_allclose(got, expected, atol=1e-6, equal_nan=True)
+
+
+def test_raw_path_logits_equal_the_trainers(tiny_checkpoint: Path) -> None:
+    x, lengths, _, prepared = raw_split(tiny_checkpoint, "val")
+    model = load_model(tiny_checkpoint, MODEL)
+    with torch.no_grad():
+        raw_logits = model.classifier(torch.from_numpy(x), torch.from_numpy(lengths))
+    trainer_logits = predict_logits(model.classifier.network,
+                                    TensorSplit.from_split(prepared.split("val"), "cpu"),
+                                    prepared.motion, batch_size=7)
+    assert raw_logits.shape == (len(x), 4)
+    assert (raw_logits - trainer_logits).abs().max().item() < 1e-5
+
+
+def test_predict_npz_agrees_with_evaluate(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    x, lengths, y, prepared = raw_split(tiny_checkpoint, "val")
+    np.savez(tmp_path / "val.npz", x=x, y=y, classes=np.array(prepared.classes))
+    np.savez(tmp_path / "unlabelled.npz", x=x[:2], lengths=lengths[:2])
+    result = slt("predict", MODEL, str(tmp_path / "val.npz"), str(tmp_path / "unlabelled.npz"),
+                 "--checkpoint-dir", str(tiny_checkpoint), "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    evaluation = slt("evaluate", MODEL, "--split", "val", "--json",
+                     "--checkpoint-dir", str(tiny_checkpoint))
+    accuracy = json.loads(evaluation.stdout)["accuracy"]
+    assert f"top-1 accuracy {accuracy:.4f} on {len(y)} labelled sequence(s)" in result.stderr
+    assert "predictions of best_model_stage_1" in result.stdout
+    assert "true label" in result.stdout and "unlabelled.npz" in result.stdout
+    assert result.stdout.count("✓") == round(accuracy * len(y))
+
+
+def test_predict_json_and_top_k(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    x, _, _, _ = raw_split(tiny_checkpoint, "test")
+    np.savez(tmp_path / "clips.npz", x=x[:3])
+    args = ["predict", MODEL, str(tmp_path / "clips.npz"), "--checkpoint-dir",
+            str(tiny_checkpoint), "--json"]
+    two = json.loads(slt(*args, "--top-k", "2").stdout)
+    assert [row["index"] for row in two] == [0, 1, 2]
+    assert all(row["input"].endswith("clips.npz") and row["label"] is None for row in two)
+    assert all(len(row["top"]) == 2 for row in two)
+    every = json.loads(slt(*args, "--top-k", "10").stdout)  # 4 classes: all of them
+    for short, full in zip(two, every, strict=True):
+        probabilities = [t["probability"] for t in full["top"]]
+        assert len(probabilities) == 4 and abs(sum(probabilities) - 1) < 1e-5
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert short["top"] == full["top"][:2]
+        assert {t["class"] for t in full["top"]} == {f"sign_{k:03d}" for k in range(4)}
+
+
+@pytest.fixture(scope="module")
+def holistic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint trained on a tiny GISLR corpus (96 Holistic landmarks x 3)."""
+    pytest.importorskip("pyarrow")
+    from tests.conftest import TINY_TOML
+    from tests.corpora import write_gislr
+
+    root = tmp_path_factory.mktemp("holistic")
+    corpus = write_gislr(root / "asl", signers=3, signs=3, repeats=1)
+    (root / "tiny.toml").write_text(TINY_TOML, encoding="utf-8")
+    result = slt("train", "--config", str(root / "tiny.toml"), "--data", f"gislr:{corpus}",
+                 "--stages", "1", "--epochs-per-stage", "1", "--checkpoint-dir",
+                 str(root / "checkpoints"))
+    assert result.exit_code == 0, result.output
+    return root / "checkpoints"
+
+
+def test_one_sign_as_parquet_and_as_pose_gets_one_prediction(holistic_checkpoint: Path,
+                                                             tmp_path: Path) -> None:
+    pytest.importorskip("pose_format")
+    import pyarrow.parquet as pq
+
+    from slt_cli.data.landmarks import select_landmarks
+    from tests.corpora import gislr_table, holistic_frames, write_pose_file
+
+    points = holistic_frames(1, 17, np.random.default_rng(5))  # GISLR order
+    pq.write_table(gislr_table(points), tmp_path / "sign.parquet")
+    # pose-format's Holistic order: pose, face, left hand, right hand, world pose
+    write_pose_file(tmp_path / "sign.pose", np.concatenate(
+        [points[:, 489:522], points[:, :468], points[:, 468:489], points[:, 522:],
+         points[:, 489:522]], axis=1))
+    parquet = read_sequences(tmp_path / "sign.parquet", landmarks="hands+pose+lips", classes=())
+    pose = read_sequences(tmp_path / "sign.pose", landmarks="hands+pose+lips", classes=())
+    assert parquet.x.shape == pose.x.shape == (1, 17, 96, 3)
+    np.testing.assert_array_equal(parquet.x, pose.x)
+    # The landmarks are the ones training kept, in its order: the right hand's wrist is
+    # joint 21 (left hand first), pose_left_shoulder is joint 42 (pose row 11).
+    names = [landmark.name for landmark in select_landmarks("hands+pose+lips")]
+    assert names[21] == "right_hand_0" and names[42] == "pose_left_shoulder"
+    np.testing.assert_allclose(parquet.x[0, :, 21], points[:, 522], rtol=1e-6)
+    np.testing.assert_allclose(parquet.x[0, :, 42], points[:, 468 + 21 + 11], rtol=1e-6)
+
+    outputs = []
+    for name in ("sign.parquet", "sign.pose"):
+        result = slt("predict", MODEL, str(tmp_path / name), "--json", "--checkpoint-dir",
+                     str(holistic_checkpoint))
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(result.stdout)
+        outputs.append(row["top"])
+    assert outputs[0] == outputs[1]
+    assert {t["class"] for t in outputs[0]} == {"sign0", "sign1", "sign2"}
+
+
+def _write(tmp_path: Path, kind: str) -> Path:
+    x = np.random.default_rng(0).normal(size=(2, 9, 53, 3)).astype(np.float32)
+    if kind == "garbage.npz":
+        (tmp_path / kind).write_bytes(b"this is not a zip file")
+    elif kind == "no_x.npz":
+        np.savez(tmp_path / kind, y=np.zeros(2, np.int64))
+    elif kind == "flat.npz":
+        np.savez(tmp_path / kind, x=x[:, :, 0])
+    elif kind == "ten_landmarks.npz":
+        np.savez(tmp_path / kind, x=x[:, :, :10])
+    elif kind == "bad_lengths.npz":
+        np.savez(tmp_path / kind, x=x, lengths=np.array([3, 12]))
+    elif kind == "garbage.parquet":
+        (tmp_path / kind).write_bytes(b"PAR1 nothing")
+    elif kind == "holistic.parquet":
+        import pyarrow.parquet as pq
+
+        from tests.corpora import gislr_table, holistic_frames
+
+        pq.write_table(gislr_table(holistic_frames(0, 5, np.random.default_rng(0))),
+                       tmp_path / kind)
+    elif kind != "missing.npz":
+        (tmp_path / kind).write_text("1,2,3\n")
+    return tmp_path / kind
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("garbage.npz", "not a readable .npz file"),
+    ("no_x.npz", "missing array 'x'"),
+    ("flat.npz", "'x' must be a float array (N, T, J, C)"),
+    ("ten_landmarks.npz", "10 landmarks x 3 channels do not fit checkpoint best_model_stage_1, "
+                          "which takes 53 landmarks x 3 channels"),
+    ("bad_lengths.npz", "'lengths' must be (2,) integers in 1..9"),
+    ("garbage.parquet", "not a readable parquet file"),
+    ("holistic.parquet", "96 landmarks x 3 channels do not fit checkpoint"),
+    ("clips.csv", "cannot classify a .csv file"),
+    ("missing.npz", "no such file"),
+])
+def test_bad_input_exits_2_naming_the_file(tiny_checkpoint: Path, tmp_path: Path, kind: str,
+                                           message: str) -> None:
+    if kind.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    path = _write(tmp_path, kind)
+    result = slt("predict", MODEL, str(path), "--checkpoint-dir", str(tiny_checkpoint))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path}: ")
+    assert message in result.stderr and "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_unknown_checkpoint_and_bad_top_k_exit_2(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "a.npz", x=np.zeros((1, 4, 53, 3), np.float32))
+    unknown = slt("predict", "best_model_stage_9", str(tmp_path / "a.npz"),
+                  "--checkpoint-dir", str(tiny_checkpoint))
+    assert unknown.exit_code == 2
+    assert "no checkpoint named 'best_model_stage_9'" in unknown.stderr
+    assert "Did you mean: best_model_stage_1" in unknown.stderr
+    zero = slt("predict", MODEL, str(tmp_path / "a.npz"), "--top-k", "0",
+               "--checkpoint-dir", str(tiny_checkpoint))
+    assert zero.exit_code == 2 and "--top-k" in zero.stderr
+
+
+def test_an_ensemble_checkpoint_predicts_its_members_mean(tiny_checkpoint: Path,
+                                                          tmp_path: Path) -> None:
+    from tests.conftest import TINY_TOML
+
+    folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "checkpoints"))
+    (tmp_path / "tiny.toml").write_text(TINY_TOML, encoding="utf-8")
+    tuned = slt("continue", MODEL, "--type", "exploration", "--config",
+                str(tmp_path / "tiny.toml"), "--checkpoint-dir", str(folder))
+    assert tuned.exit_code == 0, tuned.output
+    members = [MODEL, f"{MODEL}_exploration"]
+    made = slt("ensemble", *members, "--name", "pair", "--checkpoint-dir", str(folder))
+    assert made.exit_code == 0, made.output
+    x, _, _, _ = raw_split(folder, "test")
+    np.savez(tmp_path / "clips.npz", x=x[:4])
+
+    def probabilities(name: str) -> np.ndarray:
+        result = slt("predict", name, str(tmp_path / "clips.npz"), "--json", "--top-k", "4",
+                     "--checkpoint-dir", str(folder))
+        assert result.exit_code == 0, result.output
+        return np.array([[t["probability"] for t in sorted(row["top"], key=lambda t: t["class"])]
+                         for row in json.loads(result.stdout)])
+
+    first, second = (probabilities(member) for member in members)
+    assert np.abs(first - second).max() > 1e-3  # two different networks
+    np.testing.assert_allclose(probabilities("pair"), (first + second) / 2, atol=2e-6)
+    exported = slt("export", "pair", "--format", "torchscript", "--samples", "4",
+                   "--checkpoint-dir", str(folder))  # a composite network exports too
+    assert exported.exit_code == 0, exported.output
+    assert (folder / "exports" / "pair.pt").is_file()
