@@ -79,10 +79,13 @@ def augment(
     flip = None  # per clip: -1 where it is mirrored (x negated), else 1
     if settings.mirror > 0 and mirror is not None:
         chosen = uniform(0, 1, batch) < settings.mirror
-        # The chosen clips read their joints swapped (a copy along one axis is far
-        # cheaper than a gather); their x is negated with the linear maps below.
-        swapped = x.index_select(2, torch.as_tensor(mirror, device=x.device))
-        x = torch.where(chosen[:, None, None, None], swapped, x)
+        # One gather over each frame's J*C values, where the chosen clips read their
+        # joints swapped; their x is negated with the linear maps below.
+        values = torch.arange(joints * channels, device=x.device).view(joints, channels)
+        source = torch.where(chosen[:, None], values[torch.as_tensor(mirror, device=x.device)]
+                             .flatten(), values.flatten())  # (B, J*C)
+        x = x.reshape(batch, frames, -1).gather(2, source[:, None].expand(-1, frames, -1))
+        x = x.view(batch, frames, joints, channels)
         flip = torch.where(chosen, -1.0, 1.0).to(x.dtype)
     if settings.speed > 0:
         x = _time_warp(x, uniform(-settings.speed, settings.speed, batch))
