@@ -221,8 +221,7 @@ def evaluate(
         "--confusion", help="Also draw the row-normalised confusion matrix into this .png "
         "(or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
 ) -> None:
-    """Score a checkpoint: loss, accuracy, top-5 accuracy, per-class accuracy and the
-    classes it confuses most."""
+    """Score a checkpoint: loss, accuracy, top-5, per-class accuracy, worst confusions."""
     from slt_cli.config import find_config, load_config
     from slt_cli.engine import Trainer
 
