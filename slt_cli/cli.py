@@ -95,6 +95,11 @@ def train(
     compile_: Compile = None,
     precision: Precision = None,
     resume: Resume = False,
+    folds: Annotated[int | None, typer.Option(
+        "--folds", help="K-fold cross-validation: train K times, fold i into "
+        "CHECKPOINT_DIR/fold_i (validated on its own signers when the data names them), then "
+        "write the per-stage mean ± std to CHECKPOINT_DIR/folds.json.",
+        show_default=False)] = None,
 ) -> None:
     """Train the stages of stages.toml, saving each stage's best model.
 
@@ -110,6 +115,15 @@ def train(
                               run_precision=precision)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     reporter = console.RichReporter()
+    if folds is not None:
+        from slt_cli.folds import CrossValidation
+
+        folded = CrossValidation(settings, folds, checkpoint_dir=checkpoint_dir, device=device,
+                                 reporter=reporter)
+        with reporter.running(), _stop_on_interrupt(folded):
+            outcome = folded.resume() if resume else folded.run(selected, force=force)
+        console.out.print(console.folds_table(outcome))
+        return
     trainer = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device, reporter=reporter)
     with reporter.running(), _stop_on_interrupt(trainer):
         result = trainer.resume("train") if resume else trainer.train(selected, force=force)
