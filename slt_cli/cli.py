@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from slt_cli import __version__, console
+from slt_cli.checkpoints import FOLDS_FILE
 from slt_cli.commands import guarded
 from slt_cli.commands.data import data_app
 from slt_cli.config import configured_checkpoint_dir
@@ -177,6 +178,11 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
         "epoch", "parent", "created_at", "run_id")} for r in records]
     if json:
         console.print_json(summary)
+    elif not records and (folder / FOLDS_FILE).is_file():
+        from slt_cli.folds import fold_folder
+
+        console.err.print(f"no checkpoints in {folder} itself: it holds a cross-validation "
+                          f"run; list a fold with --checkpoint-dir {fold_folder(folder, 1)}")
     elif not records:
         console.err.print(f"no checkpoints in {folder}; run `slt train` to make some")
     else:

@@ -30,17 +30,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli import __version__
-from slt_cli.checkpoints import ARCHIVE_FOLDER, atomic_write_bytes, new_run_id, settle
+from slt_cli.checkpoints import (
+    ARCHIVE_FOLDER,
+    FOLDS_FILE,
+    atomic_write_bytes,
+    new_run_id,
+    settle,
+)
 from slt_cli.config import Config, build_config
 from slt_cli.errors import CheckpointError, ConfigError, RunInterrupted, SltError
 from slt_cli.lock import folder_lock
 from slt_cli.reporting import Reporter
 from slt_cli.results import RunResult, StageResult
+from slt_cli.resume import has_resume
 
 if TYPE_CHECKING:
     from slt_cli.engine import Trainer
 
-FOLDS_FILE = "folds.json"
 SCHEMA_VERSION = 1
 
 
@@ -153,7 +159,17 @@ class CrossValidation:
                                     "another --checkpoint-dir.")
             if earlier is not None and self.is_main:
                 self._archive_summary()
-            return self._run_folds(request, done=[])
+            done: list[tuple[int, RunResult]] = []
+            self._write_summary(request, done)  # from now on, --resume knows what was asked
+            try:
+                return self._run_folds(request, done)
+            except SltError as exc:
+                # Refused before any fold trained (data that cannot make K folds): leave
+                # nothing behind that would ask for a --resume.
+                if (self.is_main and not done and not isinstance(exc, RunInterrupted)
+                        and not has_resume(fold_folder(self.directory, 1))):
+                    (self.directory / FOLDS_FILE).unlink(missing_ok=True)
+                raise
 
     def resume(self) -> CrossValidationResult:
         """Carry on the unfinished cross-validation run in the folder: finished folds
@@ -174,21 +190,22 @@ class CrossValidation:
                                hint=f"Resume it with --folds {earlier['folds']}.")
             self.config = build_config(earlier["request"]["config"], FOLDS_FILE)
             done = [(entry["fold"], _run_from_dict(entry)) for entry in earlier["runs"]]
-            return self._run_folds(earlier["request"], done=done)
+            return self._run_folds(earlier["request"], done)
 
     # --- inside ----------------------------------------------------------------------
 
     def _run_folds(self, request: dict[str, Any],
                    done: list[tuple[int, RunResult]]) -> CrossValidationResult:
+        """Train every fold not in ``done`` (appending to it), rewriting the summary."""
         from slt_cli.engine import Trainer
-        from slt_cli.resume import has_resume
 
         finished = {fold for fold, _ in done}
         for fold in range(1, self.folds + 1):
             if fold in finished:
                 continue
             if self._stop.is_set():
-                raise self._interrupted(f"stopped before fold {fold} of {self.folds}")
+                raise self._interrupted(f"stopped before fold {fold} of {self.folds}; the "
+                                        "folds before it are saved")
             folder = fold_folder(self.directory, fold)
             config = dataclasses.replace(self.config, data=dataclasses.replace(
                 self.config.data, folds=self.folds, fold=fold))
@@ -212,9 +229,8 @@ class CrossValidation:
             summary_path=self.directory / FOLDS_FILE)
 
     def _interrupted(self, message: str) -> RunInterrupted:
-        return RunInterrupted(message + "; the state to resume from is saved",
-                              hint=f"Carry on with: slt train --folds {self.folds} --resume "
-                                   f"--checkpoint-dir {self.directory}")
+        return RunInterrupted(message, hint=f"Carry on with: slt train --folds {self.folds} "
+                                            f"--resume --checkpoint-dir {self.directory}")
 
     @contextmanager
     def _holding(self) -> Iterator[None]:
