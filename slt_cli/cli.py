@@ -116,6 +116,10 @@ def train(
                               run_precision=precision)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     reporter = console.RichReporter()
+    if resume and folds is None:  # the interrupted run there may be a cross-validation
+        from slt_cli.folds import unfinished_folds
+
+        folds = unfinished_folds(checkpoint_dir or Path(settings.run.checkpoint_dir))
     if folds is not None:
         from slt_cli.folds import CrossValidation
 

@@ -55,6 +55,19 @@ def fold_folder(directory: Path, fold: int) -> Path:
     return directory / f"fold_{fold}"
 
 
+def unfinished_folds(directory: Path) -> int | None:
+    """K of the unfinished cross-validation run in ``directory``, or None when there is
+    none (so ``slt train --resume`` there carries that run on)."""
+    try:
+        summary = json.loads((directory / FOLDS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(summary, dict) and summary.get("complete") is False:
+        folds = summary.get("folds")
+        return folds if isinstance(folds, int) else None
+    return None
+
+
 @dataclass(frozen=True)
 class Spread:
     """One metric across folds: mean, sample standard deviation, min, max, and each value."""
@@ -150,14 +163,16 @@ class CrossValidation:
         selected = list(stages) if stages else list(range(1, len(self.config.stages) + 1))
         request = {"config": self.config.to_dict(), "stages": selected, "force": force}
         with self._holding():
-            earlier = self._read_summary()
+            # Only rank 0 looks: it may already have written the new summary when
+            # another process would read it.
+            earlier = self._read_summary() if self.is_main else None
             if earlier is not None and not earlier.get("complete"):
                 raise SltError(f"{self.directory} holds an unfinished {earlier['folds']}-fold "
                                f"run ({len(earlier['runs'])} of {earlier['folds']} folds done)",
                                hint=f"Carry it on with `slt train --folds {earlier['folds']} "
                                     f"--resume --checkpoint-dir {self.directory}`, or use "
                                     "another --checkpoint-dir.")
-            if earlier is not None and self.is_main:
+            if earlier is not None:
                 self._archive_summary()
             done: list[tuple[int, RunResult]] = []
             self._write_summary(request, done)  # from now on, --resume knows what was asked
@@ -189,7 +204,12 @@ class CrossValidation:
                                f"{earlier['folds']} folds, not {self.folds}",
                                hint=f"Resume it with --folds {earlier['folds']}.")
             self.config = build_config(earlier["request"]["config"], FOLDS_FILE)
-            done = [(entry["fold"], _run_from_dict(entry)) for entry in earlier["runs"]]
+            try:
+                done = [(entry["fold"], _run_from_dict(entry)) for entry in earlier["runs"]]
+            except (KeyError, TypeError) as exc:
+                raise CheckpointError(f"{self.directory / FOLDS_FILE}: damaged fold results "
+                                      f"({exc!r})", hint="Move it away and start a new run."
+                                      ) from None
             return self._run_folds(earlier["request"], done)
 
     # --- inside ----------------------------------------------------------------------
