@@ -97,7 +97,7 @@ def test_folds_and_fold_are_checked_as_config() -> None:
 
 def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> None:
     result = slt("train", "--folds", "2", "--config", str(tiny_toml), "--epochs-per-stage", "1",
-                 "--force", "--checkpoint-dir", "cv")
+                 "--force", "--checkpoint-dir", "cv", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "fold 1 of 2: checkpoints in cv/fold_1" in result.stderr
     assert "fold 2 of 2: checkpoints in cv/fold_2" in result.stderr
@@ -139,12 +139,14 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
     assert parent.exit_code == 0 and "warning" not in parent.stderr
     assert "--checkpoint-dir cv/fold_1" in parent.stderr
 
-    # `continue` keeps the fold: the new checkpoint is scored on the same split.
+    # `continue` keeps the fold and the seed that dealt it (tiny.toml says seed 0): the
+    # new checkpoint is scored on the same split.
     continued = slt("continue", "best_model_stage_2", "--type", "fine_tune", "--config",
                     str(tiny_toml), "--checkpoint-dir", "cv/fold_2")
     assert continued.exit_code == 0, continued.output
     child = read_sidecar(Path("cv/fold_2"), "best_model_stage_2_fine_tune")
     assert (child["config"]["data"]["folds"], child["config"]["data"]["fold"]) == (2, 2)
+    assert child["config"]["run"]["seed"] == 3
     again = json.loads(slt("evaluate", "best_model_stage_2_fine_tune", "--checkpoint-dir",
                            "cv/fold_2", "--json").stdout)
     assert again["accuracy"] == pytest.approx(child["val_accuracy"], abs=1e-6)
