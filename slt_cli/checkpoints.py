@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 WEIGHTS_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"
 ARCHIVE_FOLDER = "archive"  # earlier runs' files are moved here, never deleted
+FOLDS_FILE = "folds.json"  # a cross-validation summary (slt train --folds), not a sidecar
 SCHEMA_VERSION = 1
 SIDECAR_KEYS = (
     "schema_version", "stage_idx", "stage_name", "stage_description", "val_loss",
@@ -216,6 +217,8 @@ def list_checkpoints(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
         return records, problems
     settle(directory)
     for path in directory.glob(f"*{SIDECAR_SUFFIX}"):
+        if path.name == FOLDS_FILE:
+            continue
         record, problem = _read_record(path)
         if problem:
             problems.append(f"{path.name}: {problem}")
@@ -229,7 +232,8 @@ def list_checkpoints(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
 def checkpoint_names(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
-    return sorted(p.name[: -len(SIDECAR_SUFFIX)] for p in directory.glob(f"*{SIDECAR_SUFFIX}"))
+    return sorted(p.name[: -len(SIDECAR_SUFFIX)] for p in directory.glob(f"*{SIDECAR_SUFFIX}")
+                  if p.name != FOLDS_FILE)
 
 
 def unknown_checkpoint(directory: Path, name: str) -> CheckpointError:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from slt_cli import __version__, console
+from slt_cli.checkpoints import FOLDS_FILE
 from slt_cli.commands import guarded
 from slt_cli.commands.data import data_app
 from slt_cli.commands.ensemble import ensemble
@@ -97,6 +98,11 @@ def train(
     compile_: Compile = None,
     precision: Precision = None,
     resume: Resume = False,
+    folds: Annotated[int | None, typer.Option(
+        "--folds", help="K-fold cross-validation: train K times, fold i into "
+        "CHECKPOINT_DIR/fold_i (validated on its own signers when the data names them), then "
+        "write the per-stage mean ± std to CHECKPOINT_DIR/folds.json.",
+        show_default=False)] = None,
 ) -> None:
     """Train the stages of stages.toml, saving each stage's best model.
 
@@ -112,6 +118,19 @@ def train(
                               run_precision=precision)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     reporter = console.RichReporter()
+    if resume and folds is None:  # the interrupted run there may be a cross-validation
+        from slt_cli.folds import unfinished_folds
+
+        folds = unfinished_folds(checkpoint_dir or Path(settings.run.checkpoint_dir))
+    if folds is not None:
+        from slt_cli.folds import CrossValidation
+
+        folded = CrossValidation(settings, folds, checkpoint_dir=checkpoint_dir, device=device,
+                                 reporter=reporter)
+        with reporter.running(), _stop_on_interrupt(folded):
+            outcome = folded.resume() if resume else folded.run(selected, force=force)
+        console.out.print(console.folds_table(outcome))
+        return
     trainer = Trainer(settings, checkpoint_dir=checkpoint_dir, device=device, reporter=reporter)
     with reporter.running(), _stop_on_interrupt(trainer):
         result = trainer.resume("train") if resume else trainer.train(selected, force=force)
@@ -165,6 +184,11 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
         "epoch", "parent", "created_at", "run_id")} for r in records]
     if json:
         console.print_json(summary)
+    elif not records and (folder / FOLDS_FILE).is_file():
+        from slt_cli.folds import fold_folder
+
+        console.err.print(f"no checkpoints in {folder} itself: it holds a cross-validation "
+                          f"run; list a fold with --checkpoint-dir {fold_folder(folder, 1)}")
     elif not records:
         console.err.print(f"no checkpoints in {folder}; run `slt train` to make some")
     else:

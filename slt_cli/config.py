@@ -58,11 +58,19 @@ class DataConfig:
     frames: int = 32  # every sequence is resampled to this many frames
     motion: bool = True  # add frame-to-frame differences to the features
     landmarks: str = "hands+pose+lips"  # gislr:/pose: groups kept, '+'-joined (see README)
+    folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
+    fold: int = 0  # with folds: the fold (1..K) that validates, the others train
 
     def problems(self) -> list[tuple[str, str]]:
         from slt_cli.data.landmarks import problems as landmark_problems
 
         found = _positive(self, "frames")
+        if self.folds == 1 or self.folds < 0:
+            found.append(("folds", "must be 0 (no cross-validation) or >= 2"))
+        elif self.folds and not 1 <= self.fold <= self.folds:
+            found.append(("fold", f"must be between 1 and folds ({self.folds})"))
+        elif not self.folds and self.fold:
+            found.append(("fold", "needs folds (K of K-fold cross-validation)"))
         found += [("landmarks", problem) for problem in landmark_problems(self.landmarks)]
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))

@@ -186,6 +186,23 @@ def stage_table(results: Sequence[Any], title: str) -> Table:
     return table
 
 
+def folds_table(result: Any) -> Table:
+    """``slt train --folds K``: per stage, the best validation accuracy and loss across
+    folds (mean ± sample standard deviation, min, max, and each fold's value)."""
+    table = Table(title=f"{result.folds}-fold cross-validation (summary in "
+                        f"{result.summary_path})", title_justify="left")
+    for column in ("stage", "name", "folds", "val acc mean ± std", "min", "max",
+                   "val loss mean ± std", "per fold val acc"):
+        table.add_column(column, justify="left" if column in ("stage", "name") else "right")
+    for row in result.stages:
+        accuracy, loss = row.val_accuracy, row.val_loss
+        table.add_row(str(row.stage_idx), row.name, f"{len(row.folds)}/{result.folds}",
+                      f"{accuracy.mean:.4f} ± {accuracy.std:.4f}", f"{accuracy.min:.4f}",
+                      f"{accuracy.max:.4f}", f"{loss.mean:.4f} ± {loss.std:.4f}",
+                      " ".join(f"{value:.3f}" for value in accuracy.values))
+    return table
+
+
 def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table:
     table = Table(title=f"checkpoints in {folder}", title_justify="left")
     for column in ("name", "stage", "val loss", "val acc", "time", "parent", "created"):

@@ -155,8 +155,12 @@ class Trainer:
         if epochs is not None:
             stage = dataclasses.replace(stage, epochs=epochs)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        data = self._data(DataConfig(**sidecar["config"]["data"]),
-                          sidecar["config"]["run"]["seed"])
+        # The checkpoint's data and seed (which fix its split, a cross-validation fold's
+        # too) travel on into the new sidecar and resume state, not the current config's.
+        self.config = dataclasses.replace(
+            self.config, data=DataConfig(**sidecar["config"]["data"]),
+            run=dataclasses.replace(self.config.run, seed=sidecar["config"]["run"]["seed"]))
+        data = self._data(self.config.data, self.config.run.seed)
         record = checked_record(name, sidecar, data)
         run_id = new_run_id()
         with self._holding_folder(run_id, refuse_interrupted=True):
@@ -386,7 +390,8 @@ class Trainer:
             source = str(path.resolve())  # the sidecar must find it from any folder
         return load_data(source, frames=data_config.frames, motion=data_config.motion,
                          val_fraction=data_config.val_fraction, seed=seed,
-                         landmarks=data_config.landmarks, reporter=self.reporter)
+                         landmarks=data_config.landmarks, reporter=self.reporter,
+                         folds=data_config.folds, fold=data_config.fold)
 
     def _build(self, record: Mapping[str, Any]) -> nn.Module:
         return build_network(record, seed=self.config.run.seed).to(self.device)

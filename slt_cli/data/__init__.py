@@ -16,7 +16,13 @@ import numpy as np
 
 from slt_cli.data.base import SPLITS, RawData
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS
-from slt_cli.data.preprocess import assign_splits, normalise, resample, split_labels
+from slt_cli.data.preprocess import (
+    assign_folds,
+    assign_splits,
+    normalise,
+    resample,
+    split_labels,
+)
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
@@ -93,10 +99,14 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
 
 
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
-            source: str) -> PreparedData:
-    """Split, normalise and resample raw sequences to ``frames`` frames each."""
-    labels = assign_splits(raw, val_fraction, seed)
-    _check_validated(raw.y, labels, raw.classes, source)
+            source: str, folds: int = 0, fold: int = 0) -> PreparedData:
+    """Split, normalise and resample raw sequences to ``frames`` frames each.
+
+    With ``folds``, the split is fold ``fold`` of K-fold cross-validation
+    (``preprocess.assign_folds``) instead of the source's or a ``val_fraction`` one.
+    """
+    labels = assign_splits(raw, val_fraction, seed, folds=folds, fold=fold)
+    _check_labels(raw.y, raw.signer, raw.split, labels, raw.classes, source, folds, seed)
     x = resample(normalise(raw.x), raw.lengths, frames)
     splits = {name: Split(x[labels == name], raw.y[labels == name])
               for name in SPLITS if (labels == name).any()}
@@ -105,8 +115,8 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
 
 
 def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
-              landmarks: str = DEFAULT_LANDMARKS,
-              reporter: Reporter | None = None) -> PreparedData:
+              landmarks: str = DEFAULT_LANDMARKS, reporter: Reporter | None = None,
+              folds: int = 0, fold: int = 0) -> PreparedData:
     """``load_source`` then ``prepare``: the one call the engine makes.
 
     A corpus (``gislr:``, ``pose:``) goes through its cache instead: converted on first
@@ -114,23 +124,48 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
     """
     if spec.partition(":")[0] in ("gislr", "pose"):
         return _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
-                            seed=seed, landmarks=landmarks, reporter=reporter)
+                            seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
+                            fold=fold)
     return prepare(load_source(spec), frames=frames, motion=motion, val_fraction=val_fraction,
-                   seed=seed, source=spec)
+                   seed=seed, source=spec, folds=folds, fold=fold)
 
 
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
-                 landmarks: str, reporter: Reporter | None) -> PreparedData:
+                 landmarks: str, reporter: Reporter | None, folds: int,
+                 fold: int) -> PreparedData:
     from slt_cli.data.corpus import canonical_spec, open_corpus, prepared_splits
 
     source = canonical_spec(spec)
     store = open_corpus(source, landmarks, reporter)
-    labels = split_labels(store.y, store.signer, store.split, val_fraction, seed)
-    _check_validated(store.y, labels, store.classes, source)
+    labels = split_labels(store.y, store.signer, store.split, val_fraction, seed, folds=folds,
+                          fold=fold)
+    _check_labels(store.y, store.signer, store.split, labels, store.classes, source, folds,
+                  seed)
     splits = {name: Split(part.x, part.y)
               for name, part in prepared_splits(store, labels, frames, reporter).items()}
     return PreparedData(splits=splits, classes=store.classes, joints=store.joints,
                         source=source, motion=motion)
+
+
+def _check_labels(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | None,
+                  labels: np.ndarray, classes: tuple[str, ...], source: str, folds: int,
+                  seed: int) -> None:
+    """Raises: DataError when a trained class has no validation sequence; with
+    ``folds``, in any fold (so fold 1 fails before a minute is spent training)."""
+    if not folds:
+        _check_validated(y, labels, classes, source)
+        return
+    number, _ = assign_folds(y, signer, split, folds, seed)
+    for fold in range(1, folds + 1):
+        trained = set(y[(number > 0) & (number != fold)].tolist())
+        unseen = sorted(trained - set(y[number == fold].tolist()))
+        if unseen:
+            more = f" and {len(unseen) - 1} more" if len(unseen) > 1 else ""
+            raise DataError(f"{source}: fold {fold} of {folds} has no validation sequence of "
+                            f"class {classes[unseen[0]]!r}{more} (none of its signers signs "
+                            "it), so that accuracy could never be measured",
+                            hint="Use fewer folds, so that each fold's signers cover every "
+                                 "class.")
 
 
 def _check_validated(y: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],

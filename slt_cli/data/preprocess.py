@@ -14,19 +14,28 @@ from slt_cli.data.base import RawData
 from slt_cli.errors import DataError
 
 
-def assign_splits(raw: RawData, val_fraction: float, seed: int) -> np.ndarray:
+def assign_splits(raw: RawData, val_fraction: float, seed: int, *, folds: int = 0,
+                  fold: int = 0) -> np.ndarray:
     """A "train" / "val" / "test" label per sequence (see ``split_labels``)."""
-    return split_labels(raw.y, raw.signer, raw.split, val_fraction, seed)
+    return split_labels(raw.y, raw.signer, raw.split, val_fraction, seed, folds=folds,
+                        fold=fold)
 
 
 def split_labels(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | None,
-                 val_fraction: float, seed: int) -> np.ndarray:
+                 val_fraction: float, seed: int, *, folds: int = 0,
+                 fold: int = 0) -> np.ndarray:
     """A "train" / "val" / "test" label per sequence.
 
     The source's own split is kept. Without one, a validation share is held out:
     whole signers when signer ids exist (people unseen in training, as in real
     evaluations), else a stratified share of every class. Seeded.
+
+    With ``folds`` (K-fold cross-validation), fold ``fold`` (1-based) of
+    ``assign_folds`` validates and the other folds train; "test" stays test.
     """
+    if folds:
+        number, _ = assign_folds(y, signer, split, folds, seed)
+        return np.where(number == 0, "test", np.where(number == fold, "val", "train"))
     rng = np.random.default_rng(seed)
     split = split.astype(str) if split is not None else np.full(len(y), "train")
     if (split == "val").any():
@@ -46,6 +55,52 @@ def split_labels(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | N
         raise DataError("too few sequences to hold out a validation split",
                         hint="Add data, or give a 'split' array with train and val.")
     return split
+
+
+def assign_folds(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | None,
+                 folds: int, seed: int) -> tuple[np.ndarray, str]:
+    """The cross-validation fold (1..``folds``) of each sequence, 0 for "test" ones.
+
+    Every sequence the source does not mark "test" (its "train" and "val" alike) is
+    dealt into one fold. With signer ids, whole signers are (like scikit-learn's
+    GroupKFold): signers in a seeded random order, larger ones first, each to the
+    fold with the fewest sequences so far, so every signer validates exactly once and
+    never trains in the fold that validates on it. Without them, each class is dealt
+    round-robin after a seeded shuffle (like StratifiedKFold), so every fold holds
+    about 1/K of every class. Deterministic for a seed.
+
+    Returns:
+        The fold per sequence, and how it was made: "signer" or "class".
+
+    Raises:
+        DataError: when there are fewer signers (or members of a class) than folds.
+    """
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(split.astype(str) != "test") if split is not None else np.arange(len(y))
+    number = np.zeros(len(y), dtype=np.int64)
+    if signer is not None and len(np.unique(signer[pool])) > 1:
+        people, sizes = np.unique(signer[pool], return_counts=True)
+        if len(people) < folds:
+            raise DataError(f"{folds} folds need at least {folds} signers outside the test "
+                            f"split, so that each fold validates on its own; this data has "
+                            f"{len(people)}", hint=f"Use at most {len(people)} folds.")
+        order = rng.permutation(len(people))
+        order = order[np.argsort(-sizes[order], kind="stable")]
+        load = np.zeros(folds, dtype=np.int64)
+        for person in order:
+            lightest = int(np.argmin(load))
+            load[lightest] += sizes[person]
+            number[pool[signer[pool] == people[person]]] = lightest + 1
+        return number, "signer"
+    labels, counts = np.unique(y[pool], return_counts=True)
+    if len(labels) and counts.min() < folds:
+        raise DataError(f"{folds} folds need at least {folds} sequences of every class "
+                        f"outside the test split; class index {labels[counts.argmin()]} has "
+                        f"{counts.min()}", hint=f"Use at most {counts.min()} folds.")
+    dealt = np.concatenate([rng.permutation(pool[y[pool] == label]) for label in labels]
+                           or [np.zeros(0, dtype=np.int64)])
+    number[dealt] = np.arange(len(dealt)) % folds + 1
+    return number, "class"
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
