@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from slt_cli import __version__
@@ -40,6 +39,7 @@ from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
 from slt_cli.history import EpochRow, append_row, forget_from
 from slt_cli.lock import folder_lock
+from slt_cli.metrics import split_scores
 from slt_cli.records import (
     build_network,
     checked_record,
@@ -58,7 +58,6 @@ from slt_cli.training import (
     TensorSplit,
     improvement,
     predict_logits,
-    score,
 )
 
 
@@ -212,18 +211,9 @@ class Trainer:
         target = TensorSplit.from_split(data.split(split), self.device)
         logits = predict_logits(model, target, data.motion, self._batch_size(),
                                 resolve_precision(self.config.run.precision, self.device))
-        loss, accuracy = score(logits, target.y)
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top5 = (top == target.y[:, None]).any(dim=1).float().mean().item()
-        hits = logits.argmax(dim=1) == target.y
-        per_class = {data.classes[k]: hits[target.y == k].float().mean().item()
-                     for k in sorted(set(target.y.tolist()))}
-        k = len(data.classes)  # [true][predicted] counts, as one bincount
-        confusion = torch.bincount(target.y * k + logits.argmax(dim=1), minlength=k * k)
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
-                          loss=loss, accuracy=accuracy, top5_accuracy=top5, per_class=per_class,
                           classes=tuple(data.classes),
-                          confusion=tuple(map(tuple, confusion.view(k, k).tolist())))
+                          **split_scores(logits, target.y, data.classes))
 
     # --- running a plan ----------------------------------------------------------------
 

@@ -10,6 +10,9 @@ and stop or go on together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -66,3 +69,22 @@ def sharded_score(logits: torch.Tensor, targets: torch.Tensor,
         torch.tensor(float(len(targets)), dtype=torch.float64, device=logits.device)])
     loss, hits, count = all_sum(sums, world).tolist()
     return loss / count, hits / count
+
+
+def split_scores(logits: torch.Tensor, targets: torch.Tensor,
+                 classes: Sequence[str]) -> dict[str, Any]:
+    """What ``slt evaluate`` reports of a split: plain cross-entropy, accuracy, top-5
+    accuracy, accuracy per class present and the [true][predicted] confusion counts."""
+    predicted = logits.argmax(dim=1)
+    hits = predicted == targets
+    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    k = len(classes)
+    confusion = torch.bincount(targets * k + predicted, minlength=k * k).view(k, k)
+    return {
+        "loss": F.cross_entropy(logits, targets).item(),
+        "accuracy": hits.float().mean().item(),
+        "top5_accuracy": (top == targets[:, None]).any(dim=1).float().mean().item(),
+        "per_class": {classes[c]: hits[targets == c].float().mean().item()
+                      for c in sorted(set(targets.tolist()))},
+        "confusion": tuple(map(tuple, confusion.tolist())),
+    }
