@@ -3,8 +3,9 @@
 For the default model, batch size and data, one epoch of ``training.StageRun``
 (augmentation, schedule, gradient clipping, EMA, loss/accuracy metrics, progress
 events) is timed against one epoch of a bare loop written here: the same model,
-AdamW, batch size and tensors on the device, random index batches, ``features()``
-(the model needs them) and nothing else. The two alternate epoch by epoch (ABAB),
+AdamW, batch size and tensors on the device, random index batches (gathered
+with ``index_select``, as the engine does), ``features()`` (the model needs them)
+and nothing else. The two alternate epoch by epoch (ABAB),
 so a machine shared with other work slows both alike; the medians are compared.
 Also: evaluation samples/s, the model's FLOPs per sample (forward + backward, by
 ``torch.utils.flop_counter``) and the machine's measured matmul FLOP/s.
@@ -111,8 +112,8 @@ def bare_step(model: nn.Module, optimizer: torch.optim.Optimizer, train: TensorS
     device = train.x.device
     index = torch.randint(len(train), (batch_size,), generator=generator, device=device)
     with autocast(device, precision):
-        logits = model(features(train.x[index], motion))
-    loss = F.cross_entropy(logits.float(), train.y[index])
+        logits = model(features(train.x.index_select(0, index), motion))
+    loss = F.cross_entropy(logits.float(), train.y.index_select(0, index))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

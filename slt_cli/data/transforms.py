@@ -131,7 +131,7 @@ def mix(inputs: torch.Tensor, probability: float,
     draws = torch.rand(2, batch, generator=generator, device=inputs.device)
     partner = torch.randperm(batch, generator=generator, device=inputs.device)
     weight = torch.where(draws[0] < probability, 0.5 + 0.5 * draws[1], 1.0).to(inputs.dtype)
-    blended = torch.lerp(inputs[partner], inputs, weight[:, None, None])
+    blended = torch.lerp(inputs.index_select(0, partner), inputs, weight[:, None, None])
     return blended, partner, weight
 
 
@@ -191,5 +191,12 @@ def _time_warp(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     lower = position.floor().long().clamp(max=frames - 1)
     upper = (lower + 1).clamp(max=frames - 1)
     weight = (position - lower)[:, :, None, None]
-    rows = torch.arange(batch, device=x.device)[:, None]
-    return torch.lerp(x[rows, lower], x[rows, upper], weight)
+    # Frames gathered by index_select over (B*T) rows: several times faster than
+    # x[rows, lower] on the CPU.
+    first = (torch.arange(batch, device=x.device) * frames)[:, None]
+    rows = x.reshape(batch * frames, *x.shape[2:])
+
+    def frames_at(index: torch.Tensor) -> torch.Tensor:
+        return rows.index_select(0, (first + index).flatten()).view(x.shape)
+
+    return torch.lerp(frames_at(lower), frames_at(upper), weight)
