@@ -19,7 +19,7 @@ import errno
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 
 from slt_cli.checkpoints import atomic_write_bytes
@@ -55,11 +55,7 @@ class EpochRow:
                      checkpoint: str, parent: str | None) -> EpochRow:
         """``stage_idx`` is the one the checkpoint records: a continue run's metrics count
         one stage further (it seeds the run), its checkpoint keeps its parent's."""
-        return cls(run_id=run_id, kind=kind, stage_idx=stage_idx,
-                   stage_name=metrics.stage_name, epoch=metrics.epoch, epochs=metrics.epochs,
-                   train_loss=metrics.train_loss, train_accuracy=metrics.train_accuracy,
-                   val_loss=metrics.val_loss, val_accuracy=metrics.val_accuracy,
-                   lr=metrics.lr, seconds=metrics.seconds, is_best=metrics.is_best,
+        return cls(**{**asdict(metrics), "stage_idx": stage_idx}, run_id=run_id, kind=kind,
                    checkpoint=checkpoint, parent=parent)
 
     @property
