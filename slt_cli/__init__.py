@@ -26,6 +26,11 @@ _LAZY = {
     "quick_test_config": "slt_cli.config",
     "Reporter": "slt_cli.reporting",
     "RecordingReporter": "slt_cli.reporting",
+    "CrossValidation": "slt_cli.folds",
+    "make_ensemble": "slt_cli.ensemble",
+    "load_model": "slt_cli.inference",
+    "predict_probabilities": "slt_cli.inference",
+    "export_checkpoint": "slt_cli.export",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -177,3 +177,12 @@ def test_smoke_passes_and_can_keep_its_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "0 failed" in result.stdout and "FAIL" not in result.stdout
     assert (tmp_path / "kept" / "best_model_stage_5.safetensors").is_file()
+
+
+def test_every_name_of_the_python_api_resolves() -> None:
+    import slt_cli
+
+    for name in slt_cli.__all__:
+        assert getattr(slt_cli, name) is not None, name
+    with pytest.raises(AttributeError):
+        slt_cli.no_such_name  # noqa: B018
