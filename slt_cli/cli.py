@@ -26,8 +26,10 @@ from slt_cli.commands.predict import export, predict
 from slt_cli.config import configured_checkpoint_dir
 from slt_cli.errors import SltError
 
+# Help in markdown mode: rich markup would read "[default: ...]" and "[run]" as tags.
 app = typer.Typer(
     name="slt", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    rich_markup_mode="markdown",
     help="Train sign-language recognisers on keypoint sequences through a staged curriculum.",
 )
 app.add_typer(data_app, name="data")
@@ -144,7 +146,7 @@ def continue_run(
     model: Annotated[str | None, typer.Argument(
         help="Checkpoint to start from, e.g. best_model_stage_5.", show_default=False)] = None,
     type_: Annotated[str | None, typer.Option(
-        "--type", help="Preset from [continue.<type>]: fine_tune, regularization, exploration.",
+        "--type", help="Preset from [continue.TYPE]: fine_tune, regularization, exploration.",
         show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(
         min=1, help="Override the preset's epochs.", show_default=False)] = None,

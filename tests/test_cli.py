@@ -186,3 +186,11 @@ def test_every_name_of_the_python_api_resolves() -> None:
         assert getattr(slt_cli, name) is not None, name
     with pytest.raises(AttributeError):
         slt_cli.no_such_name  # noqa: B018
+
+
+def test_help_keeps_bracketed_text() -> None:
+    # Rich markup would read "[default: ...]" and "[data]" as tags and drop them.
+    shown = CliRunner().invoke(app, ["list", "--help"], terminal_width=200).stdout
+    assert "[default: run.checkpoint_dir of the config" in shown
+    shown = CliRunner().invoke(app, ["data", "inspect", "--help"], terminal_width=200).stdout
+    assert "[data] settings" in shown

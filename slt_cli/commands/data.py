@@ -13,7 +13,7 @@ from slt_cli.commands import guarded
 from slt_cli.errors import SltError
 
 data_app = typer.Typer(
-    no_args_is_help=True,
+    no_args_is_help=True, rich_markup_mode="markdown",
     help="Inspect a data source or convert it to .npz (GISLR, .pose, .npz, synthetic).")
 
 Spec = Annotated[str, typer.Argument(

@@ -19,7 +19,7 @@ from slt_cli.errors import SltError
 
 Model = Annotated[str, typer.Argument(help="Checkpoint to use, e.g. best_model_stage_5.")]
 CheckpointDir = Annotated[Path | None, typer.Option(
-    "--checkpoint-dir", help="Checkpoint folder \\[default: run.checkpoint_dir of the config, "
+    "--checkpoint-dir", help="Checkpoint folder [default: run.checkpoint_dir of the config, "
     "else checkpoints/].", show_default=False)]
 
 
@@ -69,7 +69,7 @@ def export(
         "--format", help="onnx (needs the onnx extra) or torchscript.", show_default=False)],
     out: Annotated[Path | None, typer.Option(
         "--out", help="File or folder to write to "
-                      "\\[default: CHECKPOINT_DIR/exports/MODEL.onnx or .pt].",
+                      "[default: CHECKPOINT_DIR/exports/MODEL.onnx or .pt].",
         show_default=False)] = None,
     samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Held-out and random sequences for the parity check.")] = 64,
