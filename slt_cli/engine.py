@@ -17,7 +17,6 @@ from typing import Any
 
 from torch import nn
 
-from slt_cli import __version__
 from slt_cli.checkpoints import (
     archive_existing,
     best_checkpoint_name,
@@ -30,7 +29,7 @@ from slt_cli.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.config import Config, DataConfig, StageConfig, build_config
+from slt_cli.config import Config, DataConfig, build_config
 from slt_cli.data import PreparedData, load_data
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
@@ -46,6 +45,7 @@ from slt_cli.records import (
     load_state,
     model_record,
     stage_from_dict,
+    stage_sidecar,
 )
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.results import Evaluation, RunResult, StageResult
@@ -275,8 +275,8 @@ class Trainer:
         def save(name: str, state: State, metrics: EpochMetrics, seconds: float) -> None:
             if not self.world.is_main:  # the others hold the same weights: one writer
                 return
-            sidecar = self._sidecar(step["saved_idx"], stage, metrics, seconds, plan["record"],
-                                    data, start.checkpoint, plan["run_id"])
+            sidecar = stage_sidecar(self.config, step["saved_idx"], stage, metrics, seconds,
+                                    plan["record"], data, start.checkpoint, plan["run_id"])
             save_checkpoint(self.checkpoint_dir, name, state, sidecar)
 
         def save_resume_state(stage_run: StageRun) -> None:
@@ -385,23 +385,6 @@ class Trainer:
 
     def _build(self, record: Mapping[str, Any]) -> nn.Module:
         return build_network(record, seed=self.config.run.seed).to(self.device)
-
-    def _sidecar(self, stage_idx: int, stage: StageConfig, metrics: EpochMetrics,
-                 seconds: float, record: dict[str, Any], data: PreparedData, parent: str | None,
-                 run_id: str) -> dict[str, Any]:
-        config = self.config.to_dict()
-        config["data"]["source"] = data.source
-        config["model"] = {"name": record["name"], **record["settings"]}
-        return {
-            "stage_idx": stage_idx, "stage_name": stage.name,
-            "stage_description": stage.description, "val_loss": metrics.val_loss,
-            "val_accuracy": metrics.val_accuracy, "epoch": metrics.epoch,
-            "training_time": round(seconds, 3), "classes": list(data.classes),
-            "model": record, "parent": parent, "run_id": run_id,
-            "slt_version": __version__,
-            "config": {"run": config["run"], "data": config["data"],
-                       "model": config["model"], "stage": dataclasses.asdict(stage)},
-        }
 
     def _batch_size(self) -> int:
         """Sequences per step in this process (all its DataParallel GPUs together)."""

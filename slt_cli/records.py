@@ -7,22 +7,27 @@ one source for rebuilding a network (nanoGPT's ``model_args``); ``continue``,
 An ensemble (``slt ensemble --method logits``) has a composite record: name
 ``ensemble`` and ``settings = {"members": [record, ...]}``, one ordinary record per
 member; it rebuilds as ``models.ensemble.Ensemble`` holding the member networks.
+
+``stage_sidecar`` writes the rest of a stage checkpoint's sidecar around the record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from slt_cli.config import AugmentConfig, StageConfig
+from slt_cli import __version__
+from slt_cli.config import AugmentConfig, Config, StageConfig
 from slt_cli.data import PreparedData
 from slt_cli.data.transforms import feature_count
 from slt_cli.errors import CheckpointError, DataError
 from slt_cli.models import build_model, resolved_settings
 from slt_cli.models.ensemble import ENSEMBLE, Ensemble
+from slt_cli.reporting import EpochMetrics
 from slt_cli.training import State
 
 
@@ -101,3 +106,22 @@ def load_state(model: nn.Module, state: State, name: str | None) -> None:
 def stage_from_dict(values: dict[str, Any]) -> StageConfig:
     """A stage's settings back from the JSON a plan or sidecar stores."""
     return StageConfig(**{**values, "augment": AugmentConfig(**values["augment"])})
+
+
+def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: EpochMetrics,
+                  seconds: float, record: dict[str, Any], data: PreparedData,
+                  parent: str | None, run_id: str) -> dict[str, Any]:
+    """The sidecar of a stage's checkpoint: its numbers, lineage and resolved settings
+    (the run's, the data's as loaded, the model's and the stage's)."""
+    resolved = config.to_dict()
+    resolved["data"]["source"] = data.source
+    resolved["model"] = {"name": record["name"], **record["settings"]}
+    return {
+        "stage_idx": stage_idx, "stage_name": stage.name,
+        "stage_description": stage.description, "val_loss": metrics.val_loss,
+        "val_accuracy": metrics.val_accuracy, "epoch": metrics.epoch,
+        "training_time": round(seconds, 3), "classes": list(data.classes),
+        "model": record, "parent": parent, "run_id": run_id, "slt_version": __version__,
+        "config": {"run": resolved["run"], "data": resolved["data"],
+                   "model": resolved["model"], "stage": dataclasses.asdict(stage)},
+    }
