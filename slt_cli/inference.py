@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from slt_cli.checkpoints import load_weights, read_sidecar
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS
 from slt_cli.data.transforms import feature_count, features
 from slt_cli.errors import DataError
 from slt_cli.records import build_network, load_state
@@ -40,7 +41,7 @@ class Preprocessing:
     def of(cls, sidecar: Mapping[str, Any]) -> Preprocessing:
         data = sidecar["config"]["data"]
         return cls(frames=int(data["frames"]), motion=bool(data["motion"]),
-                   landmarks=str(data.get("landmarks", "hands+pose+lips")))
+                   landmarks=str(data.get("landmarks", DEFAULT_LANDMARKS)))
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
