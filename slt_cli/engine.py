@@ -30,7 +30,7 @@ from slt_cli.checkpoints import (
     stage_checkpoint_name,
 )
 from slt_cli.config import Config, DataConfig, build_config
-from slt_cli.data import PreparedData, load_data
+from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
@@ -374,14 +374,7 @@ class Trainer:
                       (sidecar["val_loss"], sidecar["val_accuracy"]))
 
     def _data(self, data_config: DataConfig, seed: int) -> PreparedData:
-        source = data_config.source
-        path = Path(source.removeprefix("npz:"))
-        if path.suffix == ".npz" and path.exists():
-            source = str(path.resolve())  # the sidecar must find it from any folder
-        return load_data(source, frames=data_config.frames, motion=data_config.motion,
-                         val_fraction=data_config.val_fraction, seed=seed,
-                         landmarks=data_config.landmarks, reporter=self.reporter,
-                         folds=data_config.folds, fold=data_config.fold)
+        return load_configured(data_config, seed, self.reporter)
 
     def _build(self, record: Mapping[str, Any]) -> nn.Module:
         return build_network(record, seed=self.config.run.seed).to(self.device)

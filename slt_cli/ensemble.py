@@ -41,7 +41,7 @@ from slt_cli.checkpoints import (
     weights_path,
 )
 from slt_cli.config import Config, DataConfig
-from slt_cli.data import PreparedData, load_data
+from slt_cli.data import PreparedData, load_configured
 from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.errors import CheckpointError, DataError, SltError
 from slt_cli.lock import folder_lock
@@ -239,10 +239,8 @@ def _lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def _data(sidecar: Mapping[str, Any], reporter: Reporter) -> PreparedData:
     """The data a member was trained and validated on, as ``slt evaluate`` loads it."""
-    data = DataConfig(**sidecar["config"]["data"])
-    return load_data(data.source, frames=data.frames, motion=data.motion,
-                     val_fraction=data.val_fraction, seed=sidecar["config"]["run"]["seed"],
-                     landmarks=data.landmarks, reporter=reporter)
+    return load_configured(DataConfig(**sidecar["config"]["data"]),
+                           sidecar["config"]["run"]["seed"], reporter)
 
 
 def _split_notes(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]],

@@ -151,6 +151,15 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
                            "cv/fold_2", "--json").stdout)
     assert again["accuracy"] == pytest.approx(child["val_accuracy"], abs=1e-6)
 
+    # An ensemble of a fold's checkpoints is scored on that fold's validation split too.
+    made = slt("ensemble", "best_model_stage_1", "best_model_stage_2", "--name", "pair",
+               "--checkpoint-dir", "cv/fold_2")
+    assert made.exit_code == 0, made.output
+    pair = read_sidecar(Path("cv/fold_2"), "pair")
+    shown = json.loads(slt("evaluate", "pair", "--checkpoint-dir", "cv/fold_2", "--json").stdout)
+    assert shown["count"] == 24
+    assert shown["accuracy"] == pytest.approx(pair["val_accuracy"], abs=1e-6)
+
 
 @pytest.mark.parametrize(("folds", "words"), [
     ("1", "--folds 1: cross-validation needs at least 2 folds"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from slt_cli.data.preprocess import (
 )
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
+
+if TYPE_CHECKING:
+    from slt_cli.config import DataConfig
 
 SYNTHETIC = "synthetic"
 
@@ -130,6 +134,19 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
                    seed=seed, source=spec, folds=folds, fold=fold)
 
 
+def load_configured(data: DataConfig, seed: int,
+                    reporter: Reporter | None = None) -> PreparedData:
+    """``load_data`` with every setting of a ``[data]`` table (a run's, or the one a
+    checkpoint's sidecar records, cross-validation fold included)."""
+    source = data.source
+    path = Path(source.removeprefix("npz:"))
+    if path.suffix == ".npz" and path.exists():
+        source = str(path.resolve())  # a sidecar must find it from any folder
+    return load_data(source, frames=data.frames, motion=data.motion,
+                     val_fraction=data.val_fraction, seed=seed, landmarks=data.landmarks,
+                     reporter=reporter, folds=data.folds, fold=data.fold)
+
+
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
                  landmarks: str, reporter: Reporter | None, folds: int,
                  fold: int) -> PreparedData:
@@ -197,4 +214,5 @@ def _parse_options(cls: type, text: str, spec: str) -> object:
     return cls(**values)
 
 
-__all__ = ["PreparedData", "RawData", "Split", "load_data", "load_source", "prepare"]
+__all__ = ["PreparedData", "RawData", "Split", "load_configured", "load_data", "load_source",
+           "prepare"]
