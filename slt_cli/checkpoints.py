@@ -9,7 +9,6 @@ Nothing here imports torch at module level: ``slt list`` reads sidecars alone.
 from __future__ import annotations
 
 import difflib
-import errno
 import hashlib
 import json
 import os
@@ -335,7 +334,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise _storage_error(path, exc) from None
+        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -344,7 +343,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
             os.fsync(handle.fileno())
     except OSError as exc:
         Path(name).unlink(missing_ok=True)
-        raise _storage_error(path, exc) from None
+        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
@@ -355,13 +354,6 @@ def _commit(tmp: Path, path: Path) -> None:
     """Rename ``tmp`` over ``path`` and make the rename itself durable."""
     os.replace(tmp, path)
     fsync_directory(path.parent)
-
-
-def _storage_error(path: Path, exc: OSError) -> StorageError:
-    machine = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-    hint = ("Free some space, or write elsewhere with --checkpoint-dir." if machine else
-            "Choose a folder you can write to with --checkpoint-dir.")
-    return StorageError(f"cannot write {path}: {exc.strerror}", hint, machine_fault=machine)
 
 
 _fault_hits = 0

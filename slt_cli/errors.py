@@ -6,6 +6,13 @@ optional hint to stderr, and exits with status 2. Anything else is a bug.
 
 from __future__ import annotations
 
+import errno
+
+# Writing fails through the machine's fault when the disk is full or failing; any
+# other failure (permissions, a read-only or missing folder, a file in the way) the
+# user fixes by writing elsewhere.
+MACHINE_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
 
 class SltError(Exception):
     """A mistake the user can fix: bad flag, bad file, unknown checkpoint, bad data.
@@ -52,6 +59,15 @@ class StorageError(SltError):
     def __init__(self, message: str, hint: str | None = None, *, machine_fault: bool) -> None:
         super().__init__(message, hint)
         self.exit_code = 1 if machine_fault else 2
+
+    @classmethod
+    def writing(cls, path: object, exc: OSError, *, elsewhere: str) -> StorageError:
+        """The error for ``exc``, raised while writing ``path``; ``elsewhere`` says how
+        to write somewhere else, e.g. "with --checkpoint-dir"."""
+        machine = exc.errno in MACHINE_FAULTS
+        hint = (f"Free some space, or write elsewhere {elsewhere}." if machine
+                else f"Choose a place you can write to {elsewhere}.")
+        return cls(f"cannot write {path}: {exc.strerror or exc}", hint, machine_fault=machine)
 
 
 class TrainingDiverged(SltError):

@@ -15,7 +15,6 @@ a run appears once. Stdlib only, and no torch, so ``slt analyze`` stays fast.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -98,7 +97,7 @@ def append_row(directory: Path, row: EpochRow) -> None:
         if created:
             fsync_directory(directory)
     except OSError as exc:
-        raise _storage_error(path, exc) from None
+        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
 
 
 def read_history(directory: Path) -> tuple[list[EpochRow], list[str]]:
@@ -220,11 +219,3 @@ def _cut_torn_tail(handle: io.BufferedRandom) -> list[str] | None:
     handle.seek(0)
     first = handle.readline().decode("utf-8", errors="replace")
     return next(csv.reader([first]), None)
-
-
-def _storage_error(path: Path, exc: OSError) -> StorageError:
-    machine = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-    return StorageError(f"cannot write {path}: {exc.strerror}",
-                        "Free some space, or write elsewhere with --checkpoint-dir." if machine
-                        else "Choose a folder you can write to with --checkpoint-dir.",
-                        machine_fault=machine)

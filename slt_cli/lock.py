@@ -32,9 +32,7 @@ def folder_lock(directory: Path, run_id: str) -> Iterator[None]:
         directory.mkdir(parents=True, exist_ok=True)
         handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
-        raise StorageError(f"cannot write {directory}: {exc.strerror}",
-                           "Choose a folder you can write to with --checkpoint-dir.",
-                           machine_fault=False) from None
+        raise StorageError.writing(directory, exc, elsewhere="with --checkpoint-dir") from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -236,8 +236,7 @@ def _save(figure: Figure, path: Path) -> None:
         atomic_write_bytes(path, buffer.getvalue())
         readable_as_umask_allows(path)
     except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror}",
-                           "Choose another path for the image.", machine_fault=False) from None
+        raise StorageError.writing(path, exc, elsewhere="with another image path") from None
     except StorageError as exc:
         raise StorageError(exc.message, "Choose another path for the image.",
                            machine_fault=exc.exit_code == 1) from None

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,20 @@ def test_readers_leave_a_live_runs_writes_alone(tmp_path: Path) -> None:
         assert in_progress.exists()
     read_sidecar(tmp_path, "m")  # the run is gone: now its leftovers are tidied
     assert not in_progress.exists()
+
+
+@pytest.mark.parametrize(("code", "status", "words"), [
+    (errno.ENOSPC, 1, "Free some space"), (errno.EIO, 1, "Free some space"),
+    (errno.EACCES, 2, "Choose a place you can write to"),
+    (errno.EROFS, 2, "Choose a place you can write to"),
+    (errno.ENOTDIR, 2, "Choose a place you can write to"),
+])
+def test_a_failed_write_is_the_machines_fault_only_when_the_disk_is(code: int, status: int,
+                                                                     words: str) -> None:
+    from slt_cli.errors import StorageError
+
+    error = StorageError.writing(Path("out/x"), OSError(code, os.strerror(code)),
+                                 elsewhere="with --checkpoint-dir")
+    assert error.exit_code == status
+    assert error.message == f"cannot write out/x: {os.strerror(code)}"
+    assert words in error.hint and error.hint.endswith("with --checkpoint-dir.")

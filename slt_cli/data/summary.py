@@ -154,7 +154,5 @@ def write_npz(path: Path, shape: tuple[int, ...], x_blocks: Iterator[np.ndarray]
         os.replace(scratch, path)
     except OSError as exc:
         scratch.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path} ({exc.strerror or exc})",
-                           hint="Choose a writable folder with enough free space.",
-                           machine_fault=exc.errno not in (13, 1, 2, 20, 21)) from None
+        raise StorageError.writing(path, exc, elsewhere="with another output path") from None
     return path.stat().st_size
