@@ -15,12 +15,18 @@ import functools
 import importlib.util
 import json
 import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from slt_cli.data.cache import Corpus
-from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
+from slt_cli.data.landmarks import (
+    PART_SIZES,
+    Landmark,
+    canonical_landmarks,
+    select_landmarks,
+)
 from slt_cli.errors import DataError
 
 LISTING = "train.csv"
@@ -84,9 +90,7 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
     if not paths:
         raise DataError(f"{listing}: lists no sequences", hint=LAYOUT_HINT)
     chosen = select_landmarks(landmarks)
-    slots = np.full(ROWS_PER_FRAME, -1, np.int64)
-    for slot, landmark in enumerate(chosen):
-        slots[PART_OFFSETS[landmark.part] + landmark.index] = slot
+    slots = landmark_slots(chosen)
     return Corpus(
         kind="gislr", root=root, sequences=tuple(paths),
         key_files=(LISTING, SIGN_MAP, *sorted(set(paths))), listing=LISTING,
@@ -95,6 +99,15 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
         split=None, joints=tuple(landmark.name for landmark in chosen), channels=3,
         settings=canonical_landmarks(landmarks),
         reader=functools.partial(read_parquet, slots=slots, joints=len(chosen)))
+
+
+def landmark_slots(chosen: Sequence[Landmark]) -> np.ndarray:
+    """For each of a frame's ROWS_PER_FRAME parquet rows, its column among ``chosen``
+    (the kept landmarks, in order), or -1 for a row that is not kept."""
+    slots = np.full(ROWS_PER_FRAME, -1, np.int64)
+    for slot, landmark in enumerate(chosen):
+        slots[PART_OFFSETS[landmark.part] + landmark.index] = slot
+    return slots
 
 
 def read_parquet(path: Path, *, slots: np.ndarray, joints: int) -> np.ndarray:

@@ -104,15 +104,12 @@ def _labels(path: Path, arrays: dict[str, np.ndarray], n: int,
 
 
 def _read_parquet(path: Path, landmarks: str) -> np.ndarray:
-    from slt_cli.data.gislr import PART_OFFSETS, ROWS_PER_FRAME, read_parquet, require_pyarrow
+    from slt_cli.data.gislr import landmark_slots, read_parquet, require_pyarrow
     from slt_cli.data.landmarks import select_landmarks
 
     require_pyarrow()
     chosen = select_landmarks(landmarks)
-    slots = np.full(ROWS_PER_FRAME, -1, np.int64)
-    for slot, landmark in enumerate(chosen):
-        slots[PART_OFFSETS[landmark.part] + landmark.index] = slot
-    return read_parquet(path, slots=slots, joints=len(chosen))
+    return read_parquet(path, slots=landmark_slots(chosen), joints=len(chosen))
 
 
 def _read_pose(path: Path, landmarks: str) -> np.ndarray:
