@@ -238,6 +238,11 @@ def evaluation_table(result: Any) -> Table:
     table.add_row("top-5 accuracy", f"{result.top5_accuracy:.4f}")
     worst = sorted(result.per_class.items(), key=lambda item: item[1])[:5]
     table.add_row("weakest classes", ", ".join(f"{name} {acc:.2f}" for name, acc in worst))
+    if result.per_signer:
+        people = sorted(result.per_signer.items(), key=lambda item: item[1])
+        table.add_row("signers", f"{len(people)}, mean accuracy "
+                      f"{sum(acc for _, acc in people) / len(people):.4f}")
+        table.add_row("weakest signers", ", ".join(f"{who} {acc:.2f}" for who, acc in people[:5]))
     return table
 
 

@@ -208,12 +208,13 @@ class Trainer:
         data = self._data(data_config, sidecar["config"]["run"]["seed"])
         model = self._build(checked_record(name, sidecar, data))
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
-        target = TensorSplit.from_split(data.split(split), self.device)
+        chosen = data.split(split)
+        target = TensorSplit.from_split(chosen, self.device)
         logits = predict_logits(model, target, data.motion, self._batch_size(),
                                 resolve_precision(self.config.run.precision, self.device))
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
                           classes=tuple(data.classes),
-                          **split_scores(logits, target.y, data.classes))
+                          **split_scores(logits, target.y, data.classes, chosen.signer))
 
     # --- running a plan ----------------------------------------------------------------
 

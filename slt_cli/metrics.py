@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,10 +72,11 @@ def sharded_score(logits: torch.Tensor, targets: torch.Tensor,
     return loss / count, hits / count
 
 
-def split_scores(logits: torch.Tensor, targets: torch.Tensor,
-                 classes: Sequence[str]) -> dict[str, Any]:
+def split_scores(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
+                 signers: np.ndarray | None = None) -> dict[str, Any]:
     """What ``slt evaluate`` reports of a split: plain cross-entropy, accuracy, top-5
-    accuracy, accuracy per class present and the [true][predicted] confusion counts."""
+    accuracy, accuracy per class present, per signer (when ``signers`` gives each
+    sequence's signer id) and the [true][predicted] confusion counts."""
     predicted = logits.argmax(dim=1)
     hits = predicted == targets
     top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -86,5 +88,11 @@ def split_scores(logits: torch.Tensor, targets: torch.Tensor,
         "top5_accuracy": (top == targets[:, None]).any(dim=1).float().mean().item(),
         "per_class": {classes[c]: hits[targets == c].float().mean().item()
                       for c in sorted(set(targets.tolist()))},
+        "per_signer": {} if signers is None else per_group(hits.cpu().numpy(), signers),
         "confusion": tuple(map(tuple, confusion.tolist())),
     }
+
+
+def per_group(hits: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Accuracy within each group (a signer id per sequence), keyed by the id's text."""
+    return {str(group): float(hits[groups == group].mean()) for group in np.unique(groups)}

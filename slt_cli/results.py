@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -55,6 +55,7 @@ class Evaluation:
     per_class: dict[str, float]  # accuracy per class name (classes present in the split)
     classes: tuple[str, ...] = ()  # every class of the model, in the order of its outputs
     confusion: tuple[tuple[int, ...], ...] = ()  # [true][predicted] counts, in that order
+    per_signer: dict[str, float] = field(default_factory=dict)  # accuracy per signer id
 
     def most_confused(self, top: int = 10) -> tuple[ConfusedPair, ...]:
         return most_confused(self.confusion, self.classes, top)

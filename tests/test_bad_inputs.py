@@ -103,8 +103,6 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
      "'x' must be a float array (N, T, J, C), got int64"),
     ("label out of range", npz("labels.npz", classes=np.array(["a", "b", "c"])), 2,
      "'y' holds class 3 but 'classes' names only 3"),
-    ("class with no validation sample", npz("noval.npz", y=np.r_[4, 4, 4, np.arange(3, 40) % 4]),
-     2, "class '4' has no validation sequence"),
     ("all-NaN sequence", npz("nan.npz", x=np.where(
         np.arange(40)[:, None, None, None] == 7, np.nan, np.ones((40, 10, 3, 2))).astype(
         np.float32)), 2,

@@ -83,8 +83,14 @@ def test_continue_and_evaluate(trained: Path, tiny_toml: Path) -> None:
     assert {"loss", "accuracy", "top5_accuracy", "per_class"} <= set(report)
     assert 0.0 <= report["accuracy"] <= report["top5_accuracy"] <= 1.0
     assert len(report["per_class"]) == 4
-    table = slt("evaluate", "best_model_stage_2")
+    # The generated test split holds whole signers: each is scored on its own, and the
+    # signers' accuracies weighted by their (equal) sizes make up the split's.
+    people = report["per_signer"]
+    assert len(people) == 2
+    assert sum(people.values()) / len(people) == pytest.approx(report["accuracy"])
+    table = slt("evaluate", "best_model_stage_2", "--split", "test")
     assert table.exit_code == 0 and "top-5 accuracy" in table.stdout
+    assert "weakest signers" in table.stdout
 
 
 def test_unknown_checkpoint_names_the_closest(trained: Path, tiny_toml: Path) -> None:
