@@ -55,7 +55,7 @@ class RunConfig:
 class DataConfig:
     source: str = "synthetic"  # "synthetic[:k=v,...]" or a path to a .npz file
     val_fraction: float = 0.2  # share held out for validation when the source has no split
-    frames: int = 32  # every sequence is resampled to this many frames
+    frames: int = 0  # every sequence is resampled to this many frames; 0 = from the data
     motion: bool = True  # add frame-to-frame differences to the features
     landmarks: str = "hands+pose+lips"  # gislr:/pose: groups kept, '+'-joined (see README)
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
@@ -64,7 +64,7 @@ class DataConfig:
     def problems(self) -> list[tuple[str, str]]:
         from slt_cli.data.landmarks import problems as landmark_problems
 
-        found = _positive(self, "frames")
+        found = []
         if self.folds == 1 or self.folds < 0:
             found.append(("folds", "must be 0 (no cross-validation) or >= 2"))
         elif self.folds and not 1 <= self.fold <= self.folds:
@@ -74,8 +74,8 @@ class DataConfig:
         found += [("landmarks", problem) for problem in landmark_problems(self.landmarks)]
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))
-        if self.frames < 2:
-            found.append(("frames", "must be >= 2"))
+        if self.frames < 0:
+            found.append(("frames", "must be >= 1, or 0 to take it from the data"))
         return found
 
 

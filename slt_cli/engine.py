@@ -29,7 +29,7 @@ from slt_cli.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.config import Config, DataConfig, build_config
+from slt_cli.config import Config, DataConfig, StageConfig, build_config
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
@@ -220,7 +220,9 @@ class Trainer:
 
     def _plan(self, kind: str, run_id: str, data: PreparedData, record: dict[str, Any],
               steps: list[dict[str, Any]], start: _Start, threshold: float) -> dict[str, Any]:
-        data_config = dataclasses.replace(self.config.data, source=data.source)
+        # As loaded: the frame count the data decided, so a resume never recomputes it.
+        data_config = dataclasses.replace(self.config.data, source=data.source,
+                                          frames=data.num_frames)
         return {"kind": kind, "run_id": run_id, "config": self.config.to_dict(),
                 "data": dataclasses.asdict(data_config), "data_seed": self.config.run.seed,
                 "record": record, "steps": steps, "threshold": threshold, "position": 0,
@@ -241,6 +243,9 @@ class Trainer:
         if self.config.run.compile and self.devices > 1:
             self.reporter.note("compile is off with DataParallel; start with torchrun "
                                "(DistributedDataParallel) to compile on several GPUs")
+        if data.num_frames == 1:
+            self.reporter.note("every clip is a single frame: the temporal augmentations "
+                               "(speed, time_mask) are off")
         metrics = plan["start"]["metrics"]
         start = _Start(start_state, plan["start"]["checkpoint"],
                        tuple(metrics) if metrics is not None else None)
@@ -269,7 +274,7 @@ class Trainer:
                   data: PreparedData, start: _Start,
                   snapshot: tuple[State, dict[str, Any]] | None) -> tuple[StageResult, _Start]:
         """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
-        stage = stage_from_dict(step["stage"])
+        stage = fit_to_data(stage_from_dict(step["stage"]), data)
         if start.state is not None and snapshot is None:
             load_state(model, start.state, start.checkpoint)
 
@@ -400,3 +405,13 @@ class Trainer:
         if self.world.distributed:
             parts.append(f"{self.world.size} processes, DistributedDataParallel")
         return ", ".join(parts)
+
+
+def fit_to_data(stage: StageConfig, data: PreparedData) -> StageConfig:
+    """``stage`` as it can run on ``data``: on single-frame clips (static handshapes,
+    fingerspelled letters) a time mask would blank the whole clip and keep its label,
+    and a tempo change does nothing, so both are off."""
+    if data.num_frames > 1 or not (stage.augment.speed or stage.augment.time_mask):
+        return stage
+    return dataclasses.replace(stage, augment=dataclasses.replace(stage.augment, speed=0.0,
+                                                                  time_mask=0.0))

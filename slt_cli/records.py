@@ -115,6 +115,7 @@ def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: E
     (the run's, the data's as loaded, the model's and the stage's)."""
     resolved = config.to_dict()
     resolved["data"]["source"] = data.source
+    resolved["data"]["frames"] = data.num_frames  # as resampled, also when the data chose it
     resolved["model"] = {"name": record["name"], **record["settings"]}
     return {
         "stage_idx": stage_idx, "stage_name": stage.name,

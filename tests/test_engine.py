@@ -172,3 +172,27 @@ def test_any_layout_trains_one_landmark_to_full_holistic(
     assert np.isfinite(stage.val_loss) and 0.0 <= stage.val_accuracy <= 1.0
     sidecar = read_sidecar(tmp_path / "ck", "best_model_stage_1")
     assert sidecar["model"]["in_features"] == joints * channels * 2 + joints
+
+
+def test_single_frame_clips_train_without_temporal_augmentation(tiny_toml: Path,
+                                                                tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.arange(48) % 4
+    x = (rng.normal(size=(48, 1, 6, 2)) + y[:, None, None, None]).astype(np.float32)
+    np.savez(tmp_path / "letters.npz", x=x, y=y)
+    config = tiny(tiny_toml)
+    stage = config.stages[1]
+    stage = dataclasses.replace(stage, augment=dataclasses.replace(
+        stage.augment, time_mask=0.5, speed=0.3, rotate=10.0))
+    config = dataclasses.replace(
+        config, stages=(config.stages[0], stage),
+        data=dataclasses.replace(config.data, source=str(tmp_path / "letters.npz"), frames=0))
+    reporter = RecordingReporter()
+    Trainer(config, checkpoint_dir=tmp_path / "run", reporter=reporter).train(force=True)
+    sidecar = read_sidecar(tmp_path / "run", "best_model_stage_2")
+    assert sidecar["config"]["data"]["frames"] == 1  # taken from the data
+    augment = sidecar["config"]["stage"]["augment"]
+    assert augment["time_mask"] == 0 and augment["speed"] == 0 and augment["rotate"] == 10.0
+    assert any("single frame" in message for message in reporter.named("note"))
+    evaluation = Trainer(config, checkpoint_dir=tmp_path / "run").evaluate("best_model_stage_2")
+    assert evaluation.count > 0

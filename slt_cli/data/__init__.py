@@ -19,6 +19,7 @@ from slt_cli.data.base import SPLITS, RawData
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS
 from slt_cli.data.preprocess import (
     assign_splits,
+    frames_for,
     normalise,
     resample,
     split_labels,
@@ -105,7 +106,8 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
             source: str, folds: int = 0, fold: int = 0,
             reporter: Reporter | None = None) -> PreparedData:
-    """Split, normalise and resample raw sequences to ``frames`` frames each.
+    """Split, normalise and resample raw sequences to ``frames`` frames each (0: as
+    many as the data's sequences typically have, ``preprocess.frames_for``).
 
     With ``folds``, the split is fold ``fold`` of K-fold cross-validation
     (``preprocess.assign_folds``) instead of the source's or a ``val_fraction`` one.
@@ -113,7 +115,7 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
     """
     labels = assign_splits(raw, val_fraction, seed, folds=folds, fold=fold)
     _report_absent(raw.y, labels, raw.classes, source, folds, fold, reporter)
-    x = resample(normalise(raw.x), raw.lengths, frames)
+    x = resample(normalise(raw.x), raw.lengths, frames_for(frames, raw.lengths))
     splits = {name: Split(x[labels == name], raw.y[labels == name],
                           None if raw.signer is None else raw.signer[labels == name])
               for name in SPLITS if (labels == name).any()}
@@ -160,6 +162,7 @@ def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, s
     labels = split_labels(store.y, store.signer, store.split, val_fraction, seed, folds=folds,
                           fold=fold)
     _report_absent(store.y, labels, store.classes, source, folds, fold, reporter)
+    frames = frames_for(frames, store.lengths)
     splits = {name: Split(part.x, part.y,
                           None if store.signer is None else store.signer[labels == name])
               for name, part in prepared_splits(store, labels, frames, reporter).items()}

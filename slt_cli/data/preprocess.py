@@ -103,6 +103,19 @@ def assign_folds(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | N
     return number, "class"
 
 
+FRAMES_CAP = 64  # "frames from the data" never asks for more: a clip's cost grows with it
+
+
+def frames_for(frames: int, lengths: np.ndarray) -> int:
+    """The frame count to resample to: ``frames``, or with 0 the data's own, the 90th
+    percentile of its real lengths (so a few long clips do not stretch every other)
+    capped at ``FRAMES_CAP``; 1 for single-frame data such as static handshapes."""
+    if frames:
+        return frames
+    typical = float(np.percentile(lengths, 90)) if len(lengths) else 1.0
+    return int(min(FRAMES_CAP, max(1, np.ceil(typical))))
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     """Centre each sequence on its mean landmark and scale it to unit spread.
 
