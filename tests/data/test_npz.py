@@ -116,3 +116,17 @@ def test_signer_independent_split(tmp_path: Path) -> None:
     train_people = set(signer[labels == "train"].tolist())
     assert len(val_people) == 2 and not val_people & train_people
     assert assign_splits(raw, 0.25, seed=1).tolist() == labels.tolist()  # seeded
+
+
+def test_validation_without_a_trained_class_is_a_note_not_an_error(tmp_path: Path) -> None:
+    from slt_cli import RecordingReporter
+
+    arrays = sequences()
+    # Class 3's people are all in training: validation can only score classes 0-2.
+    arrays["split"] = np.where((np.arange(40) % 5 == 0) & (arrays["y"] != 3), "val", "train")
+    reporter = RecordingReporter()
+    data = load_data(str(write_npz(tmp_path / "d.npz", **arrays)), frames=8, motion=True,
+                     val_fraction=0.2, seed=0, reporter=reporter)
+    assert set(data.split("val").y.tolist()) == {0, 1, 2}
+    (note,) = reporter.named("note")
+    assert "validation has no sequence of class '3'" in note
