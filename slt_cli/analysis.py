@@ -22,7 +22,10 @@ class StageRow:
     val_accuracy: float
     loss_change: float | None  # against the stage before; negative = better
     accuracy_change: float | None  # against the stage before; positive = better
-    training_time: float
+    training_time: float  # seconds until the best epoch
+    stage_time: float | None  # seconds of the whole stage; None in older sidecars
+    best_epoch: int | None  # the sidecar's epoch; None when it has none
+    kept_start: bool  # best epoch 0: no epoch beat the weights the stage started from
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ def analyze(records: Iterable[Mapping[str, Any]]) -> Analysis:
     rows: list[StageRow] = []
     for stage_idx, record in best:
         before = rows[-1] if rows else None
+        epoch = record.get("epoch") if isinstance(record.get("epoch"), int) else None
         rows.append(StageRow(
             stage_idx=stage_idx, stage_name=str(record.get("stage_name")),
             checkpoint=str(record["name"]), val_loss=float(record["val_loss"]),
@@ -51,10 +55,16 @@ def analyze(records: Iterable[Mapping[str, Any]]) -> Analysis:
             loss_change=None if before is None else float(record["val_loss"]) - before.val_loss,
             accuracy_change=None if before is None
             else float(record["val_accuracy"]) - before.val_accuracy,
-            training_time=float(record.get("training_time") or 0.0)))
+            training_time=float(record.get("training_time") or 0.0),
+            stage_time=_number(record.get("stage_time")), best_epoch=epoch,
+            kept_start=epoch == 0))
     if len(rows) < 2:
         return Analysis(tuple(rows), None, None)
     first, last = rows[0], rows[-1]
     loss_reduction = ((first.val_loss - last.val_loss) / first.val_loss * 100
                       if first.val_loss else None)
     return Analysis(tuple(rows), loss_reduction, (last.val_accuracy - first.val_accuracy) * 100)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -34,8 +34,8 @@ FOLDS_FILE = "folds.json"  # a cross-validation summary (slt train --folds), not
 SCHEMA_VERSION = 1
 SIDECAR_KEYS = (
     "schema_version", "stage_idx", "stage_name", "stage_description", "val_loss",
-    "val_accuracy", "config", "training_time", "epoch", "created_at", "classes", "model",
-    "parent", "slt_version", "weights_sha256", "run_id",
+    "val_accuracy", "config", "training_time", "stage_time", "epoch", "created_at", "classes",
+    "model", "parent", "slt_version", "weights_sha256", "run_id",
 )
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -118,6 +118,25 @@ def save_checkpoint(
     _commit(weights_tmp, weights_path(directory, name))
     fault_point()  # the one instant where the two files disagree; see settle()
     _commit(sidecar_tmp, sidecar_path(directory, name))
+    return record
+
+
+def update_sidecar(directory: Path, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Change keys of checkpoint ``name``'s sidecar; its weights (and so its hash) stay.
+
+    The sidecar is rewritten whole or not at all. Returns it as written.
+
+    Raises:
+        CheckpointError: when the sidecar is missing or damaged.
+        StorageError: when the folder cannot be written.
+    """
+    path = sidecar_path(directory, name)
+    record, problem = _read_record(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    record.update(changes)
+    text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
     return record
 
 
@@ -287,6 +306,7 @@ _SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
     "schema_version": (int,), "stage_idx": (int,), "stage_name": (str,),
     "stage_description": (str, type(None)), "val_loss": (int, float),
     "val_accuracy": (int, float), "config": (dict,), "training_time": (int, float),
+    "stage_time": (int, float, type(None)),
     "epoch": (int,), "created_at": (str,), "classes": (list,), "model": (dict,),
     "parent": (str, type(None)), "slt_version": (str,), "weights_sha256": (str,),
     "run_id": (str, type(None)),
@@ -323,7 +343,7 @@ def _read_record(path: Path) -> tuple[dict[str, Any], str | None]:
 def _migrate(record: dict[str, Any]) -> dict[str, Any]:
     """Bring a sidecar of an older schema up to date (fill keys later versions added)."""
     record.setdefault("schema_version", SCHEMA_VERSION)
-    for key in ("parent", "run_id", "stage_description"):
+    for key in ("parent", "run_id", "stage_description", "stage_time"):
         record.setdefault(key, None)
     return record
 

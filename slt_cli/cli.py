@@ -183,7 +183,7 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
     records = _readable_checkpoints(folder)
     summary = [{key: r.get(key) for key in (
         "name", "stage_idx", "stage_name", "val_loss", "val_accuracy", "training_time",
-        "epoch", "parent", "created_at", "run_id")} for r in records]
+        "stage_time", "epoch", "parent", "created_at", "run_id")} for r in records]
     if json:
         console.print_json(summary)
     elif not records and (folder / FOLDS_FILE).is_file():

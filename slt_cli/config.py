@@ -121,13 +121,14 @@ class StageConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
     averaging: str = "none"  # weight averaging: none, ema or swa
     ema_decay: float = 0.99  # per-step decay of the exponential moving average
+    patience: int = 0  # stop after this many epochs without a new best; 0 = run every epoch
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # [stages.augment]
 
     def problems(self) -> list[tuple[str, str]]:
         found = _positive(self, "epochs", "lr")
         if not self.name.replace("_", "").isalnum() or not self.name.isascii():
             found.append(("name", "must be a non-empty identifier of letters, digits and _"))
-        for name in ("weight_decay", "grad_clip"):
+        for name in ("weight_decay", "grad_clip", "patience"):
             if getattr(self, name) < 0:
                 found.append((name, "must be >= 0"))
         for name in ("warmup_fraction", "min_lr_fraction", "label_smoothing", "dropout"):

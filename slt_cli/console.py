@@ -132,6 +132,11 @@ class RichReporter(Reporter):
 
     def epoch_done(self, metrics: EpochMetrics) -> None:
         best = " [green]best[/]" if metrics.is_best else ""
+        if metrics.train_loss is None or metrics.train_accuracy is None:  # epoch 0
+            self._line(f"  epoch {metrics.epoch:>2}/{metrics.epochs}  {'starting weights':<28}"
+                       f"│ val loss {metrics.val_loss:.4f} acc {metrics.val_accuracy:.3f} │ "
+                       f"{metrics.seconds:.1f}s{best}")
+            return
         self._line(
             f"  epoch {metrics.epoch:>2}/{metrics.epochs}  train loss {metrics.train_loss:.4f} "
             f"acc {metrics.train_accuracy:.3f} │ val loss {metrics.val_loss:.4f} "
@@ -141,7 +146,9 @@ class RichReporter(Reporter):
     def stage_done(self, result: Any) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, status=f"best acc {result.val_accuracy:.3f}")
-        self._line(f"  saved {result.checkpoint} (epoch {result.best_epoch}, val acc "
+        kept = (", start kept: no epoch beat the starting weights" if result.kept_start
+                else "")
+        self._line(f"  saved {result.checkpoint} (epoch {result.best_epoch}{kept}; val acc "
                    f"{result.val_accuracy:.4f}, val loss {result.val_loss:.4f})")
 
     def note(self, message: str) -> None:
@@ -181,9 +188,23 @@ def stage_table(results: Sequence[Any], title: str) -> Table:
     for result in results:
         table.add_row(str(result.stage_idx), result.name, f"{result.val_loss:.4f}",
                       f"{result.val_accuracy:.4f}", arrow(result.gain, higher_is_better=True),
-                      f"{result.best_epoch}/{result.epochs}", duration(result.training_time),
-                      result.checkpoint)
+                      best_epoch(result.best_epoch, result.epochs, result.epochs_run),
+                      duration(result.training_time), result.checkpoint)
     return table
+
+
+def best_epoch(epoch: int | None, epochs: int | None = None,
+               epochs_run: int | None = None) -> str:
+    """``7/15``; ``0/15 start kept`` when no epoch beat the starting weights; with
+    ``, stopped at 9`` when patience ended the stage early."""
+    if epoch is None:
+        return "–"
+    text = f"{epoch}/{epochs}" if epochs else str(epoch)
+    if epoch == 0:
+        text += " [yellow]start kept[/]"
+    if epochs_run is not None and epochs and epochs_run < epochs:
+        text += f", stopped at {epochs_run}"
+    return text
 
 
 def folds_table(result: Any) -> Table:
@@ -218,13 +239,15 @@ def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table
 def analysis_table(analysis: Any) -> Table:
     table = Table(title="stage-by-stage analysis (best checkpoint of each stage)",
                   title_justify="left")
-    for column in ("stage", "name", "val loss", "Δ loss", "val acc", "Δ acc", "time"):
+    for column in ("stage", "name", "val loss", "Δ loss", "val acc", "Δ acc", "best epoch",
+                   "time to best", "stage time"):
         table.add_column(column, justify="left" if column in ("stage", "name") else "right")
     for row in analysis.stages:
         table.add_row(str(row.stage_idx), row.stage_name, f"{row.val_loss:.4f}",
                       arrow(row.loss_change, higher_is_better=False), f"{row.val_accuracy:.4f}",
                       arrow(row.accuracy_change, higher_is_better=True),
-                      duration(row.training_time))
+                      best_epoch(row.best_epoch), duration(row.training_time),
+                      "–" if row.stage_time is None else duration(row.stage_time))
     return table
 
 

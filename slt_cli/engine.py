@@ -28,6 +28,7 @@ from slt_cli.checkpoints import (
     settle,
     sidecar_path,
     stage_checkpoint_name,
+    update_sidecar,
 )
 from slt_cli.config import Config, DataConfig, StageConfig, build_config
 from slt_cli.data import PreparedData, load_configured
@@ -38,7 +39,7 @@ from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
 from slt_cli.history import EpochRow, append_row, forget_from
 from slt_cli.lock import folder_lock
-from slt_cli.metrics import split_scores
+from slt_cli.metrics import improvement, split_scores
 from slt_cli.records import (
     build_network,
     checked_record,
@@ -56,7 +57,6 @@ from slt_cli.training import (
     StageSetup,
     State,
     TensorSplit,
-    improvement,
     predict_logits,
 )
 
@@ -112,7 +112,8 @@ class Trainer:
         """Run the selected stages (1-based; all by default) in order.
 
         Each stage starts from the best weights of the stage before it (this run's,
-        or ``best_model_stage_{N-1}`` on disk). The run stops after a stage whose
+        or ``best_model_stage_{N-1}`` on disk) and scores them first (its epoch 0), so
+        its best is never worse than its start. The run stops after a stage whose
         best did not beat its starting point by ``improvement_threshold``, unless
         ``force`` (threshold -1.0) is set. Earlier files it would overwrite are
         moved into ``archive/<run_id>/`` first.
@@ -193,7 +194,7 @@ class Trainer:
             if self.world.is_main:  # the epochs it trains again are recorded again
                 ahead = plan["steps"][plan["position"]:]
                 forget_from(self.checkpoint_dir, plan["run_id"], {
-                    s["saved_idx"]: plan["stage"]["epoch"] if i == 0 else 1
+                    s["saved_idx"]: plan["stage"]["epoch"] if i == 0 else 0
                     for i, s in enumerate(ahead)})
             return self._execute(plan, data, self._build(record), None,
                                  snapshot=(tensors, plan["stage"]))
@@ -282,7 +283,8 @@ class Trainer:
             if not self.world.is_main:  # the others hold the same weights: one writer
                 return
             sidecar = stage_sidecar(self.config, step["saved_idx"], stage, metrics, seconds,
-                                    plan["record"], data, start.checkpoint, plan["run_id"])
+                                    plan["record"], data, start.checkpoint, plan["run_id"],
+                                    stage_time=seconds)  # all of the stage so far
             save_checkpoint(self.checkpoint_dir, name, state, sidecar)
 
         def save_resume_state(stage_run: StageRun) -> None:
@@ -304,7 +306,8 @@ class Trainer:
                            motion=data.motion, min_batches=run.min_batches_per_epoch,
                            mirror=mirror_permutation(data.joints),
                            precision=resolve_precision(run.precision, self.device),
-                           compile=run.compile, world=self.world)
+                           compile=run.compile, world=self.world,
+                           score_start=start.state is not None)
         stage_run = StageRun(model, stage,
                              TensorSplit.from_split(data.splits["train"], self.device),
                              TensorSplit.from_split(data.splits["val"], self.device), setup,
@@ -331,6 +334,14 @@ class Trainer:
                      f"--checkpoint-dir {self.checkpoint_dir}") from None
         if step["final_name"] is not None:
             save(step["final_name"], outcome.final_state, outcome.final, outcome.seconds)
+        if self.world.is_main:  # the best was saved mid-stage: give it the whole stage's time
+            update_sidecar(self.checkpoint_dir, step["best_name"],
+                           {"stage_time": round(outcome.seconds, 3)})
+        if outcome.epochs_run < stage.epochs:
+            self.reporter.note(
+                f"stage {step['saved_idx']} ({stage.name}) stopped early at epoch "
+                f"{outcome.epochs_run} of {stage.epochs}: no gain for {stage.patience} epoch"
+                f"{'s' if stage.patience > 1 else ''}")
         best = (outcome.best.val_loss, outcome.best.val_accuracy)
         gain = None if start.metrics is None else improvement(best, start.metrics,
                                                               self.config.run.monitor)
@@ -338,7 +349,8 @@ class Trainer:
             stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
             val_loss=best[0], val_accuracy=best[1], best_epoch=outcome.best.epoch,
             epochs=stage.epochs, training_time=outcome.seconds, checkpoint=step["best_name"],
-            final_checkpoint=step["final_name"], parent=start.checkpoint, gain=gain)
+            final_checkpoint=step["final_name"], parent=start.checkpoint, gain=gain,
+            epochs_run=outcome.epochs_run)
         self.reporter.stage_done(result)
         return result, _Start(outcome.best_state, step["best_name"], best)
 

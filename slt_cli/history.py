@@ -2,7 +2,9 @@
 
 ``CHECKPOINT_DIR/metrics.csv`` holds one row per finished epoch of every run in the
 folder (``train``, ``continue`` and their resumes), told apart by ``run_id``; a new
-run appends, so earlier runs' rows are never lost. Columns: ``COLUMNS``.
+run appends, so earlier runs' rows are never lost. Columns: ``COLUMNS``. A stage
+that starts from existing weights has a row for epoch 0 (its starting weights,
+scored before training), with empty training loss and accuracy.
 
 Each row is appended whole and fsynced before the engine saves that epoch's resume
 state. A process killed mid-row leaves a torn last line: readers ignore a last line
@@ -37,10 +39,10 @@ class EpochRow:
     kind: str  # train or continue
     stage_idx: int  # as in the sidecar of ``checkpoint``
     stage_name: str
-    epoch: int  # 1-based, within the stage
+    epoch: int  # 1-based, within the stage; 0 = the starting weights, before training
     epochs: int
-    train_loss: float
-    train_accuracy: float
+    train_loss: float | None  # empty (None) at epoch 0
+    train_accuracy: float | None  # empty (None) at epoch 0
     val_loss: float
     val_accuracy: float
     lr: float
@@ -63,8 +65,10 @@ class EpochRow:
 
 
 COLUMNS = tuple(f.name for f in fields(EpochRow))
-_TYPES = {f.name: f.type for f in fields(EpochRow)}  # names of types: "int", "float"...
-_OPTIONAL = {"kind": "", "stage_name": "", "checkpoint": "", "parent": None}  # when empty
+# names of types: "int", "float | None"...; a cell holds the first one
+_TYPES = {f.name: str(f.type).split(" | ")[0] for f in fields(EpochRow)}
+_OPTIONAL = {"kind": "", "stage_name": "", "checkpoint": "", "parent": None,  # when empty
+             "train_loss": None, "train_accuracy": None}
 
 
 def metrics_path(directory: Path) -> Path:

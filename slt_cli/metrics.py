@@ -96,3 +96,19 @@ def split_scores(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[
 def per_group(hits: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     """Accuracy within each group (a signer id per sequence), keyed by the id's text."""
     return {str(group): float(hits[groups == group].mean()) for group in np.unique(groups)}
+
+
+def is_better(candidate: tuple[float, float], incumbent: tuple[float, float],
+              monitor: str) -> bool:
+    """Whether (loss, accuracy) ``candidate`` beats ``incumbent`` on the monitored
+    metric; a tie is broken by the lower loss."""
+    gain = improvement(candidate, incumbent, monitor)
+    return gain > 0 or (gain == 0 and candidate[0] < incumbent[0])
+
+
+def improvement(candidate: tuple[float, float], incumbent: tuple[float, float],
+                monitor: str) -> float:
+    """Gain of ``candidate`` over ``incumbent``: accuracy up, or loss down."""
+    if monitor == "val_loss":
+        return incumbent[0] - candidate[0]
+    return candidate[1] - incumbent[1]

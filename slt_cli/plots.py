@@ -33,17 +33,19 @@ _LOSS, _ACCURACY, _BEST = "#1f5fa8", "#2a8a3e", "#f2b705"
 
 @dataclass(frozen=True)
 class StageCurve:
-    """One stage's epochs, placed on the run's cumulative epoch axis."""
+    """One stage's epochs, placed on the run's cumulative epoch axis (a stage's epoch 0,
+    its starting weights, takes a place of its own)."""
 
     stage_idx: int
     stage_name: str
     run_id: str
     x: tuple[int, ...]  # cumulative epoch over the stages plotted
-    train_loss: tuple[float, ...]
+    train_loss: tuple[float, ...]  # NaN at epoch 0 (no training yet)
     val_loss: tuple[float, ...]
-    train_accuracy: tuple[float, ...]
+    train_accuracy: tuple[float, ...]  # NaN at epoch 0
     val_accuracy: tuple[float, ...]
     best_x: int | None  # where the epoch saved as best_model_stage_N lies on x
+    start_x: int | None = None  # where epoch 0 (the starting weights) lies, if recorded
 
 
 @dataclass(frozen=True)
@@ -93,16 +95,23 @@ def training_curves(records: Iterable[Mapping[str, Any]],
             missing.append(int(record["stage_idx"]))
             continue
         saved = [row.epoch for row in epochs if row.epoch == record.get("epoch")]
+        start = epochs[0].epoch == 0
+        offset += int(start)  # epoch 0, when recorded, takes a place on x of its own
         stages.append(StageCurve(
             stage_idx=int(record["stage_idx"]), stage_name=str(record.get("stage_name")),
             run_id=str(record["run_id"]), x=tuple(offset + row.epoch for row in epochs),
-            train_loss=tuple(row.train_loss for row in epochs),
+            train_loss=tuple(_value(row.train_loss) for row in epochs),
             val_loss=tuple(row.val_loss for row in epochs),
-            train_accuracy=tuple(row.train_accuracy for row in epochs),
+            train_accuracy=tuple(_value(row.train_accuracy) for row in epochs),
             val_accuracy=tuple(row.val_accuracy for row in epochs),
-            best_x=offset + saved[0] if saved else None))
+            best_x=offset + saved[0] if saved else None,
+            start_x=offset if start else None))
         offset += epochs[-1].epoch
     return TrainingCurves(tuple(stages), tuple(missing))
+
+
+def _value(number: float | None) -> float:
+    return float("nan") if number is None else number
 
 
 def row_normalised(confusion: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -118,8 +127,10 @@ def save_training_curves(curves: TrainingCurves, path: Path) -> None:
 
     figure = _new_figure(figsize=(10, 7.5))
     loss_axes, accuracy_axes = figure.subplots(2, 1, sharex=True)
+    starts = [curve for curve in curves.stages if curve.start_x is not None]
     for index, curve in enumerate(curves.stages):
         first = index == 0
+        first_start = bool(starts) and curve is starts[0]
         for axes, train, val, colour, name in (
                 (loss_axes, curve.train_loss, curve.val_loss, _LOSS, "loss"),
                 (accuracy_axes, curve.train_accuracy, curve.val_accuracy, _ACCURACY,
@@ -130,6 +141,11 @@ def save_training_curves(curves: TrainingCurves, path: Path) -> None:
                       if first else None)
             axes.plot(curve.x, val, color=colour, linewidth=1.8, marker="o", markersize=3,
                       label=f"validation {name}" if first else None)
+            if curve.start_x is not None:
+                axes.plot([curve.start_x], [val[0]], linestyle="none", marker="o",
+                          markersize=7, markerfacecolor="white", markeredgecolor=colour,
+                          zorder=4, label="epoch 0: the weights the stage started from"
+                          if first_start else None)
             if curve.best_x is not None:
                 value = val[curve.x.index(curve.best_x)]
                 axes.plot([curve.best_x], [value], linestyle="none", marker="*", markersize=14,

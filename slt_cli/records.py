@@ -110,9 +110,13 @@ def stage_from_dict(values: dict[str, Any]) -> StageConfig:
 
 def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: EpochMetrics,
                   seconds: float, record: dict[str, Any], data: PreparedData,
-                  parent: str | None, run_id: str) -> dict[str, Any]:
+                  parent: str | None, run_id: str, *, stage_time: float) -> dict[str, Any]:
     """The sidecar of a stage's checkpoint: its numbers, lineage and resolved settings
-    (the run's, the data's as loaded, the model's and the stage's)."""
+    (the run's, the data's as loaded, the model's and the stage's).
+
+    ``seconds`` (``training_time``) is the stage's time until the epoch of these
+    weights; ``stage_time`` the stage's whole time so far (the engine updates a best
+    checkpoint's when its stage ends)."""
     resolved = config.to_dict()
     resolved["data"]["source"] = data.source
     resolved["data"]["frames"] = data.num_frames  # as resampled, also when the data chose it
@@ -121,7 +125,8 @@ def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: E
         "stage_idx": stage_idx, "stage_name": stage.name,
         "stage_description": stage.description, "val_loss": metrics.val_loss,
         "val_accuracy": metrics.val_accuracy, "epoch": metrics.epoch,
-        "training_time": round(seconds, 3), "classes": list(data.classes),
+        "training_time": round(seconds, 3), "stage_time": round(stage_time, 3),
+        "classes": list(data.classes),
         "model": record, "parent": parent, "run_id": run_id, "slt_version": __version__,
         "config": {"run": resolved["run"], "data": resolved["data"],
                    "model": resolved["model"], "stage": dataclasses.asdict(stage)},

@@ -13,14 +13,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """The numbers of one finished epoch."""
+    """The numbers of one finished epoch.
+
+    Epoch 0 is a stage's starting weights, scored before it trains (a stage that
+    starts from existing weights has one): it has no training numbers.
+    """
 
     stage_idx: int
     stage_name: str
-    epoch: int  # 1-based
+    epoch: int  # 1-based; 0 = the starting weights, scored before the first epoch
     epochs: int
-    train_loss: float
-    train_accuracy: float
+    train_loss: float | None  # None at epoch 0
+    train_accuracy: float | None  # None at epoch 0
     val_loss: float
     val_accuracy: float
     lr: float
@@ -44,7 +48,7 @@ class Reporter:
         off the device (read every few batches, so as not to stall it), None at first."""
 
     def epoch_done(self, metrics: EpochMetrics) -> None:
-        """One epoch finished and was evaluated."""
+        """One epoch finished and was evaluated (epoch 0: the starting weights were)."""
 
     def stage_done(self, result: Any) -> None:
         """A stage finished; ``result`` is an ``results.StageResult``."""

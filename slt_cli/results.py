@@ -16,13 +16,19 @@ class StageResult:
     description: str
     val_loss: float  # of the best epoch
     val_accuracy: float
-    best_epoch: int
+    best_epoch: int  # 0 = no epoch beat the starting weights, which were kept
     epochs: int
     training_time: float  # seconds for the whole stage
     checkpoint: str  # best weights: best_model_stage_N, or a continue checkpoint
     final_checkpoint: str | None  # weights at the end: stage_N_<name>
     parent: str | None
     gain: float | None  # improvement of the monitored metric over the starting point
+    epochs_run: int | None = None  # < epochs when patience stopped it; None: not recorded
+
+    @property
+    def kept_start(self) -> bool:
+        """No epoch beat the weights the stage started from: its best is those."""
+        return self.best_epoch == 0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
 """One stage of training: optimiser, schedule, epochs, evaluation, weight averaging.
 
-``fit_stage`` knows nothing of checkpoints or stage order; the engine decides
+``StageRun`` knows nothing of checkpoints or stage order; the engine decides
 where a stage starts and what is kept, and passes ``on_best`` to save.
+
+A stage that starts from existing weights scores them first, as its epoch 0, with
+the scorer of every other epoch: they are its first best, so its best weights are
+never worse on validation than where it started. With ``patience``, a stage stops
+once that many epochs in a row have brought no new best.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from slt_cli.data.transforms import augment, features, mix
 from slt_cli.devices import autocast, parallelise
 from slt_cli.distributed import World, shard, wrap
 from slt_cli.errors import TrainingDiverged
-from slt_cli.metrics import SYNC_EVERY, RunningMetrics, sharded_score
+from slt_cli.metrics import SYNC_EVERY, RunningMetrics, is_better, sharded_score
+from slt_cli.optimizer import build_optimizer, lr_factor
 from slt_cli.reporting import EpochMetrics, Reporter
 
 State = dict[str, torch.Tensor]
@@ -52,6 +58,7 @@ class StageOutcome:
     final_state: State  # weights after the last epoch (averaged ones when averaging)
     final: EpochMetrics
     seconds: float
+    epochs_run: int  # epochs trained: fewer than the stage's when patience stopped it
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class StageSetup:
     precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (weights stay fp32)
     compile: bool = False  # torch.compile the training and scoring passes
     world: World = World()  # the processes of a torchrun run (DDP); one by default
+    score_start: bool = False  # score the starting weights as epoch 0 before training
 
 
 class LossHead(nn.Module):
@@ -134,10 +142,10 @@ class StageInterrupted(Exception):
 class StageRun:
     """One stage's training: the loop and every piece of state a resume needs.
 
-    The position is ``(epoch, batch)``: the epoch in progress (1-based) and how many
-    of its batches are done. ``snapshot`` / ``restore`` carry all of it, random
-    number generators included, so a resumed stage retraces the uninterrupted one
-    step for step.
+    The position is ``(epoch, batch)``: the epoch in progress (1-based; 0 while the
+    starting weights are still to be scored) and how many of its batches are done.
+    ``snapshot`` / ``restore`` carry all of it, random number generators included, so
+    a resumed stage retraces the uninterrupted one step for step.
     """
 
     def __init__(self, model: nn.Module, stage: StageConfig, train: TensorSplit,
@@ -156,7 +164,7 @@ class StageRun:
             self.scorer = parallelise(model, setup.devices)
         if setup.compile and setup.devices == 1:  # DataParallel's threads defeat compile
             self.head, self.scorer = torch.compile(self.head), torch.compile(self.scorer)
-        self.optimizer = _optimizer(model, stage)
+        self.optimizer = build_optimizer(model, stage)
         self.parameters = list(model.parameters())  # listed once, not on every clip
         # With 150 sequences an epoch would be 3 steps and a stage a few dozen: small
         # sets are repeated within an epoch so that every set gets a fair number of steps.
@@ -165,14 +173,14 @@ class StageRun:
         self.shard_size = math.ceil(len(train) * self.repeats / world.size)  # per process
         self.batches = math.ceil(self.shard_size / setup.batch_size)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_factor(stage, self.batches))
+            self.optimizer, lr_factor(stage, self.batches))
         self.averaged = averaged_model(model, stage)
         seed = setup.seed * 7919 + setup.stage_idx
         torch.manual_seed(seed)  # dropout draws repeat exactly
         self.shuffle = torch.Generator().manual_seed(seed)
         self.noise = torch.Generator(device=device).manual_seed(seed)
         self.mirror = None if setup.mirror is None else torch.as_tensor(setup.mirror, device=device)
-        self.epoch, self.batch = 1, 0
+        self.epoch, self.batch = (0 if setup.score_start else 1), 0
         self.epoch_order_state = self.shuffle.get_state()  # this epoch's order is drawn from it
         self.metrics = RunningMetrics(device, world)
         self.loss: float | None = None  # the latest training loss read from the device
@@ -184,17 +192,22 @@ class StageRun:
     def run(self, on_best: Callable[[State, EpochMetrics], None],
             on_epoch_end: Callable[[StageRun], None],
             should_stop: Callable[[], bool]) -> StageOutcome:
-        """Train to the stage's last epoch from wherever the stage stands.
+        """Train to the stage's last epoch from wherever the stage stands, or until
+        ``patience`` epochs in a row bring no new best.
 
-        Each new best is handed to ``on_best`` at once, so a stopped run keeps it;
-        ``on_epoch_end`` is called after each epoch (the engine saves resume state).
+        Epoch 0, when the stage has one, scores the starting weights and makes them
+        the first best. Each new best is handed to ``on_best`` at once, so a stopped
+        run keeps it; ``on_epoch_end`` is called after each epoch, epoch 0 included
+        (the engine saves resume state).
 
         Raises:
             StageInterrupted: after the current batch, once ``should_stop()`` is true.
             TrainingDiverged: when the loss or the validation score is not finite.
         """
         started = time.perf_counter() - self.elapsed
-        while self.epoch <= self.stage.epochs:
+        if self.epoch == 0:
+            self._finish_epoch(self._score_start(), started, on_best, on_epoch_end)
+        while self.epoch <= self.stage.epochs and not self.out_of_patience:
             epoch_started = time.perf_counter()
             self.model.train()
             self.shuffle.set_state(self.epoch_order_state)
@@ -209,21 +222,35 @@ class StageRun:
                 if self._stop_here(should_stop):
                     self.elapsed = time.perf_counter() - started
                     raise StageInterrupted
-            metrics = self._end_epoch(time.perf_counter() - epoch_started)
-            self.elapsed = time.perf_counter() - started  # a best's training time includes it
-            if metrics.is_best:
-                self.best, self.best_state = metrics, cpu_state(self._judged())
-                on_best(self.best_state, metrics)
-            self.reporter.epoch_done(metrics)
-            self.epoch, self.batch = self.epoch + 1, 0
-            self.epoch_order_state = self.shuffle.get_state()
-            self.metrics.reset()
-            self.last = metrics
-            on_epoch_end(self)
+            self._finish_epoch(self._end_epoch(time.perf_counter() - epoch_started),
+                               started, on_best, on_epoch_end)
         assert self.best and self.last  # epochs >= 1 is checked when the config is loaded
         return StageOutcome(best_state=self.best_state, best=self.best,
                             final_state=cpu_state(self._judged()), final=self.last,
-                            seconds=self.elapsed)
+                            seconds=self.elapsed, epochs_run=self.last.epoch)
+
+    @property
+    def out_of_patience(self) -> bool:
+        """Whether ``patience`` epochs in a row have passed without a new best. Read
+        from the best and the latest epoch alone, so a resumed stage stops where the
+        uninterrupted one did."""
+        patience, best, last = self.stage.patience, self.best, self.last
+        return bool(patience and best and last and last.epoch - best.epoch >= patience)
+
+    def _finish_epoch(self, metrics: EpochMetrics, started: float,
+                      on_best: Callable[[State, EpochMetrics], None],
+                      on_epoch_end: Callable[[StageRun], None]) -> None:
+        """Keep a new best, report the epoch and move on to the next one."""
+        self.elapsed = time.perf_counter() - started  # a best's training time includes it
+        if metrics.is_best:
+            self.best, self.best_state = metrics, cpu_state(self._judged())
+            on_best(self.best_state, metrics)
+        self.reporter.epoch_done(metrics)
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.epoch_order_state = self.shuffle.get_state()
+        self.metrics.reset()
+        self.last = metrics
+        on_epoch_end(self)
 
     def _step(self, index: torch.Tensor, batch: int) -> None:
         stage, setup = self.stage, self.setup
@@ -265,11 +292,34 @@ class StageRun:
         self.loss = losses[-1] if losses else self.loss
         return stop
 
+    def _score_start(self) -> EpochMetrics:
+        """Epoch 0: the starting weights, scored before any training."""
+        scoring_started = time.perf_counter()
+        val_loss, val_accuracy, is_best = self._validate()
+        return EpochMetrics(
+            stage_idx=self.setup.stage_idx, stage_name=self.stage.name, epoch=0,
+            epochs=self.stage.epochs, train_loss=None, train_accuracy=None, val_loss=val_loss,
+            val_accuracy=val_accuracy, lr=self.optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - scoring_started, is_best=is_best)
+
     def _end_epoch(self, seconds: float) -> EpochMetrics:
         stage = self.stage
         if self.averaged is not None and stage.averaging == "swa" and (
                 self.epoch > stage.epochs // 2):
             self.averaged.update_parameters(self.model)
+        val_loss, val_accuracy, is_best = self._validate()
+        size = self.shard_size * self.setup.world.size
+        loss_sum, hits = self.metrics.totals()
+        return EpochMetrics(
+            stage_idx=self.setup.stage_idx, stage_name=stage.name, epoch=self.epoch,
+            epochs=stage.epochs, train_loss=loss_sum / size,
+            train_accuracy=hits / size, val_loss=val_loss,
+            val_accuracy=val_accuracy, lr=self.optimizer.param_groups[0]["lr"],
+            seconds=seconds, is_best=is_best)
+
+    def _validate(self) -> tuple[float, float, bool]:
+        """Validation loss and accuracy of the judged weights, and whether they are a
+        new best of the stage; the same for every epoch, epoch 0 included."""
         judged = self._judged()
         scorer = self.scorer if judged is self.model else judged
         setup = self.setup
@@ -284,15 +334,8 @@ class StageRun:
             raise self._diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
         best = self.best
         is_best = best is None or is_better(
-            (val_loss, val_accuracy), (best.val_loss, best.val_accuracy), self.setup.monitor)
-        size = self.shard_size * setup.world.size
-        loss_sum, hits = self.metrics.totals()
-        return EpochMetrics(
-            stage_idx=self.setup.stage_idx, stage_name=stage.name, epoch=self.epoch,
-            epochs=stage.epochs, train_loss=loss_sum / size,
-            train_accuracy=hits / size, val_loss=val_loss,
-            val_accuracy=val_accuracy, lr=self.optimizer.param_groups[0]["lr"],
-            seconds=seconds, is_best=is_best)
+            (val_loss, val_accuracy), (best.val_loss, best.val_accuracy), setup.monitor)
+        return val_loss, val_accuracy, is_best
 
     def _judged(self) -> nn.Module:
         """The weights validation scores: the average once there is one."""
@@ -359,48 +402,3 @@ class StageRun:
         self.elapsed = values["elapsed"]
         self.best = EpochMetrics(**values["best"]) if values["best"] else None
         self.last = EpochMetrics(**values["last"]) if values["last"] else None
-
-
-def is_better(candidate: tuple[float, float], incumbent: tuple[float, float],
-              monitor: str) -> bool:
-    """Whether (loss, accuracy) ``candidate`` beats ``incumbent`` on the monitored
-    metric; a tie is broken by the lower loss."""
-    gain = improvement(candidate, incumbent, monitor)
-    return gain > 0 or (gain == 0 and candidate[0] < incumbent[0])
-
-
-def improvement(candidate: tuple[float, float], incumbent: tuple[float, float],
-                monitor: str) -> float:
-    """Gain of ``candidate`` over ``incumbent``: accuracy up, or loss down."""
-    if monitor == "val_loss":
-        return incumbent[0] - candidate[0]
-    return candidate[1] - incumbent[1]
-
-
-def _optimizer(model: nn.Module, stage: StageConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only: decaying norms' gains and biases
-    only pulls them away from their neutral values."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": stage.weight_decay},
-              {"params": other, "weight_decay": 0.0}]
-    # The fused kernel updates every tensor in one pass: on the CPU the default loops
-    # over tensors in Python (5x slower here), on a GPU it saves many small launches.
-    fused = all(p.device.type in ("cpu", "cuda") for p in decay + other)
-    return torch.optim.AdamW(groups, lr=stage.lr, fused=fused)
-
-
-def _lr_factor(stage: StageConfig, batches: int) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay to ``min_lr_fraction`` of the peak."""
-    total = max(1, stage.epochs * batches)
-    warmup = int(total * stage.warmup_fraction)
-    floor = stage.min_lr_fraction
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-

@@ -17,6 +17,7 @@ from slt_cli.checkpoints import (
     load_weights,
     read_sidecar,
     save_checkpoint,
+    update_sidecar,
 )
 from slt_cli.devices import unwrap
 from slt_cli.errors import CheckpointError
@@ -145,6 +146,26 @@ def test_a_sidecar_without_keys_is_reported(tmp_path: Path) -> None:
     (tmp_path / "bare.json").write_text('{"stage_idx": 1}\n')
     with pytest.raises(CheckpointError, match="sidecar lacks stage_name, val_loss"):
         read_sidecar(tmp_path, "bare")
+
+
+def test_an_older_sidecar_without_stage_time_still_loads(tmp_path: Path) -> None:
+    save(tmp_path, "old", small_model())  # SIDECAR has no stage_time, like older sidecars
+    assert "stage_time" not in json.loads((tmp_path / "old.json").read_text())
+    assert read_sidecar(tmp_path, "old")["stage_time"] is None
+    assert list_checkpoints(tmp_path)[1] == []
+
+
+def test_update_sidecar_changes_keys_and_leaves_the_weights(tmp_path: Path) -> None:
+    written = save(tmp_path, "m", small_model(), stage_time=1.5)
+    weights = (tmp_path / "m.safetensors").read_bytes()
+    update_sidecar(tmp_path, "m", {"stage_time": 42.7})
+    sidecar = read_sidecar(tmp_path, "m")
+    assert sidecar == {**written, "stage_time": 42.7}
+    assert (tmp_path / "m.safetensors").read_bytes() == weights
+    load_weights(tmp_path, "m", sidecar)  # the hash still holds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    with pytest.raises(CheckpointError, match="unreadable sidecar"):
+        update_sidecar(tmp_path, "absent", {"stage_time": 1.0})
 
 
 def test_nan_weights_are_never_saved(tmp_path: Path) -> None:

@@ -145,3 +145,17 @@ def test_quick_test_config_cuts_epochs_and_forces() -> None:
     quick = quick_test_config(epochs_per_stage=1)
     assert [s.epochs for s in quick.stages] == [1] * 5
     assert quick.run.improvement_threshold == -1.0
+
+
+def test_patience_is_a_whole_number_of_epochs_from_0() -> None:
+    text = default_config_text().replace("patience = 0 ", "patience = -1 ", 1)
+    text = text.replace("patience = 5 ", "patience = 2.5 ", 1)
+    text = text.replace("[continue.fine_tune]\n", "[continue.fine_tune]\npatience = -3\n", 1)
+    assert problems_of(text) == [
+        "my.toml: stages[0].patience: must be >= 0",
+        "my.toml: stages[2].patience: must be an integer, got a number",
+        "my.toml: continue.fine_tune.patience: must be >= 0",
+    ]
+    config = load_config()
+    assert [s.patience for s in config.stages] == [0, 0, 5, 5, 5]
+    assert all(p.patience == 0 for p in config.presets.values())  # off unless a preset sets it

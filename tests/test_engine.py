@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from slt_cli import RecordingReporter, Trainer, load_config
 from slt_cli.checkpoints import SIDECAR_KEYS, list_checkpoints, load_weights, read_sidecar
 from slt_cli.config import Config
 from slt_cli.errors import CheckpointError, ConfigError, DataError
+from slt_cli.history import read_history
 
 
 def tiny(tiny_toml: Path, **run: object) -> Config:
@@ -36,8 +39,8 @@ def test_a_run_saves_both_checkpoints_of_every_stage(tiny_toml: Path, tmp_path: 
     assert sidecar["model"]["name"] == "conv_transformer" and sidecar["classes"][0] == "sign_000"
     assert sidecar["model"]["settings"]["dim"] == 16  # from the config
     assert sidecar["model"]["settings"]["kernel_size"] > 0  # a builder default, resolved
-    epochs = reporter.named("epoch_done")
-    assert [(m.stage_idx, m.epoch) for m in epochs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    epochs = reporter.named("epoch_done")  # stage 2 scores its starting weights first
+    assert [(m.stage_idx, m.epoch) for m in epochs] == [(1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
     best = max((m for m in epochs if m.stage_idx == 2), key=lambda m: m.val_accuracy)
     assert sidecar["val_accuracy"] == pytest.approx(best.val_accuracy)
 
@@ -196,3 +199,83 @@ def test_single_frame_clips_train_without_temporal_augmentation(tiny_toml: Path,
     assert any("single frame" in message for message in reporter.named("note"))
     evaluation = Trainer(config, checkpoint_dir=tmp_path / "run").evaluate("best_model_stage_2")
     assert evaluation.count > 0
+
+
+def wrecking(config: Config, **changes: object) -> Config:
+    """Stage 1, then a stage whose weight decay wipes the weights out (its every epoch
+    is worse than its start), then a gentle stage 3."""
+    wreck = dataclasses.replace(config.stages[1], name="wreck", weight_decay=990.0,
+                                warmup_fraction=0.0, **changes)
+    gentle = dataclasses.replace(config.stages[0], name="gentle", epochs=1, lr=1e-4)
+    return dataclasses.replace(config, stages=(config.stages[0], wreck, gentle))
+
+
+def test_a_stage_that_only_hurts_keeps_its_start_and_the_next_starts_there(
+        tiny_toml: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from slt_cli.cli import app
+    from slt_cli.console import stage_table
+
+    reporter = RecordingReporter()
+    result = Trainer(wrecking(tiny(tiny_toml)), checkpoint_dir=tmp_path,
+                     reporter=reporter).train(force=True)
+    first, wrecked, gentle = result.stages
+    epochs = [(m.stage_idx, m.epoch) for m in reporter.named("epoch_done")]
+    assert epochs == [(1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (3, 0), (3, 1)]  # no epoch 0 in 1
+    trained = [m for m in reporter.named("epoch_done") if m.stage_idx == 2 and m.epoch > 0]
+    assert all(m.val_accuracy < first.val_accuracy and not m.is_best for m in trained)
+
+    assert (wrecked.best_epoch, wrecked.kept_start, wrecked.gain) == (0, True, 0.0)
+    assert (wrecked.epochs_run, first.kept_start) == (2, False)  # patience 0: every epoch
+    sidecar = read_sidecar(tmp_path, "best_model_stage_2")
+    assert (sidecar["epoch"], sidecar["parent"]) == (0, "best_model_stage_1")
+    assert sidecar["val_accuracy"] == read_sidecar(tmp_path, "best_model_stage_1")[
+        "val_accuracy"] == first.val_accuracy
+    kept, start = weights(tmp_path, "best_model_stage_2"), weights(tmp_path, "best_model_stage_1")
+    assert kept.keys() == start.keys() and all(torch.equal(kept[k], start[k]) for k in kept)
+    final = weights(tmp_path, "stage_2_wreck")  # the end of the stage is the wrecked one
+    assert not all(torch.equal(final[k], start[k]) for k in final)
+    # The whole stage's time, beside the time until its (here: starting) best.
+    assert sidecar["stage_time"] == pytest.approx(wrecked.training_time, abs=1e-3)
+    assert sidecar["stage_time"] > sidecar["training_time"]
+    assert read_sidecar(tmp_path, "stage_2_wreck")["stage_time"] == sidecar["stage_time"]
+
+    # Stage 3 starts from the kept weights: its epoch 0 scores exactly what stage 1 did.
+    assert gentle.parent == "best_model_stage_2"
+    assert reporter.named("stage_started")[2]["start"] == "best_model_stage_2"
+    start3 = next(m for m in reporter.named("epoch_done") if (m.stage_idx, m.epoch) == (3, 0))
+    assert (start3.val_loss, start3.val_accuracy) == (first.val_loss, first.val_accuracy)
+
+    console = Console(record=True, width=200)
+    console.print(stage_table(result.stages, "run"))
+    assert "0/2 start kept" in console.export_text()
+    table = CliRunner().invoke(app, ["analyze", "--checkpoint-dir", str(tmp_path)])
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if "wreck" in line)
+    assert "0 start kept" in row
+    report = CliRunner().invoke(app, ["analyze", "--json", "--checkpoint-dir", str(tmp_path)])
+    rows = json.loads(report.stdout)["stages"]
+    assert [(r["best_epoch"], r["kept_start"]) for r in rows] == [(2, False), (0, True),
+                                                                  (1, False)]
+    assert rows[1]["stage_time"] == sidecar["stage_time"]
+
+
+def test_patience_stops_a_stage_that_gains_nothing(tiny_toml: Path, tmp_path: Path) -> None:
+    config = wrecking(tiny(tiny_toml), epochs=3, patience=1)
+    trainer = Trainer(config, checkpoint_dir=tmp_path)
+    trainer.train([1])
+    reporter = RecordingReporter()
+    trainer.reporter = reporter
+    result = trainer.train([2])  # from best_model_stage_1 on disk
+    stage = result.stages[0]
+    assert (stage.best_epoch, stage.epochs_run, stage.epochs) == (0, 1, 3)
+    assert [m.epoch for m in reporter.named("epoch_done")] == [0, 1]
+    assert reporter.named("note")[-1] == (
+        "stage 2 (wreck) stopped early at epoch 1 of 3: no gain for 1 epoch")
+    assert read_sidecar(tmp_path, "best_model_stage_2")["epoch"] == 0
+    assert read_sidecar(tmp_path, "stage_2_wreck")["epoch"] == 1  # the weights at the stop
+    rows = [(r.stage_idx, r.epoch) for r in read_history(tmp_path)[0] if r.run_id ==
+            result.run_id]
+    assert rows == [(2, 0), (2, 1)]
+

@@ -20,6 +20,7 @@ from slt_cli.checkpoints import list_checkpoints, load_weights, read_sidecar
 from slt_cli.cli import app
 from slt_cli.config import Config
 from slt_cli.errors import RunInterrupted, SltError, TrainingDiverged
+from slt_cli.history import read_history
 from slt_cli.lock import folder_lock
 from slt_cli.reporting import Reporter
 from slt_cli.resume import has_resume
@@ -104,6 +105,31 @@ def test_stopped_and_resumed_equals_uninterrupted(tiny_toml: Path, tmp_path: Pat
     assert [s.checkpoint for s in result.stages] == ["best_model_stage_1", "best_model_stage_2"]
     assert not has_resume(folder)
     assert_same_checkpoints(folder, reference)
+
+
+@pytest.mark.parametrize("stop_after", [8, 9])
+def test_a_resumed_stage_keeps_its_epoch_0_and_stops_where_patience_did(
+        tiny_toml: Path, tmp_path: Path, stop_after: int) -> None:
+    # Stage 2 only hurts (weight decay wipes the weights out) and patience 1 ends it after
+    # its epoch 1, batches 7-9: 8 stops mid-epoch once its epoch 0 is its best, 9 just
+    # before the epoch that runs out of patience ends.
+    config = small_batches(tiny_toml)
+    wreck = dataclasses.replace(config.stages[1], weight_decay=990.0, warmup_fraction=0.0,
+                                epochs=3, patience=1)
+    config = dataclasses.replace(config, stages=(config.stages[0], wreck))
+    straight = Trainer(config, checkpoint_dir=tmp_path / "straight").train(force=True)
+    assert (straight.stages[1].best_epoch, straight.stages[1].epochs_run) == (0, 1)
+    folder, reporter = tmp_path / "stopped", StopAtBatch(stop_after)
+    trainer = Trainer(config, checkpoint_dir=folder, reporter=reporter)
+    reporter.trainer = trainer
+    with pytest.raises(RunInterrupted, match="stage 2 .* epoch 1, after batch"):
+        trainer.train(force=True)
+    resumed = Trainer(config, checkpoint_dir=folder).resume()
+    assert resumed.stages[1] == dataclasses.replace(
+        straight.stages[1], training_time=resumed.stages[1].training_time)
+    assert_same_checkpoints(folder, tmp_path / "straight")
+    assert [(r.stage_idx, r.epoch) for r in read_history(folder)[0]] == [
+        (1, 1), (1, 2), (2, 0), (2, 1)]
 
 
 def test_continue_can_be_stopped_and_resumed(tiny_toml: Path, tmp_path: Path) -> None:

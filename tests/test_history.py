@@ -45,11 +45,13 @@ def test_every_epoch_of_every_run_is_one_row_equal_to_what_the_reporter_saw(
         "run_id", "kind", "stage_idx", "stage_name", "epoch", "epochs", "train_loss",
         "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "is_best",
         "checkpoint", "parent"]
-    assert len(table) == 1 + 4  # 2 stages x 2 epochs
+    assert len(table) == 1 + 5  # 2 stages x 2 epochs, and stage 2's epoch 0
+    assert table[3][4:8] == ["0", "2", "", ""]  # epoch 0: scored, not trained
     rows, problems = read_history(tmp_path)
     assert problems == []
     seen = reporter.named("epoch_done")
-    assert [(r.stage_idx, r.epoch) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert [(r.stage_idx, r.epoch) for r in rows] == [(1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    assert rows[2].train_loss is None and rows[2].is_best
     for got, metrics in zip(rows, seen, strict=True):
         assert {f: getattr(got, f) for f in METRIC_FIELDS} == dataclasses.asdict(metrics)
         assert (got.run_id, got.kind) == (result.run_id, "train")
@@ -60,11 +62,11 @@ def test_every_epoch_of_every_run_is_one_row_equal_to_what_the_reporter_saw(
     continued = Trainer(config, checkpoint_dir=tmp_path).continue_from(
         "best_model_stage_2", "fine_tune")
     rows, _ = read_history(tmp_path)
-    assert len(rows) == 5 and rows[:4] == read_history(tmp_path)[0][:4]
-    assert (rows[4].kind, rows[4].stage_idx, rows[4].epoch, rows[4].checkpoint,
-            rows[4].parent) == ("continue", 2, 1, continued.checkpoint, "best_model_stage_2")
-    assert rows[4].run_id != result.run_id
-    assert rows[4].val_accuracy == continued.val_accuracy
+    assert len(rows) == 7 and rows[:5] == read_history(tmp_path)[0][:5]
+    assert [(r.kind, r.stage_idx, r.epoch, r.checkpoint, r.parent) for r in rows[5:]] == [
+        ("continue", 2, e, continued.checkpoint, "best_model_stage_2") for e in (0, 1)]
+    assert rows[5].run_id != result.run_id
+    assert continued.val_accuracy == max(r.val_accuracy for r in rows[5:])
     records, problems = list_checkpoints(tmp_path)
     assert problems == [] and len(records) == 5
 
@@ -92,7 +94,7 @@ def test_a_run_killed_between_its_row_and_its_resume_state_records_each_epoch_on
 
     with (folder / METRICS_FILE).open(newline="") as handle:
         keys = [(r["stage_idx"], r["epoch"]) for r in csv.DictReader(handle)]
-    assert keys == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]  # in the file itself
+    assert keys == [("1", "1"), ("1", "2"), ("2", "0"), ("2", "1"), ("2", "2")]  # the file
     resumed, straight = read_history(folder)[0], read_history(tmp_path / "straight")[0]
     assert len({r.run_id for r in resumed}) == 1
     for got, want in zip(resumed, straight, strict=True):

@@ -3,7 +3,9 @@ and the most-confused pairs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import re
 import struct
 import subprocess
@@ -76,16 +78,32 @@ def test_the_curves_follow_the_runs_of_the_best_checkpoints_stage_after_stage() 
     assert second.val_loss == (1.0, 0.5) and second.val_accuracy == pytest.approx((0.6, 0.7))
 
 
+def test_a_stage_s_epoch_0_is_its_first_point_without_training_numbers() -> None:
+    records = [{"name": f"best_model_stage_{i}", "stage_idx": i, "stage_name": f"s{i}",
+                "run_id": "A", "epoch": epoch_} for i, epoch_ in ((1, 2), (2, 0))]
+    start = dataclasses.replace(epoch("A", 2, 0, 0.5, 0.8), train_loss=None,
+                                train_accuracy=None)
+    rows = [epoch("A", 1, n, 1.0 / n, 0.4 * n) for n in (1, 2)]
+    rows += [start, epoch("A", 2, 1, 0.7, 0.7), epoch("A", 2, 2, 0.9, 0.6)]
+    first, second = training_curves(records, rows).stages
+    assert (first.x, first.start_x) == ((1, 2), None)
+    assert (second.x, second.start_x, second.best_x) == ((3, 4, 5), 3, 3)  # the start kept
+    assert math.isnan(second.train_loss[0]) and second.train_loss[1:] == (1.7, 1.9)
+    assert math.isnan(second.train_accuracy[0]) and second.val_accuracy[0] == 0.8
+
+
 def test_analyze_plot_draws_the_recorded_epochs_of_a_real_run(trained: Path,
                                                              tmp_path: Path) -> None:
     curves = training_curves(list_checkpoints(trained)[0], read_history(trained)[0])
     rows = read_history(trained)[0]
-    assert curves.missing == () and [c.x for c in curves.stages] == [(1, 2), (3, 4)]
+    # stage 2 starts with its epoch 0 (stage 1's best weights, scored), a place of its own
+    assert curves.missing == () and [c.x for c in curves.stages] == [(1, 2), (3, 4, 5)]
+    assert [c.start_x for c in curves.stages] == [None, 3]
     assert [v for c in curves.stages for v in c.val_loss] == [r.val_loss for r in rows]
     for curve in curves.stages:  # the star sits on the epoch the sidecar says was best
-        best = min((r for r in rows if r.stage_idx == curve.stage_idx),
-                   key=lambda r: (-r.val_accuracy, r.val_loss))
-        assert curve.best_x == (curve.stage_idx - 1) * 2 + best.epoch
+        mine = [r for r in rows if r.stage_idx == curve.stage_idx]
+        best = min(mine, key=lambda r: (-r.val_accuracy, r.val_loss))
+        assert curve.best_x == curve.x[mine.index(best)]
 
     image = tmp_path / "curves.png"
     result = slt("analyze", "--checkpoint-dir", str(trained), "--plot", str(image))
