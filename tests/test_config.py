@@ -145,3 +145,17 @@ def test_quick_test_config_cuts_epochs_and_forces() -> None:
     quick = quick_test_config(epochs_per_stage=1)
     assert [s.epochs for s in quick.stages] == [1] * 5
     assert quick.run.improvement_threshold == -1.0
+
+
+def test_normalise_defaults_to_parts_and_takes_only_known_modes() -> None:
+    assert load_config().data.normalise == "parts"
+    text = """
+[data]
+normalise = "hands"
+[[stages]]
+name = "a"
+[continue.fine_tune]
+[continue.regularization]
+[continue.exploration]
+"""
+    assert problems_of(text) == ["my.toml: data.normalise: must be one of parts, sequence"]
