@@ -156,3 +156,16 @@ def test_data_commands_have_help() -> None:
         assert cmd.help, name
         for param in cmd.params:
             assert param.name == "help" or param.help, f"data {name} {param.name}"
+
+
+def test_prepared_splits_are_cached_per_normalisation(own_gislr: Path) -> None:
+    from slt_cli.data.corpus import open_corpus, prepared_splits
+    from slt_cli.data.landmarks import PartsLayout
+
+    store = open_corpus(f"gislr:{own_gislr}", "hands+pose+lips")
+    labels = np.where(np.arange(len(store)) % 4 == 0, "val", "train")
+    layout = PartsLayout.of(store.joints)
+    assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96
+    by_parts = prepared_splits(store, labels, 8, layout=layout)["val"].x
+    assert by_parts.shape[2] == 98  # the hands' positions
+    assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96  # never the other's
