@@ -309,7 +309,7 @@ _SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
     "stage_time": (int, float, type(None)),
     "epoch": (int,), "created_at": (str,), "classes": (list,), "model": (dict,),
     "parent": (str, type(None)), "slt_version": (str,), "weights_sha256": (str,),
-    "run_id": (str, type(None)),
+    "run_id": (str, type(None)), "joints": (list, type(None)),
 }
 _MODEL_TYPES: dict[str, type] = {"name": str, "settings": dict, "in_features": int,
                                  "num_classes": int, "num_frames": int}
@@ -337,14 +337,20 @@ def _read_record(path: Path) -> tuple[dict[str, Any], str | None]:
             return record, f"sidecar key 'model.{key}' is missing or of the wrong type"
     if not all(isinstance(name, str) for name in record["classes"]):
         return record, "sidecar key 'classes' must list names"
+    if not all(isinstance(name, str) for name in record["joints"] or ()):
+        return record, "sidecar key 'joints' must list names"
     return record, None
 
 
 def _migrate(record: dict[str, Any]) -> dict[str, Any]:
     """Bring a sidecar of an older schema up to date (fill keys later versions added)."""
     record.setdefault("schema_version", SCHEMA_VERSION)
-    for key in ("parent", "run_id", "stage_description", "stage_time"):
+    for key in ("parent", "run_id", "stage_description", "stage_time", "joints"):
         record.setdefault(key, None)
+    data = record.get("config", {}).get("data") if isinstance(record.get("config"), dict) else None
+    if isinstance(data, dict):
+        # Checkpoints from before [data] normalise were trained on one-cloud sequences.
+        data.setdefault("normalise", "sequence")
     return record
 
 

@@ -28,6 +28,7 @@ CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
 MONITORS = ("val_accuracy", "val_loss")
 AVERAGING = ("none", "ema", "swa")
 PRECISIONS = ("auto", "bf16", "fp32")
+NORMALISE_MODES = ("parts", "sequence")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class DataConfig:
     val_fraction: float = 0.2  # share held out for validation when the source has no split
     frames: int = 0  # every sequence is resampled to this many frames; 0 = from the data
     motion: bool = True  # add frame-to-frame differences to the features
-    landmarks: str = "hands+pose+lips"  # gislr:/pose: groups kept, '+'-joined (see README)
+    landmarks: str = "hands+pose+lips"  # groups kept of MediaPipe-named data, '+'-joined
+    normalise: str = "parts"  # parts (body, each hand, face in own frames) or sequence (one cloud)
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
 
@@ -72,6 +74,8 @@ class DataConfig:
         elif not self.folds and self.fold:
             found.append(("fold", "needs folds (K of K-fold cross-validation)"))
         found += [("landmarks", problem) for problem in landmark_problems(self.landmarks)]
+        if self.normalise not in NORMALISE_MODES:
+            found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))
         if self.frames < 0:

@@ -384,7 +384,8 @@ class Trainer:
         if stage_idx < 1 or not sidecar_path(self.checkpoint_dir, name).is_file():
             return _Start(None, None, None)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        if sidecar["model"] != record:
+        normalised = sidecar["config"]["data"].get("normalise")
+        if sidecar["model"] != record or normalised != self.config.data.normalise:
             raise CheckpointError(
                 f"{name} was trained with another model or data than this config",
                 hint="Run from stage 1 (--stages all), or use the config it was trained with.")

@@ -287,7 +287,7 @@ def _sidecar(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]], meth
         "training_time": round(sum(sidecar["training_time"] for sidecar in sidecars), 3),
         "classes": list(data.classes), "model": record, "parent": None,
         "members": list(members), "run_id": new_run_id(),
-        "slt_version": __version__,
+        "slt_version": __version__, "joints": sidecars[0].get("joints"),
         "config": {"run": first["run"], "data": first["data"],
                    "model": {"name": record["name"], **record["settings"]},
                    "ensemble": {"method": method, "members": list(members)}},

@@ -215,7 +215,9 @@ def reference_sequences(model: LoadedModel, limit: int) -> tuple[Reference | Non
     source = str(data.get("source"))
     try:
         corpus = is_corpus_spec(source)
-        raw = open_corpus(source, model.preprocessing.landmarks) if corpus else load_source(source)
+        landmarks = model.preprocessing.landmarks
+        raw = (open_corpus(source, landmarks) if corpus
+               else load_source(source, landmarks=landmarks))
         labels = split_labels(raw.y, raw.signer, raw.split, float(data.get("val_fraction", 0.2)),
                               seed)
     except DataError as exc:
@@ -230,12 +232,15 @@ def reference_sequences(model: LoadedModel, limit: int) -> tuple[Reference | Non
 
 
 def _layout(model: LoadedModel, reference: Reference | None) -> tuple[int, int]:
-    """(joints, channels) of the raw input: from the data, else from the network's width."""
+    """(joints, channels) of the raw input: from the data, else from the network's width
+    (and the landmark names the checkpoint records)."""
     if reference is not None and reference.sequences:
         joints, channels = reference.sequences[0].shape[1:]
         model.check_layout(joints, channels, "the checkpoint's own data")
         return int(joints), int(channels)
     fits = layouts(model.sidecar["model"]["in_features"], model.preprocessing)
+    if model.preprocessing.joints is not None:
+        fits = [(c, j) for c, j in fits if j == len(model.preprocessing.joints)]
     if len(fits) != 1:
         raise ExportError(f"cannot tell how many landmarks {model.name} takes without its data",
                           hint="Make the data it was trained on readable again "
@@ -285,9 +290,27 @@ def _onnx(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
 def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: int,
               reference: Reference | None, parity: list[Parity]) -> dict[str, Any]:
     from slt_cli.data.corpus import is_corpus_spec
+    from slt_cli.data.landmarks import parse_joint
 
     pre = model.preprocessing
     source = str(model.sidecar["config"]["data"].get("source"))
+    names = pre.joints or (reference.joints if reference else None)
+    # GISLR and .pose corpora, and .npz files with MediaPipe names, take the selection.
+    selected = is_corpus_spec(source) or (
+        source.endswith(".npz") and bool(names) and None not in map(parse_joint, names))
+    layout = pre.layout
+    if layout is None:
+        normalise = ["centre on the mean landmark and scale to unit spread (NaN ignored)"]
+    else:
+        normalise = ["body (all but hands and face): origin at the shoulders' midpoint, unit "
+                     "the shoulder width, both averaged over the frames with both shoulders "
+                     "(else the body points' mean and RMS spread)",
+                     "each hand: relative to its wrist, divided by its mean wrist-to-knuckle "
+                     "(landmark 9) distance; its wrist in the body frame appended as "
+                     + ", ".join(hand.position_name for hand in layout.hands)
+                     if layout.hands else "no hands",
+                     "face: relative to its centre in each frame, divided by its RMS size",
+                     "distances in the x-y plane; NaN ignored and kept"]
     return {
         "format": fmt,
         "file_sha256": hashlib.sha256(blob).hexdigest(),
@@ -296,16 +319,16 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
         "slt_version": __version__,
         "classes": list(model.classes),
         "input": {"name": INPUT_NAME, "shape": ["frames", joints, channels],
-                  "dtype": "float32", "missing": "NaN",
-                  "joints": list(reference.joints) if reference and reference.joints else None},
+                  "dtype": "float32",
+                  "missing": "NaN (a recorder's zero-filled landmarks: set them to NaN first)",
+                  "joints": list(names) if names else None},
         "outputs": {"logits": "float32 (K,), in the order of classes",
                     "probabilities": "float32 (K,), softmax of the logits"},
         "preprocessing": {"inside_model": True, "frames": pre.frames, "motion": pre.motion,
-                          # the Holistic selection, where the data came from GISLR or .pose
-                          "landmarks": pre.landmarks if is_corpus_spec(source) else None,
-                          "data_source": source,
-                          "steps": ["centre on the mean landmark and scale to unit spread "
-                                    "(NaN ignored)",
+                          # the Holistic selection, where the data was MediaPipe's
+                          "landmarks": pre.landmarks if selected else None,
+                          "normalise": pre.normalise, "data_source": source,
+                          "steps": [*normalise,
                                     f"resample linearly to {pre.frames} frames",
                                     "features: coordinates, " + ("frame differences, "
                                                                  if pre.motion else "")

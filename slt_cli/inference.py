@@ -1,9 +1,10 @@
 """Use a trained checkpoint: raw landmarks in, class scores out.
 
 ``RawClassifier`` is one ``nn.Module`` for the whole path a sequence takes in
-training, "raw landmarks -> normalise -> resample -> features -> network", with the
-numpy preprocessing of ``data.preprocess`` redone in torch, so ``slt predict`` and
-the files ``slt export`` writes apply exactly what the checkpoint was trained with.
+training, "raw landmarks -> normalise -> resample -> features -> network": the
+normalisation is ``data.parts`` (the very code data preparation runs), resampling
+the torch twin of ``data.preprocess.resample``, so ``slt predict`` and the files
+``slt export`` writes apply exactly what the checkpoint was trained with.
 The network is rebuilt only through ``records.build_network`` from the sidecar's
 ``model`` record, so any network a checkpoint can describe (ensembles included)
 works here unchanged.
@@ -21,12 +22,11 @@ import torch
 from torch import nn
 
 from slt_cli.checkpoints import load_weights, read_sidecar
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
+from slt_cli.data.parts import normalise_parts, normalise_sequence
 from slt_cli.data.transforms import feature_count, features
 from slt_cli.errors import DataError
 from slt_cli.records import build_network, load_state
-
-SPREAD_FLOOR = 1e-6  # as data.preprocess.normalise: a sequence this small is left unscaled
 
 
 @dataclass(frozen=True)
@@ -35,38 +35,36 @@ class Preprocessing:
 
     frames: int  # every sequence was resampled to this many frames
     motion: bool  # features carry frame-to-frame differences
-    landmarks: str  # Holistic groups kept from GISLR parquet and .pose input
+    landmarks: str  # Holistic groups kept from MediaPipe-named input
+    normalise: str = "sequence"  # "parts" or "sequence" (checkpoints from before: sequence)
+    joints: tuple[str, ...] | None = None  # the raw landmarks' names, when the data had them
 
     @classmethod
     def of(cls, sidecar: Mapping[str, Any]) -> Preprocessing:
         data = sidecar["config"]["data"]
+        joints = sidecar.get("joints")
         return cls(frames=int(data["frames"]), motion=bool(data["motion"]),
-                   landmarks=str(data.get("landmarks", DEFAULT_LANDMARKS)))
+                   landmarks=str(data.get("landmarks", DEFAULT_LANDMARKS)),
+                   normalise=str(data.get("normalise", "sequence")),
+                   joints=tuple(joints) if joints is not None else None)
+
+    @property
+    def layout(self) -> PartsLayout | None:
+        """What per-part normalisation follows; None when sequences are one cloud."""
+        return PartsLayout.of(self.joints) if self.normalise == "parts" else None
+
+    @property
+    def added_joints(self) -> int:
+        """Landmarks the normalisation appends to the raw ones (a position per hand)."""
+        layout = self.layout
+        return len(layout.hands) if layout is not None else 0
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """Torch twin of ``data.preprocess.normalise`` for (B, T, J, C), NaN = missing.
-
-    Each sequence is centred on its mean landmark and scaled to unit spread; NaN
-    values are left out of both statistics and stay NaN. Written with plain sums
-    and counts (no ``nanmean``) so that ONNX and TorchScript export it too.
-
-    Computed in float64, returned in ``x``'s dtype: a signer who barely moves has a
-    spread of a few thousandths, and centring in float32 then loses digits that the
-    division by that spread magnifies, differently in every runtime's summation order.
-    """
-    dtype = x.dtype
-    x = x.double()
-    missing = torch.isnan(x)
-    count = (~missing).sum(dim=(1, 2), keepdim=True)
-    centre = torch.where(missing, 0.0, x).sum(dim=(1, 2), keepdim=True) / count
-    offset = x - centre
-    squared = (offset * offset).sum(dim=-1)  # (B, T, J); NaN where any channel is
-    absent = torch.isnan(squared)
-    spread = torch.sqrt(torch.where(absent, 0.0, squared).sum(dim=(1, 2))
-                        / (~absent).sum(dim=(1, 2)))
-    spread = torch.where(torch.isfinite(spread) & (spread > SPREAD_FLOOR), spread, 1.0)
-    return (offset / spread[:, None, None, None]).to(dtype)
+def normalise(x: torch.Tensor, layout: PartsLayout | None = None) -> torch.Tensor:
+    """A checkpoint's normalisation of (B, T, J, C), NaN = missing: by parts with a
+    ``layout`` (``data.parts.normalise_parts``), else as one cloud (the torch twin of
+    ``data.preprocess.normalise``)."""
+    return normalise_sequence(x) if layout is None else normalise_parts(x, layout)
 
 
 def resample(x: torch.Tensor, last: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -100,6 +98,7 @@ class RawClassifier(nn.Module):
         super().__init__()
         self.network = network
         self.motion = preprocessing.motion
+        self.layout = preprocessing.layout
         grid = torch.from_numpy(np.linspace(0.0, 1.0, preprocessing.frames))
         self.register_buffer("grid", grid, persistent=False)
 
@@ -108,7 +107,7 @@ class RawClassifier(nn.Module):
         return self.logits(x, last)
 
     def logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        prepared = resample(normalise(x), last, self.grid)
+        prepared = resample(normalise(x, self.layout), last, self.grid)
         return self.network(features(prepared, self.motion))
 
 
@@ -144,7 +143,9 @@ class LoadedModel:
     def check_layout(self, joints: int, channels: int, what: str) -> None:
         """Raises: DataError when ``joints`` x ``channels`` is not what the network takes."""
         wanted = self.sidecar["model"].get("in_features")
-        if wanted is None or feature_count(joints, channels, self.preprocessing.motion) == wanted:
+        added = self.preprocessing.added_joints
+        if wanted is None or feature_count(joints + added, channels,
+                                           self.preprocessing.motion) == wanted:
             return  # a record without a width leaves the check to the network
         fits = [f"{j} landmarks x {c} channels" for c, j in layouts(wanted, self.preprocessing)]
         raise DataError(
@@ -155,10 +156,10 @@ class LoadedModel:
 
 
 def layouts(in_features: int, preprocessing: Preprocessing) -> list[tuple[int, int]]:
-    """Every (channels, joints) with C in 3, 2 whose features number ``in_features``."""
+    """Every (channels, raw joints) with C in 3, 2 whose features number ``in_features``."""
     per_joint = {c: c * (2 if preprocessing.motion else 1) + 1 for c in (3, 2)}
-    return [(c, in_features // size) for c, size in per_joint.items()
-            if in_features % size == 0]
+    return [(c, in_features // size - preprocessing.added_joints)
+            for c, size in per_joint.items() if in_features % size == 0]
 
 
 def load_model(checkpoint_dir: Path, name: str, device: torch.device | str = "cpu"

@@ -128,6 +128,8 @@ def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: E
         "training_time": round(seconds, 3), "stage_time": round(stage_time, 3),
         "classes": list(data.classes),
         "model": record, "parent": parent, "run_id": run_id, "slt_version": __version__,
+        # the raw landmarks the network's preprocessing takes, by name (None: unnamed)
+        "joints": None if data.input_joints is None else list(data.input_joints),
         "config": {"run": resolved["run"], "data": resolved["data"],
                    "model": resolved["model"], "stage": dataclasses.asdict(stage)},
     }

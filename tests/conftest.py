@@ -74,7 +74,8 @@ def tiny_toml(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint folder with ``best_model_stage_1``: TINY_TOML's first stage, one epoch
-    (4 classes, 53 landmarks x 3, 12 frames); shared, so tests must not change it."""
+    (4 classes, 53 landmarks x 3, 12 frames; 55 after per-part normalisation adds the
+    hand positions); shared, so tests must not change it."""
     from typer.testing import CliRunner
 
     from slt_cli.cli import app

@@ -159,3 +159,17 @@ def test_patience_is_a_whole_number_of_epochs_from_0() -> None:
     config = load_config()
     assert [s.patience for s in config.stages] == [0, 0, 5, 5, 5]
     assert all(p.patience == 0 for p in config.presets.values())  # off unless a preset sets it
+
+
+def test_normalise_defaults_to_parts_and_takes_only_known_modes() -> None:
+    assert load_config().data.normalise == "parts"
+    text = """
+[data]
+normalise = "hands"
+[[stages]]
+name = "a"
+[continue.fine_tune]
+[continue.regularization]
+[continue.exploration]
+"""
+    assert problems_of(text) == ["my.toml: data.normalise: must be one of parts, sequence"]

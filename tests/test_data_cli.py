@@ -48,7 +48,9 @@ def test_train_and_evaluate_on_a_gislr_corpus(gislr: Path, tiny_toml: Path,
     sidecar = read_sidecar(Path("checkpoints"), "best_model_stage_2")
     assert sidecar["config"]["data"]["source"] == f"gislr:{gislr.resolve()}"
     assert sidecar["config"]["data"]["landmarks"] == "hands+pose+lips"
-    assert sidecar["model"]["in_features"] == 96 * 3 * 2 + 96
+    # 96 landmarks and, from per-part normalisation, each hand's position in the body frame
+    assert len(sidecar["joints"]) == 96
+    assert sidecar["model"]["in_features"] == 98 * 3 * 2 + 98
     # A second run finds the cache: no conversion line.
     again = slt("train", "--config", str(tiny_toml), "--data", f"gislr:{gislr}", "--force",
                 "--stages", "1", "--epochs-per-stage", "1", "--checkpoint-dir", "second")
@@ -154,3 +156,16 @@ def test_data_commands_have_help() -> None:
         assert cmd.help, name
         for param in cmd.params:
             assert param.name == "help" or param.help, f"data {name} {param.name}"
+
+
+def test_prepared_splits_are_cached_per_normalisation(own_gislr: Path) -> None:
+    from slt_cli.data.corpus import open_corpus, prepared_splits
+    from slt_cli.data.landmarks import PartsLayout
+
+    store = open_corpus(f"gislr:{own_gislr}", "hands+pose+lips")
+    labels = np.where(np.arange(len(store)) % 4 == 0, "val", "train")
+    layout = PartsLayout.of(store.joints)
+    assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96
+    by_parts = prepared_splits(store, labels, 8, layout=layout)["val"].x
+    assert by_parts.shape[2] == 98  # the hands' positions
+    assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96  # never the other's

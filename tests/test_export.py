@@ -50,6 +50,10 @@ def check_metadata(path: Path, folder: Path, fmt: str) -> None:
     assert metadata["input"]["shape"] == ["frames", 53, 3]
     assert len(metadata["input"]["joints"]) == 53
     assert metadata["preprocessing"]["frames"] == 12 and metadata["preprocessing"]["motion"]
+    # per-part normalisation inside the graph, hand positions appended there
+    assert metadata["preprocessing"]["normalise"] == "parts"
+    assert "left_hand_position, right_hand_position" in " ".join(
+        metadata["preprocessing"]["steps"])
     assert [p["inputs"] for p in metadata["parity"]] == ["random", "test"]
     assert all(p["max_abs_diff"] < 1e-4 and p["top1_agreement"] == 1.0
                for p in metadata["parity"])

@@ -250,3 +250,99 @@ def test_an_ensemble_checkpoint_predicts_its_members_mean(tiny_checkpoint: Path,
                    "--checkpoint-dir", str(folder))  # a composite network exports too
     assert exported.exit_code == 0, exported.output
     assert (folder / "exports" / "pair.pt").is_file()
+
+
+HOLISTIC = (tuple(f"pose_{i}" for i in range(33)) + tuple(f"left_hand_{i}" for i in range(21))
+            + tuple(f"right_hand_{i}" for i in range(21)))
+
+
+def holistic_npz(path: Path, n: int = 36) -> Path:
+    """Recorder-style MediaPipe data: 75 named landmarks, undetected hands as zeros, three
+    signs told apart by the right hand's path; a train and a val split."""
+    rng = np.random.default_rng(1)
+    y = np.arange(n) % 3
+    x = rng.normal(0.5, 0.05, size=(n, 10, 75, 3)).astype(np.float32)
+    x[:, :, 11], x[:, :, 12] = [0.4, 0.5, 0.0], [0.6, 0.5, 0.0]
+    x[:, :, 23:] += [0.0, 1.5, 0.0]  # legs off-screen
+    time = np.linspace(0, 1, 10)
+    path_of = np.zeros((n, 10, 3))
+    path_of[..., 0] = 0.1 * np.sin(3 * time * (1 + y[:, None]))
+    path_of[..., 1] = 0.1 * time
+    x[:, :, 54:] = (x[:, :, 16:17] + path_of[:, :, None]
+                    + rng.normal(0, 0.02, size=(n, 10, 21, 3))).astype(np.float32)
+    x[::4, :, 33:54] = 0.0  # left hand not detected, written as zeros
+    split = np.where(np.arange(n) < 24, "train", "val")
+    np.savez(path, x=x, y=y, split=split, classes=np.array(["a", "b", "c"]),
+             joints=np.array(HOLISTIC))
+    return path
+
+
+def train_npz(data: Path, folder: Path, normalise: str) -> None:
+    from tests.conftest import TINY_TOML
+
+    config = folder / "tiny.toml"
+    folder.mkdir(parents=True, exist_ok=True)
+    config.write_text(TINY_TOML.replace("frames = 12\n", f"frames = 12\nnormalise = "
+                                        f"\"{normalise}\"\n"), encoding="utf-8")
+    result = slt("train", "--config", str(config), "--data", str(data), "--stages", "1",
+                 "--epochs-per-stage", "1", "--checkpoint-dir", str(folder / "checkpoints"))
+    assert result.exit_code == 0, result.output
+    assert "kept 56 of 75 landmarks (hands+pose+lips)" in result.stderr
+
+
+def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path) -> None:
+    data = holistic_npz(tmp_path / "holistic.npz")
+    train_npz(data, tmp_path, "parts")
+    folder = tmp_path / "checkpoints"
+    sidecar = read_sidecar(folder, MODEL)
+    assert len(sidecar["joints"]) == 56 and sidecar["config"]["data"]["normalise"] == "parts"
+    assert sidecar["model"]["in_features"] == 58 * 3 * 2 + 58  # 56 + two hand positions
+    with np.load(data) as arrays:  # the val sequences, every landmark, zeros and all
+        val = arrays["split"] == "val"
+        np.savez(tmp_path / "val.npz", x=arrays["x"][val], y=arrays["y"][val],
+                 classes=arrays["classes"], joints=arrays["joints"])
+    result = slt("predict", MODEL, str(tmp_path / "val.npz"), "--checkpoint-dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "val.npz: took 56 of 75 landmarks by name" in result.stderr
+    assert "were exactly zero and are treated as missing" in result.stderr
+    evaluation = slt("evaluate", MODEL, "--json", "--checkpoint-dir", str(folder))
+    accuracy = json.loads(evaluation.stdout)["accuracy"]
+    assert f"top-1 accuracy {accuracy:.4f} on 12 labelled sequence(s)" in result.stderr
+    model = load_model(folder, MODEL)
+    prepared = load_data(str(data), frames=12, motion=True, val_fraction=0.2, seed=0)
+    raw = load_source(str(data))
+    rows = raw.split == "val"
+    with torch.no_grad():
+        raw_logits = model.classifier(torch.from_numpy(raw.x[rows]),
+                                      torch.from_numpy(raw.lengths[rows]))
+    trainer_logits = predict_logits(model.classifier.network,
+                                    TensorSplit.from_split(prepared.split("val"), "cpu"),
+                                    prepared.motion, batch_size=5)
+    assert (raw_logits - trainer_logits).abs().max().item() < 1e-5
+    np.savez(tmp_path / "short.npz", x=raw.x[:2, :, :40], joints=np.array(raw.joints[:40]))
+    short = slt("predict", MODEL, str(tmp_path / "short.npz"), "--checkpoint-dir", str(folder))
+    assert short.exit_code == 2 and "lacks landmark(s) right_hand_5" in short.stderr
+
+
+def test_a_sidecar_from_before_normalise_predicts_as_one_cloud(tmp_path: Path) -> None:
+    from slt_cli.inference import Preprocessing
+
+    data = holistic_npz(tmp_path / "holistic.npz")
+    train_npz(data, tmp_path, "sequence")
+    folder = tmp_path / "checkpoints"
+    args = ["predict", MODEL, str(data), "--checkpoint-dir", str(folder), "--json"]
+    before = json.loads(slt(*args).stdout)
+    sidecar_file = folder / f"{MODEL}.json"
+    old = json.loads(sidecar_file.read_text(encoding="utf-8"))
+    del old["config"]["data"]["normalise"], old["joints"]  # as written before this change
+    sidecar_file.write_text(json.dumps(old), encoding="utf-8")
+    assert Preprocessing.of(read_sidecar(folder, MODEL)).normalise == "sequence"
+    after = slt(*args)
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout) == before
+    evaluation = slt("evaluate", MODEL, "--json", "--checkpoint-dir", str(folder))
+    assert evaluation.exit_code == 0, evaluation.output
+    again = slt("continue", MODEL, "--type", "fine_tune", "--epochs", "1",
+                "--checkpoint-dir", str(folder))
+    assert again.exit_code == 0, again.output
+    assert read_sidecar(folder, f"{MODEL}_fine_tune")["config"]["data"]["normalise"] == "sequence"

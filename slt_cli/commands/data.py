@@ -19,8 +19,8 @@ data_app = typer.Typer(
 Spec = Annotated[str, typer.Argument(
     help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR or pose:DIR.")]
 Landmarks = Annotated[str | None, typer.Option(
-    help="Landmark groups for gislr:/pose: sources, e.g. hands+pose+lips [default: [data] "
-         "landmarks of the config].", show_default=False)]
+    help="Landmark groups for corpora and MediaPipe-named .npz, e.g. hands+pose+lips "
+         "[default: [data] landmarks of the config].", show_default=False)]
 ConfigPath = Annotated[Path | None, typer.Option(
     "--config", help="A stages.toml to take [data] settings from.", show_default=False)]
 
@@ -67,10 +67,10 @@ def _open(spec: str, landmarks: str | None, config: Path | None) -> tuple[Any, A
 
     chosen = landmarks or load_config(find_config(config)).data.landmarks
     parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
-    if not is_corpus_spec(spec):
-        return None, load_source(spec), spec
-    source = canonical_spec(spec)
     reporter = console.RichReporter()
+    if not is_corpus_spec(spec):  # an .npz with MediaPipe names takes the selection too
+        return None, load_source(spec, landmarks=chosen, reporter=reporter), spec
+    source = canonical_spec(spec)
     with reporter.running():
         store = open_corpus(source, chosen, reporter)
     return store, None, source

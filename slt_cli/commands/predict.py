@@ -37,7 +37,7 @@ def predict(
     """Classify sequences with a checkpoint: top-k labels and their probabilities.
 
     Each input gets exactly the preprocessing the checkpoint was trained with (its
-    sidecar's frames, motion features and landmark selection).
+    sidecar's landmark selection, normalisation, frames and motion features).
     """
     from slt_cli.data.inputs import read_sequences
     from slt_cli.devices import resolve_device
@@ -48,7 +48,9 @@ def predict(
     rows: list[dict[str, Any]] = []
     for path in inputs:
         sequences = read_sequences(path, landmarks=loaded.preprocessing.landmarks,
-                                   classes=loaded.classes)
+                                   classes=loaded.classes, joints=loaded.preprocessing.joints)
+        for note in sequences.notes:
+            console.err.print(note, highlight=False)
         loaded.check_layout(sequences.x.shape[2], sequences.x.shape[3], str(path))
         probabilities = predict_probabilities(loaded, sequences.x, sequences.lengths)
         rows += _rows(sequences, probabilities, loaded.classes, top_k)

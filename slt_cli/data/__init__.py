@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slt_cli.data.base import SPLITS, RawData
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
 from slt_cli.data.preprocess import (
     assign_splits,
     frames_for,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from slt_cli.config import DataConfig
 
 SYNTHETIC = "synthetic"
+DEFAULT_NORMALISE = "parts"  # as DataConfig.normalise
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,12 @@ class PreparedData:
 
     splits: dict[str, Split]  # "train", "val" and, when the source has it, "test"
     classes: tuple[str, ...]
-    joints: tuple[str, ...] | None
+    joints: tuple[str, ...] | None  # names of the prepared landmarks (mirroring reads them)
     source: str  # the spec it came from, saved in each checkpoint's config
     motion: bool  # whether features carry frame-to-frame differences
+    # Names of the raw landmarks the preparation took (``joints`` less the landmarks
+    # that per-part normalisation appends); a checkpoint's sidecar keeps them.
+    input_joints: tuple[str, ...] | None = None
 
     @property
     def num_joints(self) -> int:
@@ -95,9 +99,9 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
         return generate(_parse_options(SyntheticSpec, rest, spec))
     path = Path(rest if kind == "npz" else spec)
     if path.suffix == ".npz" or kind == "npz":
-        from slt_cli.data.npz import load_npz
+        from slt_cli.data.npz import load_npz, select_npz
 
-        return load_npz(path)
+        return select_npz(load_npz(path, reporter), landmarks, reporter)
     raise DataError(f"unknown data source {spec!r}",
                     hint="Use 'synthetic', 'synthetic:classes=60,signers=12', a .npz path, "
                          "gislr:DIR or pose:DIR.")
@@ -105,9 +109,11 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
 
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
             source: str, folds: int = 0, fold: int = 0,
-            reporter: Reporter | None = None) -> PreparedData:
-    """Split, normalise and resample raw sequences to ``frames`` frames each (0: as
-    many as the data's sequences typically have, ``preprocess.frames_for``).
+            reporter: Reporter | None = None,
+            normalise_mode: str = DEFAULT_NORMALISE) -> PreparedData:
+    """Split, normalise (``normalise_mode``: parts or sequence) and resample raw
+    sequences to ``frames`` frames each (0: as many as the data's sequences typically
+    have, ``preprocess.frames_for``).
 
     With ``folds``, the split is fold ``fold`` of K-fold cross-validation
     (``preprocess.assign_folds``) instead of the source's or a ``val_fraction`` one.
@@ -115,17 +121,26 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
     """
     labels = assign_splits(raw, val_fraction, seed, folds=folds, fold=fold)
     _report_absent(raw.y, labels, raw.classes, source, folds, fold, reporter)
-    x = resample(normalise(raw.x), raw.lengths, frames_for(frames, raw.lengths))
+    layout = parts_layout(raw.joints, normalise_mode)
+    x = resample(normalise(raw.x, layout), raw.lengths, frames_for(frames, raw.lengths))
     splits = {name: Split(x[labels == name], raw.y[labels == name],
                           None if raw.signer is None else raw.signer[labels == name])
               for name in SPLITS if (labels == name).any()}
-    return PreparedData(splits=splits, classes=raw.classes, joints=raw.joints, source=source,
-                        motion=motion)
+    return PreparedData(splits=splits, classes=raw.classes,
+                        joints=layout.prepared_joints if layout else raw.joints, source=source,
+                        motion=motion, input_joints=raw.joints)
+
+
+def parts_layout(joints: tuple[str, ...] | None, normalise_mode: str) -> PartsLayout | None:
+    """The layout per-part normalisation follows; None for ``sequence`` normalisation
+    and for data without MediaPipe names (normalised as one cloud either way)."""
+    return PartsLayout.of(joints) if normalise_mode == "parts" else None
 
 
 def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
               landmarks: str = DEFAULT_LANDMARKS, reporter: Reporter | None = None,
-              folds: int = 0, fold: int = 0) -> PreparedData:
+              folds: int = 0, fold: int = 0,
+              normalise_mode: str = DEFAULT_NORMALISE) -> PreparedData:
     """``load_source`` then ``prepare``: the one call the engine makes.
 
     A corpus (``gislr:``, ``pose:``) goes through its cache instead: converted on first
@@ -134,9 +149,10 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
     if spec.partition(":")[0] in ("gislr", "pose"):
         return _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
                             seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
-                            fold=fold)
-    return prepare(load_source(spec), frames=frames, motion=motion, val_fraction=val_fraction,
-                   seed=seed, source=spec, folds=folds, fold=fold, reporter=reporter)
+                            fold=fold, normalise_mode=normalise_mode)
+    return prepare(load_source(spec, landmarks=landmarks, reporter=reporter), frames=frames,
+                   motion=motion, val_fraction=val_fraction, seed=seed, source=spec,
+                   folds=folds, fold=fold, reporter=reporter, normalise_mode=normalise_mode)
 
 
 def load_configured(data: DataConfig, seed: int,
@@ -149,12 +165,13 @@ def load_configured(data: DataConfig, seed: int,
         source = str(path.resolve())  # a sidecar must find it from any folder
     return load_data(source, frames=data.frames, motion=data.motion,
                      val_fraction=data.val_fraction, seed=seed, landmarks=data.landmarks,
-                     reporter=reporter, folds=data.folds, fold=data.fold)
+                     reporter=reporter, folds=data.folds, fold=data.fold,
+                     normalise_mode=data.normalise)
 
 
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
-                 landmarks: str, reporter: Reporter | None, folds: int,
-                 fold: int) -> PreparedData:
+                 landmarks: str, reporter: Reporter | None, folds: int, fold: int,
+                 normalise_mode: str) -> PreparedData:
     from slt_cli.data.corpus import canonical_spec, open_corpus, prepared_splits
 
     source = canonical_spec(spec)
@@ -163,11 +180,13 @@ def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, s
                           fold=fold)
     _report_absent(store.y, labels, store.classes, source, folds, fold, reporter)
     frames = frames_for(frames, store.lengths)
+    layout = parts_layout(store.joints, normalise_mode)
     splits = {name: Split(part.x, part.y,
                           None if store.signer is None else store.signer[labels == name])
-              for name, part in prepared_splits(store, labels, frames, reporter).items()}
-    return PreparedData(splits=splits, classes=store.classes, joints=store.joints,
-                        source=source, motion=motion)
+              for name, part in prepared_splits(store, labels, frames, reporter, layout).items()}
+    return PreparedData(splits=splits, classes=store.classes,
+                        joints=layout.prepared_joints if layout else store.joints,
+                        source=source, motion=motion, input_joints=store.joints)
 
 
 def _report_absent(y: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], source: str,

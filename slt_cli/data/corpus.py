@@ -40,14 +40,14 @@ from slt_cli.data.cache import (
     remove_leftovers,
     write_manifest,
 )
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
 from slt_cli.data.preprocess import normalise, resample
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
 CORPUS_KINDS = ("gislr", "pose")
 CHUNK = 32  # sequence files per worker task
-PREPARED_VERSION = 1
+PREPARED_VERSION = 2  # 2: the normalisation (parts or sequence) is part of the key
 
 
 def is_corpus_spec(spec: str) -> bool:
@@ -193,12 +193,15 @@ class PreparedSplit:
 
 
 def prepared_splits(store: Store, labels: np.ndarray, frames: int,
-                    reporter: Reporter | None = None) -> dict[str, PreparedSplit]:
-    """Each split normalised and resampled to ``frames``, memory-mapped from the cache
-    (computed block by block on first use)."""
+                    reporter: Reporter | None = None,
+                    layout: PartsLayout | None = None) -> dict[str, PreparedSplit]:
+    """Each split normalised (by parts with a ``layout``, else as one cloud) and
+    resampled to ``frames``, memory-mapped from the cache (computed block by block on
+    first use)."""
     reporter = reporter or Reporter()
     names = [name for name in ("train", "val", "test") if (labels == name).any()]
-    key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames]).encode()
+    mode = "sequence" if layout is None else "parts"
+    key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames, mode]).encode()
                          + np.asarray(labels).astype("U5").tobytes()).hexdigest()
     folder = store.folder / f"prepared-{frames}-{key[:16]}"
     try:
@@ -208,7 +211,7 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
             reporter.note(f"rebuilding the prepared splits {folder}: {exc}")
     scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=store.folder))
     try:
-        _write_prepared(store, labels, names, frames, scratch, reporter)
+        _write_prepared(store, labels, names, frames, scratch, reporter, layout)
         write_manifest(scratch, {"key": key, "splits": names, "frames": frames})
         publish_folder(scratch, folder)
     finally:
@@ -218,20 +221,24 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
 
 
 def _write_prepared(store: Store, labels: np.ndarray, names: Iterable[str], frames: int,
-                    scratch: Path, reporter: Reporter) -> None:
+                    scratch: Path, reporter: Reporter, layout: PartsLayout | None) -> None:
     total, done = len(store), 0
     task = f"preparing {total} sequences at {frames} frames"
     reporter.task_progress(task=task, done=0, total=total, unit="sequences")
-    row_bytes = int(np.prod(store.frames.shape[1:])) * 4 * 4  # the block and its temporaries
+    joints, channels = store.frames.shape[1:]
+    # The block and its temporaries: float32 ones, or float64 ones for parts.
+    row_bytes = joints * channels * 4 * (4 if layout is None else 12)
+    if layout is not None:
+        joints = len(layout.prepared_joints)
     for name in names:
         indices = np.flatnonzero(labels == name)
         np.save(scratch / f"{name}_y.npy", store.y[indices])
         out = np.lib.format.open_memmap(scratch / f"{name}_x.npy", mode="w+", dtype=np.float32,
-                                        shape=(len(indices), frames, *store.frames.shape[1:]))
+                                        shape=(len(indices), frames, joints, channels))
         start = 0
         for block in iter_blocks(indices, store.lengths, row_bytes):
             x, lengths = store.padded(block)
-            out[start:start + len(block)] = resample(normalise(x), lengths, frames)
+            out[start:start + len(block)] = resample(normalise(x, layout), lengths, frames)
             start += len(block)
             done += len(block)
             reporter.task_progress(task=task, done=done, total=total, unit="sequences")

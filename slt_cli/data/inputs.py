@@ -2,8 +2,10 @@
 
 - ``.npz``: ``x`` (N, T, J, C) float, NaN = missing; optional ``lengths`` (else the
   length is read from the NaN padding, as for training data), optional ``y`` with
-  optional ``classes`` (the true labels, shown beside the predictions). Other arrays
-  of the training format (``split``, ``signer``, ``joints``) are ignored.
+  optional ``classes`` (the true labels, shown beside the predictions), optional
+  ``joints``: with them, the checkpoint's landmarks are picked by name (as training
+  picked them). Zero-filled landmarks are missing, as in training data. Other arrays
+  of the training format (``split``, ``signer``) are ignored.
 - ``.parquet``: one GISLR sequence (Kaggle's schema), its landmarks picked as the
   checkpoint's ``[data] landmarks`` picked them.
 - ``.pose``: one pose-format file; MediaPipe Holistic files keep the same selection,
@@ -31,19 +33,23 @@ class Sequences:
     x: np.ndarray  # float32 (N, T, J, C), NaN = missing or padding
     lengths: np.ndarray  # int64 (N,)
     labels: tuple[str | None, ...] | None  # the true label of each, when the file says
+    notes: tuple[str, ...] = ()  # what reading changed (zeros made missing, landmarks picked)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
 
-def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...]) -> Sequences:
+def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
+                   joints: tuple[str, ...] | None = None) -> Sequences:
     """Read one input file.
 
     Args:
         path: An ``.npz``, ``.parquet`` or ``.pose`` file.
-        landmarks: The landmark groups to keep from parquet and .pose files.
+        landmarks: The landmark groups to keep from MediaPipe-named input.
         classes: The checkpoint's class names (name the labels of an ``.npz`` ``y``
             when the file has no ``classes`` of its own).
+        joints: The names of the landmarks the checkpoint takes, when it knows them:
+            an ``.npz`` with ``joints`` gives exactly these, in this order.
 
     Raises:
         DataError: naming the file, when it is missing, unreadable, of an unknown
@@ -55,21 +61,22 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...]) -> S
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.suffix == ".npz":
-        return _read_npz(path, classes)
+        return _read_npz(path, classes, landmarks, joints)
     one = _read_parquet(path, landmarks) if path.suffix == ".parquet" else _read_pose(
         path, landmarks)
     return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),
                      labels=None)
 
 
-def _read_npz(path: Path, classes: tuple[str, ...]) -> Sequences:
-    from slt_cli.data.npz import _lengths_from_padding
+def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
+              joints: tuple[str, ...] | None) -> Sequences:
+    from slt_cli.data.npz import _lengths_from_padding, zeros_as_missing
 
     try:
         # allow_pickle=False: an object array in a downloaded file must never run code.
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files
-                      if key in ("x", "lengths", "y", "classes")}
+                      if key in ("x", "lengths", "y", "classes", "joints")}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     if "x" not in arrays:
@@ -80,6 +87,7 @@ def _read_npz(path: Path, classes: tuple[str, ...]) -> Sequences:
         raise DataError(f"{path}: 'x' must be a float array (N, T, J, C) with N, T > 0, "
                         f"got {x.dtype} {x.shape}")
     x = np.where(np.isfinite(x), x, np.nan).astype(np.float32, copy=False)
+    x, zeros = zeros_as_missing(x)
     n, frames = x.shape[:2]
     lengths = arrays.get("lengths")
     if lengths is None:
@@ -87,8 +95,37 @@ def _read_npz(path: Path, classes: tuple[str, ...]) -> Sequences:
     elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
           or lengths.min() < 1 or lengths.max() > frames):
         raise DataError(f"{path}: 'lengths' must be ({n},) integers in 1..{frames}")
+    x, picked = _pick(path, x, arrays.get("joints"), landmarks, joints)
     return Sequences(source=path, x=x, lengths=lengths.astype(np.int64),
-                     labels=_labels(path, arrays, n, classes))
+                     labels=_labels(path, arrays, n, classes),
+                     notes=tuple(note for note in (zeros and f"{path.name}: {zeros}", picked)
+                                 if note))
+
+
+def _pick(path: Path, x: np.ndarray, names: np.ndarray | None, landmarks: str,
+          wanted: tuple[str, ...] | None) -> tuple[np.ndarray, str | None]:
+    """The landmarks of ``x`` a checkpoint takes: by the names it was trained on, else
+    by its ``landmarks`` selection (MediaPipe names); unnamed input as it is."""
+    from slt_cli.data.landmarks import select_named
+
+    if names is None:
+        return x, None
+    if names.ndim != 1 or len(names) != x.shape[2]:
+        raise DataError(f"{path}: 'joints' must name the {x.shape[2]} landmarks of 'x'")
+    names = tuple(str(v) for v in names.tolist())
+    if wanted is not None and set(wanted) <= set(names):
+        kept: tuple[int, ...] | None = tuple(names.index(name) for name in wanted)
+    else:
+        kept = select_named(names, landmarks)
+    if kept is None:
+        return x, None
+    if wanted is not None and tuple(names[i] for i in kept) != wanted:
+        missing = [name for name in wanted if name not in names]
+        raise DataError(f"{path}: lacks landmark(s) {', '.join(missing[:3])} that the "
+                        f"checkpoint takes ({len(missing)} of {len(wanted)} missing)",
+                        hint="Give sequences with the landmarks the checkpoint was trained on.")
+    return (np.ascontiguousarray(x[:, :, list(kept)]),
+            f"{path.name}: took {len(kept)} of {len(names)} landmarks by name")
 
 
 def _labels(path: Path, arrays: dict[str, np.ndarray], n: int,

@@ -5,10 +5,18 @@ mesh (468 points), both hands (21 each) and the body pose (33). Training on all 
 points is slow and mostly face; ``[data] landmarks`` picks groups of them by name.
 Joint names say left and right (``left_hand_4``, ``pose_left_wrist``), so the mirror
 augmentation can swap the two sides.
+
+``parse_joint`` is the one reader of MediaPipe landmark names, whoever wrote them: the
+corpus loaders' (``pose_left_shoulder``), MediaPipe's own indices as ``.npz`` files
+name them (``pose_11``, ``left_hand_0``, ``face_13``). Selection (``select_named``),
+per-part normalisation (``PartsLayout``) and mirroring (``mirror_name``) all follow it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from slt_cli.errors import DataError
@@ -34,6 +42,17 @@ LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 3
         375, 78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 95, 88, 178, 87, 14, 317, 402, 318,
         324, 308)
 GROUPS = ("left_hand", "right_hand", "hands", "pose", "lips", "face")
+HANDS = ("left_hand", "right_hand")
+WRIST, PALM_END = 0, 9  # hand landmark 0 is the wrist; 9 the middle finger's knuckle (MCP)
+SHOULDERS = (POSE_NAMES.index("left_shoulder"), POSE_NAMES.index("right_shoulder"))
+# MediaPipe's left/right pose pairs (1<->4, 2<->5, ..., 11<->12, ..., 31<->32), read off
+# POSE_NAMES. Face mesh points get no partner: the mesh's left/right pairs follow no
+# index rule, so a flip keeps them in place (only x is negated).
+POSE_MIRROR = {i: POSE_NAMES.index(name.replace("left", "right")) if "left" in name
+               else POSE_NAMES.index(name.replace("right", "left")) if "right" in name else i
+               for i, name in enumerate(POSE_NAMES)}
+POSITION_SUFFIX = "_position"  # a hand's wrist in the body frame: left_hand_position
+_NAME = re.compile(r"(left_hand|right_hand|pose|face)_([a-z0-9_]+)")
 
 
 class Landmark(NamedTuple):
@@ -43,6 +62,42 @@ class Landmark(NamedTuple):
     index: int
     name: str
     group: str  # how `slt data inspect` reports it: left_hand, right_hand, pose, face
+
+
+class Joint(NamedTuple):
+    """Where a named landmark sits in MediaPipe Holistic: its part and index there."""
+
+    part: str  # "face", "left_hand", "pose" or "right_hand"
+    index: int
+
+
+def parse_joint(name: str) -> Joint | None:
+    """A MediaPipe landmark name as (part, index); None for any other name.
+
+    Known: ``left_hand_<i>`` / ``right_hand_<i>`` (0-20), ``pose_<i>`` (0-32) and
+    ``pose_<name>`` of POSE_NAMES (``pose_left_shoulder`` is pose 11), ``face_<i>``
+    (0-467).
+    """
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    part, rest = match.groups()
+    if rest.isdigit() and rest == str(int(rest)):
+        index = int(rest)
+        return Joint(part, index) if index < PART_SIZES[part] else None
+    if part == "pose" and rest in POSE_NAMES:
+        return Joint(part, POSE_NAMES.index(rest))
+    return None
+
+
+def mirror_name(name: str) -> str:
+    """The name of a landmark's mirror image: ``left`` and ``right`` swapped in the
+    name, and MediaPipe's pose points named by index swapped by index (``pose_11`` is
+    the left shoulder, ``pose_12`` the right). A name without a side is its own."""
+    joint = parse_joint(name)
+    if joint is not None and joint.part == "pose" and name == f"pose_{joint.index}":
+        return f"pose_{POSE_MIRROR[joint.index]}"
+    return name.replace("left", "\0").replace("right", "left").replace("\0", "right")
 
 
 def parse_landmarks(text: str) -> tuple[str, ...]:
@@ -80,6 +135,99 @@ def select_landmarks(text: str) -> tuple[Landmark, ...]:
     face = range(FACE_SIZE) if "face" in groups else LIPS if "lips" in groups else ()
     chosen += [Landmark("face", i, f"face_{i}", "face") for i in face]
     return tuple(chosen)
+
+
+def select_named(joints: Sequence[str], text: str) -> tuple[int, ...] | None:
+    """Which of an ``.npz`` file's landmarks a selection keeps, in the file's order.
+
+    The corpus loaders' rule: the groups of ``text``, the pose's UPPER_BODY points, the
+    LIPS points of the face (when the file has the face). None when some name is not
+    MediaPipe's: such data keeps every landmark.
+
+    Raises:
+        DataError: for a bad selection, or one that keeps none of the landmarks.
+    """
+    parsed = [parse_joint(name) for name in joints]
+    if not joints or None in parsed:
+        return None
+    wanted = {(landmark.part, landmark.index) for landmark in select_landmarks(text)}
+    kept = tuple(i for i, joint in enumerate(parsed) if tuple(joint) in wanted)
+    if not kept:
+        parts = sorted({joint.part for joint in parsed})
+        raise DataError(f"landmarks {text!r} keep none of the data's {len(joints)} landmarks "
+                        f"(it has {', '.join(parts)} points)",
+                        hint="Set [data] landmarks to groups the data has, e.g. 'hands'.")
+    return kept
+
+
+@dataclass(frozen=True)
+class Hand:
+    """One hand of a ``PartsLayout``: indices into the sequence's landmarks."""
+
+    side: str  # "left_hand" or "right_hand"
+    points: tuple[int, ...]  # all of its landmarks, its wrist among them
+    wrist: int
+    # Its size is the mean distance from the wrist to these: the palm's end (landmark 9)
+    # when kept, since the palm is rigid and a fist or an open hand has the same one;
+    # else every other point of the hand.
+    anchors: tuple[int, ...]
+
+    @property
+    def position_name(self) -> str:
+        return f"{self.side}{POSITION_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class PartsLayout:
+    """Which landmarks of a sequence form the body, each hand and the face, by name.
+
+    Per-part normalisation (``data.parts``) puts the body (pose and any other point
+    that is not a hand's or the face's) in a frame fixed on the shoulders, each hand
+    in its own frame at its wrist, and the face in its own; each hand's wrist in the
+    body frame is appended as one more landmark, ``<side>_hand_position``.
+    """
+
+    joints: tuple[str, ...]  # the sequence's landmark names, in its order
+    body: tuple[int, ...]
+    shoulders: tuple[int, int] | None  # (left, right) when both are among the body's
+    hands: tuple[Hand, ...]
+    face: tuple[int, ...]
+
+    @classmethod
+    def of(cls, joints: Sequence[str] | None) -> PartsLayout | None:
+        """The layout of named landmarks; None when no name is MediaPipe's (such data
+        is normalised as one cloud of points)."""
+        if not joints:
+            return None
+        parsed = [parse_joint(name) for name in joints]
+        if all(joint is None for joint in parsed):
+            return None
+        first: dict[tuple[str, int], int] = {}
+        for i, joint in enumerate(parsed):
+            if joint is not None:
+                first.setdefault(tuple(joint), i)
+        hands, in_hand = [], set()
+        for side in HANDS:
+            points = tuple(i for i, joint in enumerate(parsed)
+                           if joint is not None and joint.part == side)
+            wrist = first.get((side, WRIST))
+            if wrist is None or len(points) < 2:
+                continue  # a hand without its wrist (or only that) has no frame of its own
+            palm = first.get((side, PALM_END))
+            anchors = (palm,) if palm is not None else tuple(i for i in points if i != wrist)
+            hands.append(Hand(side, points, wrist, anchors))
+            in_hand.update(points)
+        face = tuple(i for i, joint in enumerate(parsed)
+                     if joint is not None and joint.part == "face")
+        body = tuple(i for i in range(len(joints)) if i not in in_hand and i not in face)
+        left, right = (first.get(("pose", index)) for index in SHOULDERS)
+        shoulders = (left, right) if left is not None and right is not None else None
+        return cls(tuple(joints), body, shoulders, tuple(hands), face)
+
+    @property
+    def prepared_joints(self) -> tuple[str, ...]:
+        """The names of the normalised landmarks: the sequence's, then the positions."""
+        return self.joints + tuple(hand.position_name for hand in self.hands)
 
 
 def problems(text: str) -> list[str]:

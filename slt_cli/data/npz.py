@@ -1,21 +1,31 @@
 """The ``.npz`` source: arrays ``x``, ``y`` and optional ``classes``, ``split``,
-``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted."""
+``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted.
+
+Two rules for what MediaPipe-based recorders write (training and ``slt predict``
+alike): a landmark whose channels are all exactly 0.0 in a frame was not detected,
+so it is missing (NaN); and when every ``joints`` name is MediaPipe's, ``[data]
+landmarks`` picks the landmarks as the corpus loaders do (``select_npz``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from slt_cli.data.base import SPLITS, RawData
+from slt_cli.data.landmarks import select_named
 from slt_cli.errors import DataError
+from slt_cli.reporting import Reporter
 
 KNOWN_ARRAYS = ("x", "y", "classes", "split", "signer", "lengths", "joints")
 
 
-def load_npz(path: Path) -> RawData:
-    """Read and check an ``.npz`` file of keypoint sequences.
+def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
+    """Read and check an ``.npz`` file of keypoint sequences; zero-filled landmarks
+    become missing (a note to ``reporter`` says how many there were).
 
     Raises:
         DataError: naming the file and the array that is wrong.
@@ -51,6 +61,9 @@ def load_npz(path: Path) -> RawData:
     x = x.astype(np.float32, copy=False)
     if np.isinf(x).any():
         raise fail("'x' holds infinite values; use NaN for missing landmarks")
+    x, note = zeros_as_missing(x)
+    if note and reporter is not None:
+        reporter.note(f"{path.name}: {note}")
 
     classes = _names(arrays.get("classes"), "classes", fail)
     if classes is None:
@@ -83,6 +96,38 @@ def load_npz(path: Path) -> RawData:
                    f"index {empty[0]}; drop them from 'x' and 'y'")
     return RawData(x=x, y=y.astype(np.int64), classes=classes,
                    lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
+
+
+def zeros_as_missing(x: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``x`` with every landmark whose channels are all exactly 0.0 in a frame set to
+    NaN (MediaPipe-based recorders write undetected parts as zeros), and a note saying
+    what share of the landmark values that was (None when none). A single 0.0
+    coordinate (x = 0 on the image's edge, y not) is a real value and stays."""
+    zero = (x == 0).all(axis=-1)  # (N, T, J)
+    count = int(zero.sum())
+    if not count:
+        return x, None
+    seen = int((~np.isnan(x).any(axis=-1)).sum())
+    x = np.where(zero[..., None], np.float32(np.nan), x)
+    return x, (f"{count / seen:.1%} of landmark values were exactly zero and are treated "
+               "as missing")
+
+
+def select_npz(raw: RawData, landmarks: str, reporter: Reporter | None = None) -> RawData:
+    """The landmarks ``landmarks`` keeps of data whose ``joints`` are MediaPipe's (a
+    note says how many); other data as it is.
+
+    Raises:
+        DataError: when the selection keeps none of the landmarks.
+    """
+    kept = select_named(raw.joints, landmarks) if raw.joints else None
+    if kept is None:
+        return raw
+    if reporter is not None:
+        reporter.note(f"kept {len(kept)} of {len(raw.joints)} landmarks ({landmarks}); "
+                      "set [data] landmarks to change")
+    return dataclasses.replace(raw, x=np.ascontiguousarray(raw.x[:, :, list(kept)]),
+                               joints=tuple(raw.joints[i] for i in kept))
 
 
 def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:

@@ -1,7 +1,9 @@
 """From raw sequences to model-ready arrays: splits, normalisation, fixed length.
 
-All of it is numpy, done once per run; per-batch work (augmentation, features)
-lives in ``transforms``, in torch, on the training device.
+All of it is numpy, done once per run, except per-part normalisation, which is
+``parts.normalise_parts`` (torch, the code ``slt predict`` and exported files run);
+per-batch work (augmentation, features) lives in ``transforms``, in torch, on the
+training device.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import warnings
 import numpy as np
 
 from slt_cli.data.base import RawData
+from slt_cli.data.landmarks import PartsLayout
 from slt_cli.errors import DataError
+
+PARTS_BLOCK = 256  # sequences per call of the torch normaliser (float64 temporaries)
 
 
 def assign_splits(raw: RawData, val_fraction: float, seed: int, *, folds: int = 0,
@@ -116,12 +121,25 @@ def frames_for(frames: int, lengths: np.ndarray) -> int:
     return int(min(FRAMES_CAP, max(1, np.ceil(typical))))
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    """Centre each sequence on its mean landmark and scale it to unit spread.
+def normalise(x: np.ndarray, layout: PartsLayout | None = None) -> np.ndarray:
+    """Centre each sequence on its mean landmark and scale it to unit spread; with a
+    ``layout``, normalise each part in its own frame instead (``parts.normalise_parts``,
+    which appends one landmark per hand of the layout).
 
     This makes a model indifferent to where the signer stands and how large they
     appear. Missing landmarks (NaN) are ignored in the statistics and stay NaN.
     """
+    if layout is not None:
+        import torch
+
+        from slt_cli.data.parts import normalise_parts
+
+        with torch.no_grad():
+            return np.concatenate([
+                normalise_parts(torch.from_numpy(np.ascontiguousarray(x[i:i + PARTS_BLOCK],
+                                                                      np.float32)),
+                                layout).numpy()
+                for i in range(0, len(x), PARTS_BLOCK)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN sequences stay NaN
         centre = np.nanmean(x, axis=(1, 2), keepdims=True)

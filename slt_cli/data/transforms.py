@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from slt_cli.config import AugmentConfig
+from slt_cli.data.landmarks import mirror_name
 
 
 def feature_count(num_joints: int, num_channels: int, motion: bool) -> int:
@@ -42,13 +43,16 @@ def mirror_permutation(joints: Sequence[str] | None) -> list[int] | None:
 
     Without left/right names a flip would turn one sign into another (clockwise
     into anticlockwise) instead of into the same sign by a left-handed signer.
+    Partners follow ``landmarks.mirror_name``: ``left``/``right`` in the name
+    (``left_hand_3``, ``pose_left_wrist``, ``left_hand_position``) or MediaPipe's pose
+    index pairs (``pose_11`` and ``pose_12``).
     """
     if not joints:
         return None
     position = {name: i for i, name in enumerate(joints)}
     permutation, swapped = [], False
     for name in joints:
-        partner = name.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        partner = mirror_name(name)
         if partner != name and partner in position:
             permutation.append(position[partner])
             swapped = True
