@@ -152,7 +152,7 @@ class RichReporter(Reporter):
                    f"{result.val_accuracy:.4f}, val loss {result.val_loss:.4f})")
 
     def note(self, message: str) -> None:
-        self._line(f"[yellow]note:[/] {message}")
+        self._line(f"[yellow]note:[/] {escape(message)}")
 
     def task_progress(self, *, task: str, done: int, total: int, unit: str) -> None:
         """A bar with rate and ETA on a terminal; else a line every 10 s and at the end."""

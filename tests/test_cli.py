@@ -200,3 +200,13 @@ def test_help_keeps_bracketed_text() -> None:
     assert "[default: run.checkpoint_dir of the config" in shown
     shown = CliRunner().invoke(app, ["data", "inspect", "--help"], terminal_width=200).stdout
     assert "[data] settings" in shown
+
+
+def test_notes_keep_bracketed_text() -> None:
+    from rich.console import Console
+
+    from slt_cli.console import RichReporter
+
+    console = Console(record=True, width=200)
+    RichReporter(console).note("kept 56 of 75 landmarks; set [data] landmarks to change")
+    assert "set [data] landmarks to change" in console.export_text()
