@@ -90,7 +90,7 @@ def test_rotation_and_scale_preserve_shape_of_the_pose() -> None:
 def test_frames_from_the_data_follow_its_lengths() -> None:
     from slt_cli.data.preprocess import FRAMES_CAP, frames_for
 
-    assert frames_for(0, np.full(10, 30)) == 30
+    assert frames_for(0, np.full(10, 30)) == 30  # shorter than the cap: not stretched
     assert frames_for(0, np.array([10] * 9 + [100])) == 19  # a few long clips do not decide
     assert frames_for(0, np.ones(5, dtype=np.int64)) == 1  # static signs stay one frame
     assert frames_for(0, np.full(3, 500)) == FRAMES_CAP
