@@ -59,7 +59,7 @@ class DataConfig:
     frames: int = 0  # every sequence is resampled to this many frames; 0 = from the data
     motion: bool = True  # add frame-to-frame differences to the features
     landmarks: str = "hands+pose+lips"  # groups kept of MediaPipe-named data, '+'-joined
-    normalise: str = "parts"  # parts (body, each hand, face in own frames) or sequence (one cloud)
+    normalise: str = "sequence"  # sequence (one cloud) or parts (body, each hand, face apart)
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
 

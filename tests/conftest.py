@@ -73,16 +73,18 @@ def tiny_toml(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint folder with ``best_model_stage_1``: TINY_TOML's first stage, one epoch
-    (4 classes, 53 landmarks x 3, 12 frames; 55 after per-part normalisation adds the
-    hand positions); shared, so tests must not change it."""
+    """A checkpoint folder with ``best_model_stage_1``: TINY_TOML's first stage, one epoch,
+    with per-part normalisation (the harder path for predict and export: 4 classes, 53
+    landmarks x 3, 12 frames; 55 after the hand positions are added); shared, so tests
+    must not change it."""
     from typer.testing import CliRunner
 
     from slt_cli.cli import app
 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     config = root / "tiny.toml"
-    config.write_text(TINY_TOML, encoding="utf-8")
+    config.write_text(TINY_TOML.replace("frames = 12\n", 'frames = 12\nnormalise = "parts"\n'),
+                      encoding="utf-8")
     result = CliRunner().invoke(app, ["train", "--config", str(config), "--stages", "1",
                                       "--epochs-per-stage", "1", "--checkpoint-dir",
                                       str(root / "checkpoints")])

@@ -36,7 +36,8 @@ def raw_split(folder: Path, split: str):
     raw = load_source(data["source"])
     labels = numpy_path.assign_splits(raw, data["val_fraction"], seed)
     prepared = load_data(data["source"], frames=data["frames"], motion=data["motion"],
-                         val_fraction=data["val_fraction"], seed=seed)
+                         val_fraction=data["val_fraction"], seed=seed,
+                         normalise_mode=data["normalise"])
     rows = labels == split
     return raw.x[rows], raw.lengths[rows], raw.y[rows], prepared
 
@@ -309,7 +310,8 @@ def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path)
     accuracy = json.loads(evaluation.stdout)["accuracy"]
     assert f"top-1 accuracy {accuracy:.4f} on 12 labelled sequence(s)" in result.stderr
     model = load_model(folder, MODEL)
-    prepared = load_data(str(data), frames=12, motion=True, val_fraction=0.2, seed=0)
+    prepared = load_data(str(data), frames=12, motion=True, val_fraction=0.2, seed=0,
+                         normalise_mode="parts")
     raw = load_source(str(data))
     rows = raw.split == "val"
     with torch.no_grad():

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from slt_cli.config import DataConfig
 
 SYNTHETIC = "synthetic"
-DEFAULT_NORMALISE = "parts"  # as DataConfig.normalise
+DEFAULT_NORMALISE = "sequence"  # as DataConfig.normalise
 
 
 @dataclass(frozen=True)
