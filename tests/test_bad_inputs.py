@@ -103,10 +103,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
      "'x' must be a float array (N, T, J, C), got int64"),
     ("label out of range", npz("labels.npz", classes=np.array(["a", "b", "c"])), 2,
      "'y' holds class 3 but 'classes' names only 3"),
-    ("all-NaN sequence", npz("nan.npz", x=np.where(
-        np.arange(40)[:, None, None, None] == 7, np.nan, np.ones((40, 10, 3, 2))).astype(
-        np.float32)), 2,
-     "1 sequence(s) have no landmark at all (all NaN), the first at index 7"),
+    ("only empty sequences", npz("nan.npz", x=np.full((40, 10, 3, 2), np.nan, np.float32)), 2,
+     "no sequence holds any landmark (all NaN or exactly zero)"),
     ("checkpoint folder is a file", file_as_folder, 2, "cannot write taken"),
     ("unknown checkpoint", args("evaluate", "best_model_stage_9"), 2,
      "no checkpoint named 'best_model_stage_9'"),

@@ -90,12 +90,34 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         lengths = _lengths_from_padding(x)
     elif lengths.shape != (n,) or lengths.min() < 1 or lengths.max() > frames:
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
-    empty = np.flatnonzero(np.isnan(x).all(axis=(1, 2, 3)))
-    if len(empty):
-        raise fail(f"{len(empty)} sequence(s) have no landmark at all (all NaN), the first at "
-                   f"index {empty[0]}; drop them from 'x' and 'y'")
-    return RawData(x=x, y=y.astype(np.int64), classes=classes,
-                   lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
+    raw = RawData(x=x, y=y.astype(np.int64), classes=classes,
+                  lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
+    return _without_empty(raw, path, fail, reporter)
+
+
+def _without_empty(raw: RawData, path: Path, fail, reporter: Reporter | None) -> RawData:
+    """``raw`` without the sequences that hold no landmark at all: recorders write a clip
+    in which nothing was detected as all zeros (or NaN), and such a clip teaches nothing
+    and can be scored only by guessing. A note names how many and the first.
+
+    Raises:
+        DataError: when no sequence is left.
+    """
+    empty = np.isnan(raw.x).all(axis=(1, 2, 3))
+    if not empty.any():
+        return raw
+    if empty.all():
+        raise fail("no sequence holds any landmark (all NaN or exactly zero)")
+    if reporter is not None:
+        reporter.note(f"{path.name}: left out {int(empty.sum())} sequence(s) with no landmark "
+                      f"at all (all NaN or zero), the first at index {int(np.argmax(empty))}")
+    keep = ~empty
+
+    def kept(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[keep]
+
+    return dataclasses.replace(raw, x=raw.x[keep], y=raw.y[keep], lengths=raw.lengths[keep],
+                               split=kept(raw.split), signer=kept(raw.signer))
 
 
 def zeros_as_missing(x: np.ndarray) -> tuple[np.ndarray, str | None]:

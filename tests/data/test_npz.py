@@ -130,3 +130,18 @@ def test_validation_without_a_trained_class_is_a_note_not_an_error(tmp_path: Pat
     assert set(data.split("val").y.tolist()) == {0, 1, 2}
     (note,) = reporter.named("note")
     assert "validation has no sequence of class '3'" in note
+
+
+def test_sequences_with_no_landmark_are_left_out_with_a_note(tmp_path: Path) -> None:
+    from slt_cli import RecordingReporter
+
+    arrays = sequences()
+    arrays["x"][7] = 0.0  # a clip in which nothing was detected, written as zeros
+    arrays["x"][9] = np.nan
+    arrays["signer"] = np.arange(40) % 5
+    reporter = RecordingReporter()
+    raw = load_source(str(write_npz(tmp_path / "d.npz", **arrays)), reporter=reporter)
+    assert raw.x.shape[0] == 38 and len(raw.y) == len(raw.lengths) == len(raw.signer) == 38
+    assert raw.y.tolist() == [i % 4 for i in range(40) if i not in (7, 9)]
+    assert any("left out 2 sequence(s) with no landmark at all" in note and "index 7" in note
+               for note in reporter.named("note"))
