@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from slt_cli.checkpoints import load_weights, read_sidecar
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
-from slt_cli.data.parts import normalise_parts, normalise_sequence
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout, normalisation_layout
+from slt_cli.data.parts import normalise  # the one normaliser, by parts or one cloud
 from slt_cli.data.transforms import feature_count, features
 from slt_cli.errors import DataError
 from slt_cli.records import build_network, load_state
@@ -51,20 +51,13 @@ class Preprocessing:
     @property
     def layout(self) -> PartsLayout | None:
         """What per-part normalisation follows; None when sequences are one cloud."""
-        return PartsLayout.of(self.joints) if self.normalise == "parts" else None
+        return normalisation_layout(self.joints, self.normalise)
 
     @property
     def added_joints(self) -> int:
         """Landmarks the normalisation appends to the raw ones (a position per hand)."""
         layout = self.layout
         return len(layout.hands) if layout is not None else 0
-
-
-def normalise(x: torch.Tensor, layout: PartsLayout | None = None) -> torch.Tensor:
-    """A checkpoint's normalisation of (B, T, J, C), NaN = missing: by parts with a
-    ``layout`` (``data.parts.normalise_parts``), else as one cloud (the torch twin of
-    ``data.preprocess.normalise``)."""
-    return normalise_sequence(x) if layout is None else normalise_parts(x, layout)
 
 
 def resample(x: torch.Tensor, last: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

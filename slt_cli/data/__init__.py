@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slt_cli.data.base import SPLITS, RawData
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS, normalisation_layout
 from slt_cli.data.preprocess import (
     assign_splits,
     frames_for,
@@ -121,7 +121,7 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
     """
     labels = assign_splits(raw, val_fraction, seed, folds=folds, fold=fold)
     _report_absent(raw.y, labels, raw.classes, source, folds, fold, reporter)
-    layout = parts_layout(raw.joints, normalise_mode)
+    layout = normalisation_layout(raw.joints, normalise_mode)
     x = resample(normalise(raw.x, layout), raw.lengths, frames_for(frames, raw.lengths))
     splits = {name: Split(x[labels == name], raw.y[labels == name],
                           None if raw.signer is None else raw.signer[labels == name])
@@ -129,12 +129,6 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
     return PreparedData(splits=splits, classes=raw.classes,
                         joints=layout.prepared_joints if layout else raw.joints, source=source,
                         motion=motion, input_joints=raw.joints)
-
-
-def parts_layout(joints: tuple[str, ...] | None, normalise_mode: str) -> PartsLayout | None:
-    """The layout per-part normalisation follows; None for ``sequence`` normalisation
-    and for data without MediaPipe names (normalised as one cloud either way)."""
-    return PartsLayout.of(joints) if normalise_mode == "parts" else None
 
 
 def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
@@ -180,7 +174,7 @@ def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, s
                           fold=fold)
     _report_absent(store.y, labels, store.classes, source, folds, fold, reporter)
     frames = frames_for(frames, store.lengths)
-    layout = parts_layout(store.joints, normalise_mode)
+    layout = normalisation_layout(store.joints, normalise_mode)
     splits = {name: Split(part.x, part.y,
                           None if store.signer is None else store.signer[labels == name])
               for name, part in prepared_splits(store, labels, frames, reporter, layout).items()}

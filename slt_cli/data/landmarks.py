@@ -230,6 +230,12 @@ class PartsLayout:
         return self.joints + tuple(hand.position_name for hand in self.hands)
 
 
+def normalisation_layout(joints: Sequence[str] | None, normalise: str) -> PartsLayout | None:
+    """The layout ``[data] normalise`` follows: a ``PartsLayout`` for ``parts``; None for
+    ``sequence`` and for data without MediaPipe names (one cloud either way)."""
+    return PartsLayout.of(joints) if normalise == "parts" else None
+
+
 def problems(text: str) -> list[str]:
     """What is wrong with a selection, for config checking (empty when fine)."""
     try:

@@ -24,7 +24,7 @@ from slt_cli.data.landmarks import PartsLayout
 SPREAD_FLOOR = 1e-6  # a scale this small (one still point) is left at 1: nothing to scale
 
 
-def normalise(x: torch.Tensor, layout: PartsLayout | None) -> torch.Tensor:
+def normalise(x: torch.Tensor, layout: PartsLayout | None = None) -> torch.Tensor:
     """``normalise_parts`` with a layout, else ``normalise_sequence``."""
     return normalise_sequence(x) if layout is None else normalise_parts(x, layout)
 
