@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 WEIGHTS_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"
 ARCHIVE_FOLDER = "archive"  # earlier runs' files are moved here, never deleted
+EXPORT_FOLDER = "exports"  # inside the checkpoint folder, where `slt list` never looks
+EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # slt export --format: suffix
 FOLDS_FILE = "folds.json"  # a cross-validation summary (slt train --folds), not a sidecar
 SCHEMA_VERSION = 1
 SIDECAR_KEYS = (

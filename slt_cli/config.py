@@ -28,6 +28,8 @@ CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
 MONITORS = ("val_accuracy", "val_loss")
 AVERAGING = ("none", "ema", "swa")
 PRECISIONS = ("auto", "bf16", "fp32")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
+MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
 NORMALISE_MODES = ("parts", "sequence")
 
 
@@ -271,6 +273,18 @@ def with_overrides(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, run=run, data=data, stages=stages)
 
 
+def continue_preset(config: Config, name: str) -> StageConfig:
+    """The ``[continue.<name>]`` preset of ``config``.
+
+    Raises:
+        ConfigError: when the config has no such preset.
+    """
+    if name not in config.presets:
+        raise ConfigError(f"no continue preset {name!r} in {config.source}",
+                          hint=f"Known: {', '.join(config.presets)}.")
+    return config.presets[name]
+
+
 def parse_stage_selection(text: str, names: Sequence[str]) -> list[int]:
     """``all``, ``3``, ``2-4``, ``1,3,5``, stage names (``augmentation``,
     ``baseline-regularization``) or a mix, as sorted 1-based indices.
@@ -353,7 +367,13 @@ def _build_model(table: Any, report: Report) -> ModelConfig:
     if not isinstance(name, str):
         report("model.name", f"must be a string, got {_type_name(name)}")
         return ModelConfig()
-    from slt_cli.models import model_setting_problems  # imports torch; only when training
+    if name not in MODEL_NAMES:
+        report("model.name", f"unknown model {name!r}; expected one of: "
+                             f"{', '.join(sorted(MODEL_NAMES))}")
+        return ModelConfig()
+    if not settings:  # nothing to check against a builder: torch stays unimported
+        return ModelConfig(name=name)
+    from slt_cli.models import model_setting_problems  # imports torch
 
     for problem in model_setting_problems(name, settings):
         key, _, message = problem.partition(": ")

@@ -307,3 +307,55 @@ def summary_table(summary: Any) -> Table:
     if summary.cache:
         table.add_row("cache", summary.cache)
     return table
+
+
+def ensemble_table(result: Any) -> Table:
+    """``slt ensemble``: each member's validation score, then the ensemble's on the same
+    sequences."""
+    table = Table(title=f"{result.name}: {result.method} ensemble, scored on the val split "
+                        f"of {result.source} ({result.count} sequences)", title_justify="left")
+    for column in ("checkpoint", "model", "val loss", "val acc"):
+        table.add_column(column, justify="right" if column.startswith("val") else "left")
+    for member in result.members:
+        table.add_row(member.name, member.model, f"{member.val_loss:.4f}",
+                      f"{member.val_accuracy:.4f}")
+    best = max(member.val_accuracy for member in result.members)
+    table.add_row(f"[bold]{result.name}[/]", f"{result.method} ensemble",
+                  f"{result.val_loss:.4f}", f"[bold]{result.val_accuracy:.4f}[/] "
+                  f"{arrow(result.val_accuracy - best, higher_is_better=True)}")
+    return table
+
+
+def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
+    """``slt predict``: per sequence the top label, its probability and the next ones."""
+    table = Table(title=f"predictions of {model}")
+    table.add_column("input")
+    table.add_column("#", justify="right")
+    labelled = any(row["label"] is not None for row in rows)
+    if labelled:
+        table.add_column("true label")
+    table.add_column("top label")
+    table.add_column("prob", justify="right")
+    table.add_column("next labels")
+    for row in rows:
+        best, *rest = row["top"]
+        mark = ""
+        if row["label"] is not None:
+            mark = " [green]✓[/]" if best["class"] == row["label"] else " [red]✗[/]"
+        cells = [escape(os.path.basename(row["input"])), str(row["index"])]
+        cells += [escape(row["label"] or "–")] if labelled else []
+        cells += [f"{escape(best['class'])}{mark}", f"{best['probability']:.3f}",
+                  escape(", ".join(f"{t['class']} {t['probability']:.3f}" for t in rest) or "–")]
+        table.add_row(*cells)
+    return table
+
+
+def parity_table(result: Any, model: str) -> Table:
+    """``slt export``: how closely the exported file agrees with PyTorch."""
+    table = Table(title=f"{result.format} export of {model}: parity with PyTorch")
+    for column in ("inputs", "sequences", "max |Δ logit|", "top-1 agreement"):
+        table.add_column(column, justify="left" if column == "inputs" else "right")
+    for check in result.parity:
+        table.add_row(check.inputs, str(check.count), f"{check.max_abs_diff:.2e}",
+                      f"{check.top1_agreement:.4f}")
+    return table

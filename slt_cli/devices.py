@@ -7,9 +7,8 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
+from slt_cli.config import DEVICE_CHOICES
 from slt_cli.errors import SltError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(choice: str, local_rank: int | None = None) -> torch.device:

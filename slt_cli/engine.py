@@ -30,13 +30,13 @@ from slt_cli.checkpoints import (
     stage_checkpoint_name,
     update_sidecar,
 )
-from slt_cli.config import Config, DataConfig, StageConfig, build_config
+from slt_cli.config import Config, DataConfig, StageConfig, build_config, continue_preset
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
-from slt_cli.errors import CheckpointError, ConfigError, DataError, RunInterrupted, SltError
+from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
 from slt_cli.history import EpochRow, append_row, forget_from
 from slt_cli.lock import folder_lock
 from slt_cli.metrics import improvement, split_scores
@@ -148,10 +148,7 @@ class Trainer:
         current config); the result is saved beside it as ``<name>_<preset>`` (with a
         number when that exists) and records ``name`` as its parent.
         """
-        if preset not in self.config.presets:
-            raise ConfigError(f"no continue preset {preset!r} in {self.config.source}",
-                              hint=f"Known: {', '.join(self.config.presets)}.")
-        stage = self.config.presets[preset]
+        stage = continue_preset(self.config, preset)
         if epochs is not None:
             stage = dataclasses.replace(stage, epochs=epochs)
         sidecar = read_sidecar(self.checkpoint_dir, name)

@@ -26,13 +26,11 @@ import numpy as np
 import torch
 
 from slt_cli import __version__
-from slt_cli.checkpoints import atomic_write_bytes, check_name
+from slt_cli.checkpoints import EXPORT_FOLDER, EXPORT_FORMATS, atomic_write_bytes, check_name
 from slt_cli.data.gislr import installed
 from slt_cli.errors import DataError, SltError
 from slt_cli.inference import LoadedModel, SequenceClassifier, layouts, load_model
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-EXPORT_FOLDER = "exports"  # inside the checkpoint folder, where `slt list` never looks
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 INPUT_NAME = "landmarks"
 OUTPUT_NAMES = ("logits", "probabilities")
@@ -81,7 +79,7 @@ class Reference:
 
 def default_path(checkpoint_dir: Path, name: str, fmt: str) -> Path:
     """``<checkpoint-dir>/exports/NAME.onnx`` (or ``.pt``)."""
-    return checkpoint_dir / EXPORT_FOLDER / f"{check_name(name)}{FORMATS[fmt]}"
+    return checkpoint_dir / EXPORT_FOLDER / f"{check_name(name)}{EXPORT_FORMATS[fmt]}"
 
 
 def require_onnx() -> None:
@@ -112,7 +110,7 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
         ParityError: when the exported file disagrees with PyTorch (nothing is written).
         CheckpointError: for a missing or damaged checkpoint.
     """
-    if fmt not in FORMATS:
+    if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}", hint="Use onnx or torchscript.")
     if fmt == "onnx":
         require_onnx()

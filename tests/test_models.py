@@ -50,6 +50,13 @@ def test_default_model_is_registered() -> None:
     assert DEFAULT_MODEL in MODEL_BUILDERS
 
 
+def test_the_config_knows_every_model_without_importing_torch() -> None:
+    from slt_cli import config
+
+    assert sorted(config.MODEL_NAMES) == sorted(MODEL_BUILDERS)
+    assert config.ModelConfig.name == DEFAULT_MODEL
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_builders_take_keyword_only_arguments_with_documented_defaults(name: str) -> None:
     builder = MODEL_BUILDERS[name]

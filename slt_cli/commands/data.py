@@ -10,26 +10,21 @@ import typer
 
 from slt_cli import console
 from slt_cli.commands import guarded
+from slt_cli.commands.options import DataSpec, Json, Landmarks
 from slt_cli.errors import SltError
 
 data_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown",
     help="Inspect a data source or convert it to .npz (GISLR, .pose, .npz, synthetic).")
 
-Spec = Annotated[str, typer.Argument(
-    help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR or pose:DIR.")]
-Landmarks = Annotated[str | None, typer.Option(
-    help="Landmark groups for corpora and MediaPipe-named .npz, e.g. hands+pose+lips "
-         "[default: [data] landmarks of the config].", show_default=False)]
 ConfigPath = Annotated[Path | None, typer.Option(
     "--config", help="A stages.toml to take [data] settings from.", show_default=False)]
 
 
 @data_app.command("inspect")
 @guarded
-def inspect(spec: Spec, landmarks: Landmarks = None, config: ConfigPath = None,
-            json: Annotated[bool, typer.Option(
-                "--json", help="Print JSON to stdout instead of a table.")] = False) -> None:
+def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = None,
+            json: Json = False) -> None:
     """Sequences, classes, signers, per-class counts, lengths and missing landmarks."""
     from slt_cli.data.summary import summarise_raw, summarise_store
 
@@ -43,7 +38,7 @@ def inspect(spec: Spec, landmarks: Landmarks = None, config: ConfigPath = None,
 
 @data_app.command("convert")
 @guarded
-def convert(spec: Spec,
+def convert(spec: DataSpec,
             out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
             landmarks: Landmarks = None, config: ConfigPath = None) -> None:
     """Write any data source as an .npz file (x, y, classes, lengths, joints, ...)."""

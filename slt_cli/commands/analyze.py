@@ -1,0 +1,70 @@
+"""``slt analyze``: each stage's best model against the stage before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from slt_cli import console
+from slt_cli.commands.options import CheckpointDir, Json
+from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
+from slt_cli.errors import SltError
+
+
+def analyze(
+    table: Annotated[bool, typer.Option(
+        "--table", help="Show the stage-by-stage table (the default output).")] = True,
+    json: Json = False,
+    checkpoint_dir: CheckpointDir = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw validation loss and accuracy over every epoch of every "
+        "stage into this .png (or .svg, .pdf) file; needs slt[plot].",
+        show_default=False)] = None,
+) -> None:
+    """Compare the best model of each stage with the stage before it."""
+    from slt_cli.analysis import analyze as compare
+
+    folder = checkpoint_folder(checkpoint_dir)
+    if plot is not None:
+        from slt_cli import plots
+
+        plots.check_output(plot)
+    records = readable_checkpoints(folder)
+    analysis = compare(records)
+    if json:
+        console.print_json(analysis.to_dict())
+    elif not analysis.stages:
+        raise SltError(f"no best_model_stage_N checkpoints in {folder}",
+                       hint="Run `slt train` first, or pass --checkpoint-dir.")
+    else:
+        console.out.print(console.analysis_table(analysis))
+        if analysis.loss_reduction_pct is not None:
+            console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
+                              f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points",
+                              highlight=False)
+    if plot is not None:
+        _plot_curves(folder, records, plot)
+
+
+def _plot_curves(folder: Path, records: list[dict[str, Any]], path: Path) -> None:
+    """``--plot``: the epochs of the best checkpoints' runs, from metrics.csv."""
+    from slt_cli import plots
+    from slt_cli.history import METRICS_FILE, read_history
+
+    rows, problems = read_history(folder)
+    for problem in problems:
+        console.err.print(f"warning: skipped {problem}", highlight=False)
+    curves = plots.training_curves(records, rows)
+    if not curves.stages:
+        raise SltError(f"no recorded epochs of the best_model_stage_N checkpoints in "
+                       f"{folder / METRICS_FILE}",
+                       hint="Checkpoints trained before slt kept metrics.csv cannot be "
+                            "plotted; train them again.")
+    if curves.missing:
+        console.err.print(f"note: no recorded epochs for stage(s) "
+                          f"{', '.join(map(str, curves.missing))}; plotted the others",
+                          highlight=False)
+    plots.save_training_curves(curves, path)
+    console.err.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,48 @@
+"""``slt export``: write a checkpoint as one ONNX or TorchScript file that takes raw
+landmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slt_cli import console
+from slt_cli.commands.options import CheckpointDir, Model
+from slt_cli.commands.shared import checkpoint_folder
+from slt_cli.errors import SltError
+
+
+def export(
+    model: Model,
+    format_: Annotated[str, typer.Option(
+        "--format", help="onnx (needs the onnx extra) or torchscript.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="File or folder to write to "
+                      "[default: CHECKPOINT_DIR/exports/MODEL.onnx or .pt].",
+        show_default=False)] = None,
+    samples: Annotated[int, typer.Option(
+        "--samples", min=1, help="Held-out and random sequences for the parity check.")] = 64,
+    checkpoint_dir: CheckpointDir = None,
+) -> None:
+    """Write a checkpoint as one ONNX or TorchScript file that takes raw landmarks.
+
+    The file takes one sequence (T, J, C) float32, NaN for missing points, any T, and
+    returns logits and probabilities; class names and preprocessing facts go beside it
+    in FILE.json. It is checked against PyTorch before it is written.
+    """
+    from slt_cli.checkpoints import EXPORT_FORMATS, read_sidecar
+
+    if format_ not in EXPORT_FORMATS:
+        raise SltError(f"--format {format_!r}: expected onnx or torchscript")
+    folder = checkpoint_folder(checkpoint_dir)
+    read_sidecar(folder, model)  # a typo'd name is told before torch is imported
+    from slt_cli.export import export_checkpoint
+
+    result = export_checkpoint(folder, model, format_, out, samples=samples)
+    console.out.print(console.parity_table(result, model))
+    if result.note:
+        console.err.print(result.note, highlight=False)
+    console.err.print(f"wrote {result.path} ({result.size / 1e6:,.2f} MB) and "
+                      f"{result.metadata_path.name}", highlight=False)

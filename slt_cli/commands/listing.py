@@ -1,0 +1,30 @@
+"""``slt list``: the saved checkpoints of a folder, from their sidecars alone."""
+
+from __future__ import annotations
+
+from slt_cli import console
+from slt_cli.commands.options import CheckpointDir, Json
+from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
+
+LISTED_KEYS = ("name", "stage_idx", "stage_name", "val_loss", "val_accuracy", "training_time",
+               "stage_time", "epoch", "parent", "created_at", "run_id")
+
+
+def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -> None:
+    """List saved checkpoints (reads sidecars only, so it answers at once)."""
+    from slt_cli.checkpoints import FOLDS_FILE
+
+    folder = checkpoint_folder(checkpoint_dir)
+    records = readable_checkpoints(folder)
+    summary = [{key: record.get(key) for key in LISTED_KEYS} for record in records]
+    if json:
+        console.print_json(summary)
+    elif not records and (folder / FOLDS_FILE).is_file():
+        from slt_cli.folds import fold_folder
+
+        console.err.print(f"no checkpoints in {folder} itself: it holds a cross-validation "
+                          f"run; list a fold with --checkpoint-dir {fold_folder(folder, 1)}")
+    elif not records:
+        console.err.print(f"no checkpoints in {folder}; run `slt train` to make some")
+    else:
+        console.out.print(console.checkpoint_table(summary, str(folder)))

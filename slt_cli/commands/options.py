@@ -1,0 +1,32 @@
+"""Option and argument types shared by the commands, each declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+CheckpointDir = Annotated[Path | None, typer.Option(
+    "--checkpoint-dir", help="Checkpoint folder [default: run.checkpoint_dir of the config, "
+    "else checkpoints/].", show_default=False)]
+ConfigPath = Annotated[Path | None, typer.Option(
+    "--config", help="A stages.toml to use instead of ./stages.toml or the built-in one.",
+    show_default=False)]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+Compile = Annotated[bool | None, typer.Option(
+    "--compile/--no-compile", help="torch.compile the model: a slower start, then faster "
+    "steps [default: run.compile].", show_default=False)]
+Precision = Annotated[str | None, typer.Option(
+    "--precision", help="auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32 "
+    "[default: run.precision].", show_default=False)]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Carry on the interrupted run in the checkpoint folder (other flags "
+    "but --checkpoint-dir and --device are taken from that run).")]
+Model = Annotated[str, typer.Argument(help="Checkpoint to use, e.g. best_model_stage_5.")]
+DataSpec = Annotated[str, typer.Argument(
+    help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR or pose:DIR.")]
+Landmarks = Annotated[str | None, typer.Option(
+    help="Landmark groups for corpora and MediaPipe-named .npz, e.g. hands+pose+lips "
+         "[default: [data] landmarks of the config].", show_default=False)]
