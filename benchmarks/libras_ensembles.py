@@ -66,7 +66,6 @@ def combination_rules(folder: Path, names: list[str]) -> tuple[float, float]:
     import torch
 
     from slt_cli.checkpoints import load_weights, read_sidecar
-    from slt_cli.config import DataConfig
     from slt_cli.data import load_data
     from slt_cli.records import build_network, load_state
     from slt_cli.training import TensorSplit, predict_logits
@@ -74,11 +73,11 @@ def combination_rules(folder: Path, names: list[str]) -> tuple[float, float]:
     outputs = []
     for name in names:
         sidecar = read_sidecar(folder, name)
-        config = DataConfig(**sidecar["config"]["data"])
+        config = sidecar.config.data
         data = load_data(config.source, frames=config.frames, motion=config.motion,
-                         val_fraction=config.val_fraction, seed=sidecar["config"]["run"]["seed"],
+                         val_fraction=config.val_fraction, seed=sidecar.config.run.seed,
                          landmarks=config.landmarks)
-        network = build_network(sidecar["model"], seed=0)
+        network = build_network(sidecar.model, seed=0)
         load_state(network, load_weights(folder, name, sidecar), name)
         test = TensorSplit.from_split(data.split("test"), torch.device("cpu"))
         outputs.append(predict_logits(network, test, data.motion, 64))

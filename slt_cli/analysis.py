@@ -6,9 +6,12 @@ Pure Python over sidecar records, so it answers without importing torch.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slt_cli.sidecar import Sidecar
 
 _BEST = re.compile(r"best_model_stage_(\d+)")
 
@@ -40,24 +43,20 @@ class Analysis:
                           "accuracy_gain_pct": self.accuracy_gain_pct}}
 
 
-def analyze(records: Iterable[Mapping[str, Any]]) -> Analysis:
+def analyze(records: Iterable[Sidecar]) -> Analysis:
     """Compare the ``best_model_stage_N`` checkpoints among ``records`` stage by stage."""
-    best = sorted((int(m.group(1)), r) for r in records
-                  if (m := _BEST.fullmatch(str(r.get("name", "")))))
+    best = sorted((int(m.group(1)), r) for r in records if (m := _BEST.fullmatch(r.name)))
     rows: list[StageRow] = []
     for stage_idx, record in best:
         before = rows[-1] if rows else None
-        epoch = record.get("epoch") if isinstance(record.get("epoch"), int) else None
         rows.append(StageRow(
-            stage_idx=stage_idx, stage_name=str(record.get("stage_name")),
-            checkpoint=str(record["name"]), val_loss=float(record["val_loss"]),
-            val_accuracy=float(record["val_accuracy"]),
-            loss_change=None if before is None else float(record["val_loss"]) - before.val_loss,
+            stage_idx=stage_idx, stage_name=record.stage_name, checkpoint=record.name,
+            val_loss=record.val_loss, val_accuracy=record.val_accuracy,
+            loss_change=None if before is None else record.val_loss - before.val_loss,
             accuracy_change=None if before is None
-            else float(record["val_accuracy"]) - before.val_accuracy,
-            training_time=float(record.get("training_time") or 0.0),
-            stage_time=_number(record.get("stage_time")), best_epoch=epoch,
-            kept_start=epoch == 0))
+            else record.val_accuracy - before.val_accuracy,
+            training_time=record.training_time, stage_time=record.stage_time,
+            best_epoch=record.epoch, kept_start=record.epoch == 0))
     if len(rows) < 2:
         return Analysis(tuple(rows), None, None)
     first, last = rows[0], rows[-1]
@@ -65,6 +64,3 @@ def analyze(records: Iterable[Mapping[str, Any]]) -> Analysis:
                       if first.val_loss else None)
     return Analysis(tuple(rows), loss_reduction, (last.val_accuracy - first.val_accuracy) * 100)
 
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -11,6 +11,7 @@ same arithmetic with the tensor lists built once.
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import torch
 from torch import nn
@@ -32,13 +33,15 @@ class StepEma(AveragedModel):
     def __init__(self, model: nn.Module, decay: float) -> None:
         super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.weight = 1.0 - decay
-        self._source: nn.Module | None = None  # the model the lists below belong to
+        # The model the lists below belong to, by weak reference: a module held as an
+        # attribute would become a submodule, and its weights part of this one's state.
+        self._source: weakref.ref[nn.Module] | None = None
         self._averaged: list[torch.Tensor] = []
         self._current: list[torch.Tensor] = []
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        if model is not self._source:
+        if self._source is None or self._source() is not model:
             super().update_parameters(model)
             self._track(model)
             return
@@ -49,7 +52,7 @@ class StepEma(AveragedModel):
         averaged = [t.detach() for t in _tensors(self.module)]
         current = [t.detach() for t in _tensors(model)]
         if all(t.is_floating_point() for t in averaged + current):
-            self._source, self._averaged, self._current = model, averaged, current
+            self._source, self._averaged, self._current = weakref.ref(model), averaged, current
 
 
 def averaged_model(model: nn.Module, stage: StageConfig) -> AveragedModel | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from slt_cli.errors import CheckpointError, StorageError
 from slt_cli.files import fsync_directory
 from slt_cli.lock import folder_idle
+from slt_cli.sidecar import SCHEMA_VERSION, Sidecar
 
 if TYPE_CHECKING:
     import torch
@@ -33,12 +34,6 @@ ARCHIVE_FOLDER = "archive"  # earlier runs' files are moved here, never deleted
 EXPORT_FOLDER = "exports"  # inside the checkpoint folder, where `slt list` never looks
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # slt export --format: suffix
 FOLDS_FILE = "folds.json"  # a cross-validation summary (slt train --folds), not a sidecar
-SCHEMA_VERSION = 1
-SIDECAR_KEYS = (
-    "schema_version", "stage_idx", "stage_name", "stage_description", "val_loss",
-    "val_accuracy", "config", "training_time", "stage_time", "epoch", "created_at", "classes",
-    "model", "parent", "slt_version", "weights_sha256", "run_id",
-)
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -85,8 +80,8 @@ def save_checkpoint(
     directory: Path,
     name: str,
     state_dict: Mapping[str, torch.Tensor],
-    sidecar: Mapping[str, Any],
-) -> dict[str, Any]:
+    sidecar: Sidecar,
+) -> Sidecar:
     """Save weights and sidecar under ``name``; returns the sidecar as written.
 
     The weights are stored without any ``module.`` prefix (the caller passes the
@@ -110,11 +105,11 @@ def save_checkpoint(
     if broken:
         raise CheckpointError(f"refusing to save {name}: {broken[0]} holds NaN or infinity")
     blob = save_tensors(tensors, metadata={"format": "pt", "slt_schema": str(SCHEMA_VERSION)})
-    record = dict(sidecar)
-    record["schema_version"] = SCHEMA_VERSION
-    record["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["weights_sha256"] = hashlib.sha256(blob).hexdigest()
-    text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    record = sidecar.replace(
+        name=name, schema_version=SCHEMA_VERSION,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        weights_sha256=hashlib.sha256(blob).hexdigest())
+    text = _sidecar_text(record)
     weights_tmp = _write_temp(weights_path(directory, name), blob)
     sidecar_tmp = _write_temp(sidecar_path(directory, name), text.encode("utf-8"))
     _commit(weights_tmp, weights_path(directory, name))
@@ -123,7 +118,7 @@ def save_checkpoint(
     return record
 
 
-def update_sidecar(directory: Path, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+def update_sidecar(directory: Path, name: str, **changes: Any) -> Sidecar:
     """Change keys of checkpoint ``name``'s sidecar; its weights (and so its hash) stay.
 
     The sidecar is rewritten whole or not at all. Returns it as written.
@@ -133,12 +128,8 @@ def update_sidecar(directory: Path, name: str, changes: Mapping[str, Any]) -> di
         StorageError: when the folder cannot be written.
     """
     path = sidecar_path(directory, name)
-    record, problem = _read_record(path)
-    if problem:
-        raise CheckpointError(f"{path}: {problem}")
-    record.update(changes)
-    text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
+    record = _read_record(path).replace(**changes)
+    atomic_write_bytes(path, _sidecar_text(record).encode("utf-8"))
     return record
 
 
@@ -183,7 +174,7 @@ def _settle(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_sidecar(directory: Path, name: str) -> dict[str, Any]:
+def read_sidecar(directory: Path, name: str) -> Sidecar:
     """The sidecar of checkpoint ``name``, migrated to the current schema and checked.
 
     Raises:
@@ -194,14 +185,10 @@ def read_sidecar(directory: Path, name: str) -> dict[str, Any]:
     settle(directory)
     if not path.is_file():
         raise unknown_checkpoint(directory, name)
-    record, problem = _read_record(path)
-    if problem:
-        raise CheckpointError(f"{path}: {problem}",
-                              hint="The sidecar was edited or damaged; retrain or restore it.")
-    return record
+    return _read_record(path)
 
 
-def load_weights(directory: Path, name: str, sidecar: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def load_weights(directory: Path, name: str, sidecar: Sidecar) -> dict[str, torch.Tensor]:
     """Read the weights of ``name`` after checking them against the sidecar's hash.
 
     Raises:
@@ -216,7 +203,7 @@ def load_weights(directory: Path, name: str, sidecar: Mapping[str, Any]) -> dict
     except OSError:
         raise CheckpointError(f"{path}: weights file is missing",
                               hint="The sidecar has no weights beside it; retrain it.") from None
-    if hashlib.sha256(blob).hexdigest() != sidecar.get("weights_sha256"):
+    if hashlib.sha256(blob).hexdigest() != sidecar.weights_sha256:
         raise CheckpointError(f"{path}: weights do not match the sidecar's SHA-256",
                               hint="The file was changed or damaged after it was saved.")
     try:
@@ -225,13 +212,10 @@ def load_weights(directory: Path, name: str, sidecar: Mapping[str, Any]) -> dict
         raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
 
 
-def list_checkpoints(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def list_checkpoints(directory: Path) -> tuple[list[Sidecar], list[str]]:
     """Every checkpoint's sidecar in ``directory`` (not archived ones), oldest first,
-    and one line for each sidecar that could not be used (never fatal).
-
-    Each record gets a ``name`` key.
-    """
-    records: list[dict[str, Any]] = []
+    and one line for each sidecar that could not be used (never fatal)."""
+    records: list[Sidecar] = []
     problems: list[str] = []
     if not directory.is_dir():
         return records, problems
@@ -239,13 +223,11 @@ def list_checkpoints(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
     for path in directory.glob(f"*{SIDECAR_SUFFIX}"):
         if path.name == FOLDS_FILE:
             continue
-        record, problem = _read_record(path)
-        if problem:
-            problems.append(f"{path.name}: {problem}")
-            continue
-        record["name"] = path.name[: -len(SIDECAR_SUFFIX)]
-        records.append(record)
-    records.sort(key=lambda r: (str(r["created_at"]), r["name"]))
+        try:
+            records.append(_read_record(path))
+        except CheckpointError as exc:
+            problems.append(f"{path.name}: {exc.message.removeprefix(f'{path}: ')}")
+    records.sort(key=lambda record: (record.created_at, record.name))
     return records, problems
 
 
@@ -303,57 +285,24 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-# key -> accepted JSON types; a sidecar is checked against this before anyone uses it.
-_SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
-    "schema_version": (int,), "stage_idx": (int,), "stage_name": (str,),
-    "stage_description": (str, type(None)), "val_loss": (int, float),
-    "val_accuracy": (int, float), "config": (dict,), "training_time": (int, float),
-    "stage_time": (int, float, type(None)),
-    "epoch": (int,), "created_at": (str,), "classes": (list,), "model": (dict,),
-    "parent": (str, type(None)), "slt_version": (str,), "weights_sha256": (str,),
-    "run_id": (str, type(None)), "joints": (list, type(None)),
-}
-_MODEL_TYPES: dict[str, type] = {"name": str, "settings": dict, "in_features": int,
-                                 "num_classes": int, "num_frames": int}
+def _read_record(path: Path) -> Sidecar:
+    """A sidecar from disk, checked and migrated (``Sidecar.from_json``).
 
-
-def _read_record(path: Path) -> tuple[dict[str, Any], str | None]:
-    """A sidecar from disk, migrated, and what is wrong with it (None when nothing)."""
+    Raises:
+        CheckpointError: naming ``path`` and what is wrong with it.
+    """
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return {}, f"unreadable sidecar ({exc})"
-    if not isinstance(record, dict):
-        return {}, "sidecar is not a JSON object"
-    record = _migrate(record)
-    missing = [key for key in _SIDECAR_TYPES if key not in record]
-    if missing:
-        return record, f"sidecar lacks {', '.join(missing)}"
-    for key, types in _SIDECAR_TYPES.items():
-        value = record[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            return record, f"sidecar key {key!r} has the wrong type ({type(value).__name__})"
-    model = record["model"]
-    for key, kind in _MODEL_TYPES.items():
-        if not isinstance(model.get(key), kind) or isinstance(model.get(key), bool):
-            return record, f"sidecar key 'model.{key}' is missing or of the wrong type"
-    if not all(isinstance(name, str) for name in record["classes"]):
-        return record, "sidecar key 'classes' must list names"
-    if not all(isinstance(name, str) for name in record["joints"] or ()):
-        return record, "sidecar key 'joints' must list names"
-    return record, None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: unreadable sidecar ({exc})") from None
+    try:
+        return Sidecar.from_json(raw, name=path.name[: -len(SIDECAR_SUFFIX)])
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc.message}", hint=exc.hint) from None
 
 
-def _migrate(record: dict[str, Any]) -> dict[str, Any]:
-    """Bring a sidecar of an older schema up to date (fill keys later versions added)."""
-    record.setdefault("schema_version", SCHEMA_VERSION)
-    for key in ("parent", "run_id", "stage_description", "stage_time", "joints"):
-        record.setdefault(key, None)
-    data = record.get("config", {}).get("data") if isinstance(record.get("config"), dict) else None
-    if isinstance(data, dict):
-        # Checkpoints from before [data] normalise were trained on one-cloud sequences.
-        data.setdefault("normalise", "sequence")
-    return record
+def _sidecar_text(sidecar: Sidecar) -> str:
+    return json.dumps(sidecar.to_json(), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _write_temp(path: Path, data: bytes) -> Path:

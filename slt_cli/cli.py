@@ -17,6 +17,7 @@ import typer
 from slt_cli import __version__, console
 from slt_cli.commands import guarded
 from slt_cli.commands.analyze import analyze
+from slt_cli.commands.config import config_app
 from slt_cli.commands.continue_run import continue_run
 from slt_cli.commands.data import data_app
 from slt_cli.commands.ensemble import ensemble
@@ -42,6 +43,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
 for _name, _command in COMMANDS:  # each behind the one error boundary
     app.command(_name)(guarded(_command))
 app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
 
 
 def _version(value: bool) -> None:

@@ -24,12 +24,14 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 CONFIG_FILE_NAME = "stages.toml"
+BUILT_IN = "<built-in stages.toml>"  # the source name of the packaged defaults
 CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
 MONITORS = ("val_accuracy", "val_loss")
 AVERAGING = ("none", "ema", "swa")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
 MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
+ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits`
 NORMALISE_MODES = ("parts", "sequence")
 
 
@@ -162,7 +164,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: tuple[StageConfig, ...] = ()
     presets: Mapping[str, StageConfig] = field(default_factory=dict)  # [continue.<type>]
-    source: str = "<built-in stages.toml>"  # where it was read from, for messages
+    source: str = BUILT_IN  # where it was read from, for messages
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain values, shaped like stages.toml, so
@@ -207,11 +209,14 @@ def configured_checkpoint_dir(path: Path | None = None) -> Path:
 def load_config(path: Path | None = None) -> Config:
     """Read and check a stages.toml (the built-in one when ``path`` is None).
 
+    A user's file states only what differs from the packaged defaults: tables and keys
+    it leaves out are the packaged ones (see ``over_packaged``).
+
     Raises:
         ConfigError: listing every problem found, each with file, table and key.
     """
     if path is None:
-        return parse_config(default_config_text(), "<built-in stages.toml>")
+        return parse_config(default_config_text(), BUILT_IN)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -220,12 +225,46 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def parse_config(text: str, source: str) -> Config:
-    """Parse TOML text into a Config, gathering every problem before raising."""
+    """Parse TOML text into a Config over the packaged defaults, gathering every
+    problem before raising."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    if source != BUILT_IN:
+        raw = over_packaged(raw)
     return build_config(raw, source)
+
+
+def over_packaged(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A user's stages.toml laid over the packaged one: ``[run]`` and ``[data]`` key by
+    key, ``[model]`` key by key when it names the same architecture, each
+    ``[continue.<type>]`` over the packaged preset of that name (its augment table key
+    by key); ``[[stages]]``, when given, replace the packaged stages."""
+    packaged = tomllib.loads(default_config_text())
+    merged = dict(packaged)
+    for key, value in raw.items():
+        base = packaged.get(key)
+        if not isinstance(value, dict) or not isinstance(base, dict):
+            merged[key] = value  # stages replace; anything else is checked as given
+        elif key == "continue":
+            merged[key] = {**base, **{name: _over(base.get(name, {}), table)
+                                      for name, table in value.items()}}
+        elif key != "model" or value.get("name", base.get("name")) == base.get("name"):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _over(base: Any, table: Any) -> Any:
+    """A stage table over ``base``: keys replaced, the augment table merged key by key."""
+    if not isinstance(base, dict) or not isinstance(table, dict):
+        return table
+    merged = {**base, **table}
+    if isinstance(base.get("augment"), dict) and isinstance(table.get("augment"), dict):
+        merged["augment"] = {**base["augment"], **table["augment"]}
+    return merged
 
 
 def build_config(raw: Mapping[str, Any], source: str) -> Config:
@@ -333,6 +372,13 @@ def quick_test_config(epochs_per_stage: int = 1, config: Config | None = None) -
 Report = Callable[[str, str], None]
 
 
+def build_table(cls: type, table: Any, where: str, report: Report) -> Any:
+    """Make the config dataclass ``cls`` from a TOML or JSON table through the checks a
+    stages.toml gets (unknown keys, types, ranges), reporting each problem at ``where``;
+    a recorded config (a sidecar's, a run plan's) is checked this way too."""
+    return _build(cls, table, where, report)
+
+
 def _build(cls: type, table: Any, where: str, report: Report, **preset: Any) -> Any:
     """Make ``cls`` from a TOML table, reporting unknown keys, bad types and values."""
     if not isinstance(table, dict):
@@ -382,16 +428,46 @@ def _build_model(table: Any, report: Report) -> ModelConfig:
 
 
 def _build_stages(tables: Any, report: Report) -> tuple[StageConfig, ...]:
+    """Each ``[[stages]]`` table starts from the stage before it (all but its name and
+    description) and states what changes; a problem is reported where it was written."""
     if not isinstance(tables, list) or not tables:
         report("stages", "must be one or more [[stages]] tables")
         return ()
-    stages = tuple(_build(StageConfig, t, f"stages[{i}]", report) for i, t in enumerate(tables))
+    stages: list[StageConfig] = []
+    for index, table in enumerate(tables):
+        where = f"stages[{index}]"
+        if stages and isinstance(table, dict):
+            inherited = {key: value for key, value in dataclasses.asdict(stages[-1]).items()
+                         if key not in ("name", "description")}
+            stages.append(_build(StageConfig, _over(inherited, table), where,
+                                 _where_written(table, where, report)))
+        else:
+            stages.append(_build(StageConfig, table, where, report))
     seen: set[str] = set()
     for index, stage in enumerate(stages):
         if stage.name in seen:
             report(f"stages[{index}].name", f"duplicate stage name {stage.name!r}")
         seen.add(stage.name)
-    return stages
+    return tuple(stages)
+
+
+def _where_written(table: Mapping[str, Any], where: str, report: Report) -> Report:
+    """``report``, for the keys ``table`` states: an inherited value's problem was
+    reported at the stage that wrote it."""
+
+    def written(path: str, message: str) -> None:
+        keys = path.removeprefix(f"{where}.").split(".")
+        if keys[0] in ("name", "description"):  # never inherited
+            report(path, message)
+            return
+        value: Any = table
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return
+            value = value[key]
+        report(path, message)
+
+    return written
 
 
 def _build_presets(table: Any, report: Report) -> dict[str, StageConfig]:

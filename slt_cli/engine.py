@@ -155,15 +155,15 @@ class Trainer:
         # The checkpoint's data and seed (which fix its split, a cross-validation fold's
         # too) travel on into the new sidecar and resume state, not the current config's.
         self.config = dataclasses.replace(
-            self.config, data=DataConfig(**sidecar["config"]["data"]),
-            run=dataclasses.replace(self.config.run, seed=sidecar["config"]["run"]["seed"]))
+            self.config, data=sidecar.config.data,
+            run=dataclasses.replace(self.config.run, seed=sidecar.config.run.seed))
         data = self._data(self.config.data, self.config.run.seed)
         record = checked_record(name, sidecar, data)
         run_id = new_run_id()
         with self._holding_folder(run_id, refuse_interrupted=True):
             start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
-                           (sidecar["val_loss"], sidecar["val_accuracy"]))
-            step = {"stage_idx": sidecar["stage_idx"] + 1, "saved_idx": sidecar["stage_idx"],
+                           (sidecar.val_loss, sidecar.val_accuracy))
+            step = {"stage_idx": sidecar.stage_idx + 1, "saved_idx": sidecar.stage_idx,
                     "stage": dataclasses.asdict(stage),
                     "best_name": free_name(self.checkpoint_dir, f"{name}_{preset}"),
                     "final_name": None}
@@ -200,10 +200,10 @@ class Trainer:
                  split: str = "val") -> Evaluation:
         """Score checkpoint ``name`` on a split of its own data, or of ``data_spec``."""
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        data_config = DataConfig(**sidecar["config"]["data"])
+        data_config = sidecar.config.data
         if data_spec is not None:
             data_config = dataclasses.replace(data_config, source=data_spec)
-        data = self._data(data_config, sidecar["config"]["run"]["seed"])
+        data = self._data(data_config, sidecar.config.run.seed)
         model = self._build(checked_record(name, sidecar, data))
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         chosen = data.split(split)
@@ -333,7 +333,7 @@ class Trainer:
             save(step["final_name"], outcome.final_state, outcome.final, outcome.seconds)
         if self.world.is_main:  # the best was saved mid-stage: give it the whole stage's time
             update_sidecar(self.checkpoint_dir, step["best_name"],
-                           {"stage_time": round(outcome.seconds, 3)})
+                           stage_time=round(outcome.seconds, 3))
         if outcome.epochs_run < stage.epochs:
             self.reporter.note(
                 f"stage {step['saved_idx']} ({stage.name}) stopped early at epoch "
@@ -381,13 +381,13 @@ class Trainer:
         if stage_idx < 1 or not sidecar_path(self.checkpoint_dir, name).is_file():
             return _Start(None, None, None)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        normalised = sidecar["config"]["data"].get("normalise")
-        if sidecar["model"] != record or normalised != self.config.data.normalise:
+        if (sidecar.model != record
+                or sidecar.config.data.normalise != self.config.data.normalise):
             raise CheckpointError(
                 f"{name} was trained with another model or data than this config",
                 hint="Run from stage 1 (--stages all), or use the config it was trained with.")
         return _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
-                      (sidecar["val_loss"], sidecar["val_accuracy"]))
+                      (sidecar.val_loss, sidecar.val_accuracy))
 
     def _data(self, data_config: DataConfig, seed: int) -> PreparedData:
         return load_configured(data_config, seed, self.reporter)

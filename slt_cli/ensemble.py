@@ -20,7 +20,7 @@ engine, this module returns a result and never prints.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,19 +47,20 @@ from slt_cli.errors import CheckpointError, DataError, SltError
 from slt_cli.lock import folder_lock
 from slt_cli.records import build_network, checked_record, ensemble_record, load_state
 from slt_cli.reporting import Reporter
+from slt_cli.sidecar import Sidecar, TrainedWith
 from slt_cli.training import State, TensorSplit, predict_logits, score
 
 METHODS = ("logits", "weights")
 STAGE_NAME = "ensemble"  # the stage_name of every ensemble checkpoint
 
 # What members of any ensemble share: (where it is read, what the user calls it).
-_LAYOUT = (
-    (("classes",), "classes"),
-    (("model", "in_features"), "features per frame (landmarks x channels)"),
-    (("model", "num_frames"), "frames"),
-    (("config", "data", "frames"), "frames"),
-    (("config", "data", "motion"), "motion features"),
-    (("config", "data", "landmarks"), "landmarks"),
+_LAYOUT: tuple[tuple[Callable[[Sidecar], Any], str], ...] = (
+    (lambda sidecar: sidecar.classes, "classes"),
+    (lambda sidecar: sidecar.model["in_features"], "features per frame (landmarks x channels)"),
+    (lambda sidecar: sidecar.model["num_frames"], "frames"),
+    (lambda sidecar: sidecar.config.data.frames, "frames"),
+    (lambda sidecar: sidecar.config.data.motion, "motion features"),
+    (lambda sidecar: sidecar.config.data.landmarks, "landmarks"),
 )
 
 
@@ -128,14 +129,14 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
         network = build_network(checked_record(member, sidecar, data), seed=0)
         load_state(network, load_weights(folder, member, sidecar), member)
         networks.append(network.to(target))
-        scores.append(MemberScore(member, sidecar["model"]["name"], *scored(networks[-1])))
+        scores.append(MemberScore(member, sidecar.model["name"], *scored(networks[-1])))
     if method == "logits":
-        record = ensemble_record([dict(sidecar["model"]) for sidecar in sidecars])
+        record = ensemble_record([dict(sidecar.model) for sidecar in sidecars])
         ensemble = build_network(record, seed=0)
         load_state(ensemble, {f"members.{i}.{key}": value for i, network in enumerate(networks)
                               for key, value in network.state_dict().items()}, name)
     else:
-        record = dict(sidecars[0]["model"])
+        record = dict(sidecars[0].model)
         ensemble = build_network(record, seed=0)
         load_state(ensemble, mean_state([network.state_dict() for network in networks]), name)
     val_loss, val_accuracy = scored(ensemble.to(target))
@@ -148,7 +149,7 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
                      f"(worst {worst:.4f}): averaging weights suits members of one training "
                      "path (the stages of one run); for separate runs use --method logits")
     sidecar = _sidecar(members, sidecars, method, record, data, val_loss, val_accuracy)
-    with folder_lock(folder, sidecar["run_id"]):
+    with folder_lock(folder, sidecar.run_id):
         settle(folder, holding_lock=True)
         _refuse_existing(folder, name)  # another process may have taken it meanwhile
         save_checkpoint(folder, name, ensemble.state_dict(), sidecar)
@@ -196,15 +197,15 @@ def _refuse_existing(folder: Path, name: str) -> None:
                               hint="Choose another --name; nothing was changed.")
 
 
-def _check_layout(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]]) -> None:
+def _check_layout(members: Sequence[str], sidecars: Sequence[Sidecar]) -> None:
     """Raises: DataError naming the first member whose data layout differs."""
     for member, sidecar in zip(members[1:], sidecars[1:], strict=True):
-        for path, what in _LAYOUT:
-            mine, theirs = _lookup(sidecar, path), _lookup(sidecars[0], path)
+        for read, what in _LAYOUT:
+            mine, theirs = read(sidecar), read(sidecars[0])
             if mine != theirs:
-                shown = (f"{len(mine)} classes vs {len(theirs)}" if path == ("classes",)
-                         and isinstance(mine, list) and isinstance(theirs, list)
-                         and len(mine) != len(theirs) else f"{mine!r} vs {theirs!r}")
+                shown = (f"{len(mine)} classes vs {len(theirs)}"
+                         if what == "classes" and len(mine) != len(theirs)
+                         else f"{mine!r} vs {theirs!r}")
                 raise DataError(
                     f"{member} does not share the data layout of {members[0]}: "
                     f"other {what} ({shown})",
@@ -212,11 +213,11 @@ def _check_layout(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]])
                          "and motion setting.")
 
 
-def _check_same_model(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]]) -> None:
+def _check_same_model(members: Sequence[str], sidecars: Sequence[Sidecar]) -> None:
     """Raises: CheckpointError naming the first member of another architecture."""
-    first = sidecars[0]["model"]
+    first = sidecars[0].model
     for member, sidecar in zip(members[1:], sidecars[1:], strict=True):
-        record = sidecar["model"]
+        record = sidecar.model
         if record != first:
             if record["name"] != first["name"]:
                 what = f"{record['name']} vs {first['name']}"
@@ -230,20 +231,12 @@ def _check_same_model(members: Sequence[str], sidecars: Sequence[Mapping[str, An
                 hint="Average their predictions instead with --method logits.")
 
 
-def _lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = record
-    for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
-def _data(sidecar: Mapping[str, Any], reporter: Reporter) -> PreparedData:
+def _data(sidecar: Sidecar, reporter: Reporter) -> PreparedData:
     """The data a member was trained and validated on, as ``slt evaluate`` loads it."""
-    return load_configured(DataConfig(**sidecar["config"]["data"]),
-                           sidecar["config"]["run"]["seed"], reporter)
+    return load_configured(sidecar.config.data, sidecar.config.run.seed, reporter)
 
 
-def _split_notes(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]],
+def _split_notes(members: Sequence[str], sidecars: Sequence[Sidecar],
                  data: PreparedData, reporter: Reporter) -> list[str]:
     """A note for each member validated on other sequences than the first member: the
     ensemble is scored on the first's, which that member may have trained on."""
@@ -268,27 +261,24 @@ def _split_notes(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]],
     return notes
 
 
-def _data_key(sidecar: Mapping[str, Any]) -> tuple[str, int]:
-    data = sidecar["config"]["data"]
-    return (repr(sorted(data.items())), sidecar["config"]["run"]["seed"])
+def _data_key(sidecar: Sidecar) -> tuple[DataConfig, int]:
+    return (sidecar.config.data, sidecar.config.run.seed)
 
 
-def _sidecar(members: Sequence[str], sidecars: Sequence[Mapping[str, Any]], method: str,
+def _sidecar(members: Sequence[str], sidecars: Sequence[Sidecar], method: str,
              record: dict[str, Any], data: PreparedData, val_loss: float,
-             val_accuracy: float) -> dict[str, Any]:
+             val_accuracy: float) -> Sidecar:
     """A sidecar with every key a trained checkpoint has, plus ``members``."""
-    first = sidecars[0]["config"]
+    first = sidecars[0].config
     what = "predictions (mean probability)" if method == "logits" else "weights (element-wise)"
-    return {
-        "stage_idx": max(sidecar["stage_idx"] for sidecar in sidecars),
-        "stage_name": STAGE_NAME,
-        "stage_description": f"mean of {len(members)} checkpoints' {what}",
-        "val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": 0,
-        "training_time": round(sum(sidecar["training_time"] for sidecar in sidecars), 3),
-        "classes": list(data.classes), "model": record, "parent": None,
-        "members": list(members), "run_id": new_run_id(),
-        "slt_version": __version__, "joints": sidecars[0].get("joints"),
-        "config": {"run": first["run"], "data": first["data"],
-                   "model": {"name": record["name"], **record["settings"]},
-                   "ensemble": {"method": method, "members": list(members)}},
-    }
+    return Sidecar(
+        stage_idx=max(sidecar.stage_idx for sidecar in sidecars), stage_name=STAGE_NAME,
+        stage_description=f"mean of {len(members)} checkpoints' {what}",
+        val_loss=val_loss, val_accuracy=val_accuracy, epoch=0,
+        training_time=round(sum(sidecar.training_time for sidecar in sidecars), 3),
+        stage_time=None, classes=tuple(data.classes), model=record, parent=None,
+        members=tuple(members), run_id=new_run_id(), slt_version=__version__,
+        joints=sidecars[0].joints,
+        config=TrainedWith(run=first.run, data=first.data,
+                           model={"name": record["name"], **record["settings"]},
+                           ensemble={"method": method, "members": list(members)}))

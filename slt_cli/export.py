@@ -208,15 +208,14 @@ def reference_sequences(model: LoadedModel, limit: int) -> tuple[Reference | Non
     from slt_cli.data.corpus import is_corpus_spec, open_corpus
     from slt_cli.data.preprocess import split_labels
 
-    data = model.sidecar["config"]["data"]
-    seed = int(model.sidecar["config"].get("run", {}).get("seed", 0))
-    source = str(data.get("source"))
+    data, seed = model.sidecar.config.data, model.sidecar.config.run.seed
+    source = data.source
     try:
         corpus = is_corpus_spec(source)
         landmarks = model.preprocessing.landmarks
         raw = (open_corpus(source, landmarks) if corpus
                else load_source(source, landmarks=landmarks))
-        labels = split_labels(raw.y, raw.signer, raw.split, float(data.get("val_fraction", 0.2)),
+        labels = split_labels(raw.y, raw.signer, raw.split, data.val_fraction,
                               seed)
     except DataError as exc:
         return None, f"no held-out check: the checkpoint's data cannot be read ({exc.message})"
@@ -236,13 +235,13 @@ def _layout(model: LoadedModel, reference: Reference | None) -> tuple[int, int]:
         joints, channels = reference.sequences[0].shape[1:]
         model.check_layout(joints, channels, "the checkpoint's own data")
         return int(joints), int(channels)
-    fits = layouts(model.sidecar["model"]["in_features"], model.preprocessing)
+    fits = layouts(model.sidecar.model["in_features"], model.preprocessing)
     if model.preprocessing.joints is not None:
         fits = [(c, j) for c, j in fits if j == len(model.preprocessing.joints)]
     if len(fits) != 1:
         raise ExportError(f"cannot tell how many landmarks {model.name} takes without its data",
                           hint="Make the data it was trained on readable again "
-                               f"({model.sidecar['config']['data'].get('source')}).")
+                               f"({model.sidecar.config.data.source}).")
     channels, joints = fits[0]
     return joints, channels
 
@@ -291,7 +290,7 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
     from slt_cli.data.landmarks import parse_joint
 
     pre = model.preprocessing
-    source = str(model.sidecar["config"]["data"].get("source"))
+    source = model.sidecar.config.data.source
     names = pre.joints or (reference.joints if reference else None)
     # GISLR and .pose corpora, and .npz files with MediaPipe names, take the selection.
     selected = is_corpus_spec(source) or (
@@ -313,7 +312,7 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
         "format": fmt,
         "file_sha256": hashlib.sha256(blob).hexdigest(),
         "checkpoint": model.name,
-        "checkpoint_weights_sha256": model.sidecar["weights_sha256"],
+        "checkpoint_weights_sha256": model.sidecar.weights_sha256,
         "slt_version": __version__,
         "classes": list(model.classes),
         "input": {"name": INPUT_NAME, "shape": ["frames", joints, channels],

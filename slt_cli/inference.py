@@ -12,21 +12,20 @@ works here unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from slt_cli.checkpoints import load_weights, read_sidecar
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout, normalisation_layout
+from slt_cli.data.landmarks import PartsLayout, normalisation_layout
 from slt_cli.data.parts import normalise  # the one normaliser, by parts or one cloud
 from slt_cli.data.transforms import feature_count, features
 from slt_cli.errors import DataError
 from slt_cli.records import build_network, load_state
+from slt_cli.sidecar import Sidecar
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,10 @@ class Preprocessing:
     joints: tuple[str, ...] | None = None  # the raw landmarks' names, when the data had them
 
     @classmethod
-    def of(cls, sidecar: Mapping[str, Any]) -> Preprocessing:
-        data = sidecar["config"]["data"]
-        joints = sidecar.get("joints")
-        return cls(frames=int(data["frames"]), motion=bool(data["motion"]),
-                   landmarks=str(data.get("landmarks", DEFAULT_LANDMARKS)),
-                   normalise=str(data.get("normalise", "sequence")),
-                   joints=tuple(joints) if joints is not None else None)
+    def of(cls, sidecar: Sidecar) -> Preprocessing:
+        data = sidecar.config.data
+        return cls(frames=data.frames, motion=data.motion, landmarks=data.landmarks,
+                   normalise=data.normalise, joints=sidecar.joints)
 
     @property
     def layout(self) -> PartsLayout | None:
@@ -125,27 +121,26 @@ class LoadedModel:
     """A checkpoint ready for inference, in eval mode."""
 
     name: str
-    sidecar: dict[str, Any]
+    sidecar: Sidecar
     classifier: RawClassifier
     preprocessing: Preprocessing
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.sidecar["classes"])
+        return self.sidecar.classes
 
     def check_layout(self, joints: int, channels: int, what: str) -> None:
         """Raises: DataError when ``joints`` x ``channels`` is not what the network takes."""
-        wanted = self.sidecar["model"].get("in_features")
+        wanted = self.sidecar.model["in_features"]
         added = self.preprocessing.added_joints
-        if wanted is None or feature_count(joints + added, channels,
-                                           self.preprocessing.motion) == wanted:
-            return  # a record without a width leaves the check to the network
+        if feature_count(joints + added, channels, self.preprocessing.motion) == wanted:
+            return
         fits = [f"{j} landmarks x {c} channels" for c, j in layouts(wanted, self.preprocessing)]
         raise DataError(
             f"{what}: {joints} landmarks x {channels} channels do not fit checkpoint "
             f"{self.name}, which takes {' or '.join(fits) or f'{wanted} features per frame'}",
             hint="Give sequences with the landmarks the checkpoint was trained on "
-                 f"(its data: {self.sidecar['config']['data'].get('source')}).")
+                 f"(its data: {self.sidecar.config.data.source}).")
 
 
 def layouts(in_features: int, preprocessing: Preprocessing) -> list[tuple[int, int]]:
@@ -164,7 +159,7 @@ def load_model(checkpoint_dir: Path, name: str, device: torch.device | str = "cp
             fit the network its sidecar describes.
     """
     sidecar = read_sidecar(checkpoint_dir, name)
-    network = build_network(sidecar["model"], seed=0)
+    network = build_network(sidecar.model, seed=0)
     load_state(network, load_weights(checkpoint_dir, name, sidecar), name)
     preprocessing = Preprocessing.of(sidecar)
     classifier = RawClassifier(network, preprocessing).to(device).eval()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,8 @@ from slt_cli.results import Evaluation
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from slt_cli.sidecar import Sidecar
 
 IMAGE_TYPES = (".png", ".svg", ".pdf")
 LABELLED_CLASSES = 40  # above this many classes the axes show indices, not names
@@ -76,30 +78,29 @@ def check_output(path: Path) -> None:
     _require_matplotlib()
 
 
-def training_curves(records: Iterable[Mapping[str, Any]],
+def training_curves(records: Iterable[Sidecar],
                     rows: Iterable[EpochRow]) -> TrainingCurves:
     """The recorded epochs of the runs that produced the ``best_model_stage_N``
     checkpoints among ``records`` (sidecars with a ``name``), stage after stage: each
     stage's epochs from the run named by its checkpoint's ``run_id``."""
-    best = sorted((r for r in records
-                   if r.get("name") == best_checkpoint_name(int(r.get("stage_idx") or 0))),
-                  key=lambda r: int(r["stage_idx"]))
+    best = sorted((r for r in records if r.name == best_checkpoint_name(r.stage_idx)),
+                  key=lambda r: r.stage_idx)
     by_stage: dict[tuple[str, int], list[EpochRow]] = {}
     for row in rows:
         by_stage.setdefault((row.run_id, row.stage_idx), []).append(row)
     stages, missing, offset = [], [], 0
     for record in best:
-        epochs = sorted(by_stage.get((str(record.get("run_id")), int(record["stage_idx"])), []),
+        epochs = sorted(by_stage.get((str(record.run_id), record.stage_idx), []),
                         key=lambda row: row.epoch)
         if not epochs:
-            missing.append(int(record["stage_idx"]))
+            missing.append(record.stage_idx)
             continue
-        saved = [row.epoch for row in epochs if row.epoch == record.get("epoch")]
+        saved = [row.epoch for row in epochs if row.epoch == record.epoch]
         start = epochs[0].epoch == 0
         offset += int(start)  # epoch 0, when recorded, takes a place on x of its own
         stages.append(StageCurve(
-            stage_idx=int(record["stage_idx"]), stage_name=str(record.get("stage_name")),
-            run_id=str(record["run_id"]), x=tuple(offset + row.epoch for row in epochs),
+            stage_idx=record.stage_idx, stage_name=record.stage_name,
+            run_id=str(record.run_id), x=tuple(offset + row.epoch for row in epochs),
             train_loss=tuple(_value(row.train_loss) for row in epochs),
             val_loss=tuple(row.val_loss for row in epochs),
             train_accuracy=tuple(_value(row.train_accuracy) for row in epochs),

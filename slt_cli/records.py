@@ -28,6 +28,7 @@ from slt_cli.errors import CheckpointError, DataError
 from slt_cli.models import build_model, resolved_settings
 from slt_cli.models.ensemble import ENSEMBLE, Ensemble
 from slt_cli.reporting import EpochMetrics
+from slt_cli.sidecar import Sidecar, TrainedWith
 from slt_cli.training import State
 
 
@@ -67,15 +68,15 @@ def build_network(record: Mapping[str, Any], *, seed: int) -> nn.Module:
                        **record["settings"])
 
 
-def checked_record(name: str, sidecar: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:
+def checked_record(name: str, sidecar: Sidecar, data: PreparedData) -> dict[str, Any]:
     """The sidecar's model record, after checking that ``data`` fits it.
 
     Raises:
         DataError: when the data's landmarks, channels, frames or classes differ.
     """
-    record = sidecar["model"]
+    record = dict(sidecar.model)
     expected = model_record(record["name"], record["settings"], data)
-    if record != expected or list(data.classes) != list(sidecar["classes"]):
+    if record != expected or tuple(data.classes) != sidecar.classes:
         raise DataError(
             f"the data {data.source!r} does not fit checkpoint {name} "
             "(other landmarks, channels, frames or classes)",
@@ -110,26 +111,22 @@ def stage_from_dict(values: dict[str, Any]) -> StageConfig:
 
 def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: EpochMetrics,
                   seconds: float, record: dict[str, Any], data: PreparedData,
-                  parent: str | None, run_id: str, *, stage_time: float) -> dict[str, Any]:
+                  parent: str | None, run_id: str, *, stage_time: float) -> Sidecar:
     """The sidecar of a stage's checkpoint: its numbers, lineage and resolved settings
     (the run's, the data's as loaded, the model's and the stage's).
 
     ``seconds`` (``training_time``) is the stage's time until the epoch of these
     weights; ``stage_time`` the stage's whole time so far (the engine updates a best
     checkpoint's when its stage ends)."""
-    resolved = config.to_dict()
-    resolved["data"]["source"] = data.source
-    resolved["data"]["frames"] = data.num_frames  # as resampled, also when the data chose it
-    resolved["model"] = {"name": record["name"], **record["settings"]}
-    return {
-        "stage_idx": stage_idx, "stage_name": stage.name,
-        "stage_description": stage.description, "val_loss": metrics.val_loss,
-        "val_accuracy": metrics.val_accuracy, "epoch": metrics.epoch,
-        "training_time": round(seconds, 3), "stage_time": round(stage_time, 3),
-        "classes": list(data.classes),
-        "model": record, "parent": parent, "run_id": run_id, "slt_version": __version__,
+    # the data as loaded: its source, and its frames as resampled (also when chosen by it)
+    loaded = dataclasses.replace(config.data, source=data.source, frames=data.num_frames)
+    return Sidecar(
+        stage_idx=stage_idx, stage_name=stage.name, stage_description=stage.description,
+        val_loss=metrics.val_loss, val_accuracy=metrics.val_accuracy, epoch=metrics.epoch,
+        training_time=round(seconds, 3), stage_time=round(stage_time, 3),
+        classes=tuple(data.classes), model=record, parent=parent, run_id=run_id,
+        slt_version=__version__,
         # the raw landmarks the network's preprocessing takes, by name (None: unnamed)
-        "joints": None if data.input_joints is None else list(data.input_joints),
-        "config": {"run": resolved["run"], "data": resolved["data"],
-                   "model": resolved["model"], "stage": dataclasses.asdict(stage)},
-    }
+        joints=None if data.input_joints is None else tuple(data.input_joints),
+        config=TrainedWith(run=config.run, data=loaded,
+                           model={"name": record["name"], **record["settings"]}, stage=stage))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slt_cli.checkpoints import SIDECAR_KEYS, load_weights, read_sidecar
+from slt_cli.checkpoints import load_weights, read_sidecar, sidecar_path
 from slt_cli.config import load_config, quick_test_config
 from slt_cli.reporting import Reporter
+from slt_cli.sidecar import SIDECAR_KEYS
 
 if TYPE_CHECKING:
     from slt_cli.engine import Trainer
@@ -54,8 +56,9 @@ def _check_checkpoint(trainer: Trainer, directory: Path, name: str) -> Check:
     from slt_cli.errors import SltError
 
     try:
-        sidecar = read_sidecar(directory, name)
-        missing = sorted(set(SIDECAR_KEYS) - set(sidecar))
+        sidecar = read_sidecar(directory, name)  # checked; the file itself must be whole too
+        written = json.loads(sidecar_path(directory, name).read_text(encoding="utf-8"))
+        missing = sorted(set(SIDECAR_KEYS) - set(written))
         if missing:
             return Check(name, False, f"sidecar lacks {', '.join(missing)}")
         tensors = load_weights(directory, name, sidecar)
@@ -64,8 +67,8 @@ def _check_checkpoint(trainer: Trainer, directory: Path, name: str) -> Check:
         scored = trainer.evaluate(name, split="val")
     except SltError as exc:
         return Check(name, False, str(exc))
-    if not math.isclose(scored.accuracy, sidecar["val_accuracy"], abs_tol=1e-6):
+    if not math.isclose(scored.accuracy, sidecar.val_accuracy, abs_tol=1e-6):
         return Check(name, False, f"re-scored accuracy {scored.accuracy:.4f} differs from "
-                                  f"the sidecar's {sidecar['val_accuracy']:.4f}")
+                                  f"the sidecar's {sidecar.val_accuracy:.4f}")
     return Check(name, True, f"{len(tensors)} tensors, hash ok, sidecar complete, "
                              f"val acc {scored.accuracy:.3f} reproduced")

@@ -52,6 +52,7 @@ dropout = 0.3
 [continue.exploration]
 epochs = 1
 lr = 1e-3
+averaging = "none"  # the packaged preset's EMA would barely move in one tiny epoch
 """
 
 

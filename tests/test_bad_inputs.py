@@ -61,6 +61,22 @@ def mistype_sidecar(work: Path) -> list[str]:
     return ["evaluate", "best_model_stage_1"]
 
 
+def edit_sidecar(keys: list[str], value: object) -> Callable[[Path], list[str]]:
+    """A hand edit of stage 1's sidecar: the value at ``keys`` replaced (None: removed)."""
+
+    def make(work: Path) -> list[str]:
+        path = work / "checkpoints" / "best_model_stage_1.json"
+        record = json.loads(path.read_text())
+        table = record
+        for key in keys[:-1]:
+            table = table[key]
+        table.pop(keys[-1]) if value is None else table.__setitem__(keys[-1], value)
+        path.write_text(json.dumps(record))
+        return ["continue", "best_model_stage_1", "--type", "fine_tune"]
+
+    return make
+
+
 def foreign_weights(work: Path) -> list[str]:
     import torch
     from safetensors.torch import save_file
@@ -112,7 +128,13 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
      2, "'../../etc/passwd' is not a checkpoint name"),
     ("tampered weights", tamper_weights, 2, "do not match the sidecar's SHA-256"),
     ("mistyped sidecar", mistype_sidecar, 2,
-     "sidecar key 'val_accuracy' has the wrong type (str)"),
+     "sidecar key 'val_accuracy': must be a finite number, got a string"),
+    ("sidecar with a string seed", edit_sidecar(["config", "run", "seed"], "7"), 2,
+     "best_model_stage_1.json: sidecar key 'config.run.seed': must be an integer, got a string"),
+    ("sidecar of an unknown model", edit_sidecar(["model", "name"], "resnet"), 2,
+     "sidecar key 'model.name': unknown model 'resnet'"),
+    ("sidecar without its data", edit_sidecar(["config", "data"], None), 2,
+     "sidecar key 'config.data': must be a table"),
     ("weights that do not fit the model", foreign_weights, 2,
      "best_model_stage_1: weights do not fit the network its sidecar describes"),
     ("data of another layout", args("evaluate", "best_model_stage_1", "--data",

@@ -19,8 +19,10 @@ from slt_cli.checkpoints import (
     save_checkpoint,
     update_sidecar,
 )
+from slt_cli.config import DataConfig, RunConfig, StageConfig
 from slt_cli.devices import unwrap
 from slt_cli.errors import CheckpointError
+from slt_cli.sidecar import Sidecar, TrainedWith
 from slt_cli.training import cpu_state
 
 
@@ -29,17 +31,23 @@ def small_model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
 
 
-SIDECAR = {
-    "stage_idx": 1, "stage_name": "baseline", "stage_description": "Plain", "val_loss": 0.5,
-    "val_accuracy": 0.75, "config": {}, "training_time": 1.5, "epoch": 2,
-    "classes": ["a", "b", "c"], "parent": None, "slt_version": "test", "run_id": "r1",
-    "model": {"name": "mlp", "settings": {}, "in_features": 4, "num_classes": 3,
-              "num_frames": 1},
-}
+SIDECAR = Sidecar(
+    stage_idx=1, stage_name="baseline", stage_description="Plain", val_loss=0.5,
+    val_accuracy=0.75, training_time=1.5, stage_time=None, epoch=2, classes=("a", "b", "c"),
+    joints=None, parent=None, slt_version="test", run_id="r1",
+    model={"name": "mlp", "settings": {}, "in_features": 4, "num_classes": 3, "num_frames": 1},
+    config=TrainedWith(run=RunConfig(), data=DataConfig(), model={"name": "mlp"},
+                       stage=StageConfig(name="baseline")))
 
 
-def save(folder: Path, name: str, net: nn.Module, **extra: object) -> dict:
-    return save_checkpoint(folder, name, cpu_state(unwrap(net)), {**SIDECAR, **extra})
+def save(folder: Path, name: str, net: nn.Module, **extra: object) -> Sidecar:
+    return save_checkpoint(folder, name, cpu_state(unwrap(net)), SIDECAR.replace(**extra))
+
+
+def edit(folder: Path, name: str, **changes: object) -> None:
+    """Change keys of a sidecar on disk, as a person with an editor would."""
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
 def test_round_trip_is_bit_identical_and_sidecar_is_stable_json(tmp_path: Path) -> None:
@@ -52,10 +60,11 @@ def test_round_trip_is_bit_identical_and_sidecar_is_stable_json(tmp_path: Path) 
     for key, value in original.items():
         assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype
     text = (tmp_path / "best_model_stage_1.json").read_text()
-    assert text.endswith("}\n") and json.loads(text) == written
-    assert text == json.dumps(written, indent=2, sort_keys=True) + "\n"
-    assert len(written["weights_sha256"]) == 64 and written["schema_version"] == 1
-    assert written["created_at"].endswith("+00:00")
+    assert text.endswith("}\n") and json.loads(text) == written.to_json()
+    assert text == json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n"
+    assert sidecar == written and sidecar.name == "best_model_stage_1"
+    assert len(written.weights_sha256) == 64 and written.schema_version == 1
+    assert written.created_at.endswith("+00:00")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "best_model_stage_1.json", "best_model_stage_1.safetensors"]  # no temp files left
 
@@ -107,8 +116,8 @@ def test_list_reads_sidecars_and_skips_broken_ones(tmp_path: Path) -> None:
     save(tmp_path, "b", small_model(), parent="a")
     (tmp_path / "broken.json").write_text("{not json")
     records, problems = list_checkpoints(tmp_path)
-    assert [r["name"] for r in records] == ["a", "b"]
-    assert records[1]["parent"] == "a" and records[0]["parent"] is None
+    assert [r.name for r in records] == ["a", "b"]
+    assert records[1].parent == "a" and records[0].parent is None
     assert problems == ["broken.json: unreadable sidecar (Expecting property name enclosed in "
                         "double quotes: line 1 column 2 (char 1))"]
     assert list_checkpoints(tmp_path / "absent") == ([], [])
@@ -126,15 +135,31 @@ def test_archive_moves_files_aside_and_free_name_never_overwrites(tmp_path: Path
     assert free_name(tmp_path, "best_model_stage_1") == "best_model_stage_1"
 
 
+RECORDED = SIDECAR.to_json()["config"]
+
+
 @pytest.mark.parametrize(("change", "message"), [
-    ({"val_loss": "low"}, "'val_loss' has the wrong type (str)"),
-    ({"epoch": True}, "'epoch' has the wrong type (bool)"),
-    ({"model": {"name": "mlp"}}, "'model.settings' is missing"),
-    ({"classes": [1, 2]}, "'classes' must list names"),
+    ({"val_loss": "low"}, "sidecar key 'val_loss': must be a finite number, got a string"),
+    ({"epoch": True}, "sidecar key 'epoch': must be an integer, got a boolean"),
+    ({"model": {"name": "mlp"}}, "sidecar key 'model.settings': missing or of the wrong type"),
+    ({"model": {**SIDECAR.model, "name": "resnet"}}, "sidecar key 'model.name': unknown model"),
+    ({"classes": [1, 2]}, "sidecar key 'classes': must be a list of names"),
+    ({"colour": "red"}, "sidecar key 'colour': unknown key"),
+    ({"config": {**RECORDED, "run": {**RECORDED["run"], "seed": "1"}}},
+     "sidecar key 'config.run.seed': must be an integer, got a string"),
+    ({"config": {key: value for key, value in RECORDED.items() if key != "data"}},
+     "sidecar key 'config.data': must be a table, got NoneType"),
+    ({"config": {**RECORDED, "data": {**RECORDED["data"], "extra": 1}}},
+     "sidecar key 'config.data.extra': unknown key"),
+    ({"config": {**RECORDED, "data": {**RECORDED["data"], "frames": -5}}},
+     "sidecar key 'config.data.frames': must be >= 1, or 0"),
+    ({"config": {**RECORDED, "stage": [1]}}, "sidecar key 'config.stage': must be a table"),
+    ({"config": "all"}, "sidecar key 'config': must be a table, got a string"),
 ])
-def test_mistyped_sidecars_are_reported_not_crashed_on(tmp_path: Path, change: dict,
-                                                       message: str) -> None:
-    save(tmp_path, "m", small_model(), **change)
+def test_edited_sidecars_are_reported_by_key_not_crashed_on(tmp_path: Path, change: dict,
+                                                            message: str) -> None:
+    save(tmp_path, "m", small_model())
+    edit(tmp_path, "m", **change)
     with pytest.raises(CheckpointError) as caught:
         read_sidecar(tmp_path, "m")
     assert message in caught.value.message
@@ -144,29 +169,32 @@ def test_mistyped_sidecars_are_reported_not_crashed_on(tmp_path: Path, change: d
 
 def test_a_sidecar_without_keys_is_reported(tmp_path: Path) -> None:
     (tmp_path / "bare.json").write_text('{"stage_idx": 1}\n')
-    with pytest.raises(CheckpointError, match="sidecar lacks stage_name, val_loss"):
+    with pytest.raises(CheckpointError, match="sidecar lacks classes, config, created_at, "
+                                              "epoch, model, slt_version, stage_name,"):
         read_sidecar(tmp_path, "bare")
 
 
 def test_an_older_sidecar_without_stage_time_still_loads(tmp_path: Path) -> None:
-    save(tmp_path, "old", small_model())  # SIDECAR has no stage_time, like older sidecars
-    assert "stage_time" not in json.loads((tmp_path / "old.json").read_text())
-    assert read_sidecar(tmp_path, "old")["stage_time"] is None
+    save(tmp_path, "old", small_model())
+    path = tmp_path / "old.json"  # as sidecars written before stage_time was recorded
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                if k not in ("stage_time", "joints")}))
+    assert read_sidecar(tmp_path, "old").stage_time is None
     assert list_checkpoints(tmp_path)[1] == []
 
 
 def test_update_sidecar_changes_keys_and_leaves_the_weights(tmp_path: Path) -> None:
     written = save(tmp_path, "m", small_model(), stage_time=1.5)
     weights = (tmp_path / "m.safetensors").read_bytes()
-    update_sidecar(tmp_path, "m", {"stage_time": 42.7})
+    update_sidecar(tmp_path, "m", stage_time=42.7)
     sidecar = read_sidecar(tmp_path, "m")
-    assert sidecar["stage_time"] == 42.7
-    assert {key: sidecar[key] for key in written} == {**written, "stage_time": 42.7}
+    assert sidecar.stage_time == 42.7
+    assert sidecar == written.replace(stage_time=42.7)
     assert (tmp_path / "m.safetensors").read_bytes() == weights
     load_weights(tmp_path, "m", sidecar)  # the hash still holds
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
     with pytest.raises(CheckpointError, match="unreadable sidecar"):
-        update_sidecar(tmp_path, "absent", {"stage_time": 1.0})
+        update_sidecar(tmp_path, "absent", stage_time=1.0)
 
 
 def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
@@ -188,16 +216,16 @@ def test_settle_finishes_a_save_killed_between_its_two_renames(tmp_path: Path) -
     (tmp_path / "next" / "m.json").replace(tmp_path / ".m.json.x1y2.tmp")
     (tmp_path / ".m.safetensors.z9.tmp").write_bytes(b"half a file")
     settled = read_sidecar(tmp_path, "m")
-    assert settled["weights_sha256"] == new["weights_sha256"] != old["weights_sha256"]
+    assert settled.weights_sha256 == new.weights_sha256 != old.weights_sha256
     load_weights(tmp_path, "m", settled)
     assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_settle_drops_a_pending_sidecar_whose_weights_never_landed(tmp_path: Path) -> None:
     written = save(tmp_path, "m", small_model())
-    pending = {**written, "weights_sha256": "0" * 64}
+    pending = {**written.to_json(), "weights_sha256": "0" * 64}
     (tmp_path / ".m.json.abc.tmp").write_text(json.dumps(pending))
-    assert read_sidecar(tmp_path, "m")["weights_sha256"] == written["weights_sha256"]
+    assert read_sidecar(tmp_path, "m").weights_sha256 == written.weights_sha256
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -59,14 +59,14 @@ def test_analyze_json_matches_the_sidecars(trained: Path) -> None:
     first, second = (read_sidecar(trained, f"best_model_stage_{i}") for i in (1, 2))
     rows = report["stages"]
     assert [r["stage_idx"] for r in rows] == [1, 2]
-    assert rows[1]["val_accuracy"] == second["val_accuracy"]
+    assert rows[1]["val_accuracy"] == second.val_accuracy
     assert rows[1]["accuracy_change"] == pytest.approx(
-        second["val_accuracy"] - first["val_accuracy"])
-    assert rows[1]["loss_change"] == pytest.approx(second["val_loss"] - first["val_loss"])
+        second.val_accuracy - first.val_accuracy)
+    assert rows[1]["loss_change"] == pytest.approx(second.val_loss - first.val_loss)
     assert report["total"]["loss_reduction_pct"] == pytest.approx(
-        (first["val_loss"] - second["val_loss"]) / first["val_loss"] * 100)
+        (first.val_loss - second.val_loss) / first.val_loss * 100)
     assert report["total"]["accuracy_gain_pct"] == pytest.approx(
-        (second["val_accuracy"] - first["val_accuracy"]) * 100)
+        (second.val_accuracy - first.val_accuracy) * 100)
     table = slt("analyze", "--table")
     assert table.exit_code == 0 and "stage-by-stage" in table.stdout
     assert "total: loss reduction" in table.stdout
@@ -76,7 +76,7 @@ def test_continue_and_evaluate(trained: Path, tiny_toml: Path) -> None:
     result = slt("continue", "best_model_stage_2", "--type", "fine_tune", "--config",
                  str(tiny_toml))
     assert result.exit_code == 0, result.output
-    assert read_sidecar(trained, "best_model_stage_2_fine_tune")["parent"] == "best_model_stage_2"
+    assert read_sidecar(trained, "best_model_stage_2_fine_tune").parent == "best_model_stage_2"
     scored = slt("evaluate", "best_model_stage_2", "--split", "test", "--json")
     assert scored.exit_code == 0, scored.output
     report = json.loads(scored.stdout)
@@ -210,3 +210,35 @@ def test_notes_keep_bracketed_text() -> None:
     console = Console(record=True, width=200)
     RichReporter(console).note("kept 56 of 75 landmarks; set [data] landmarks to change")
     assert "set [data] landmarks to change" in console.export_text()
+
+
+def test_config_show_prints_what_a_run_uses_and_reads_back_the_same(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[run]\nseed = 7\n[[stages]]\nname = 'one'\nlr = 0.01\n"
+                    "[[stages]]\nname = 'two'\nepochs = 2\n")
+    shown = slt("config", "show", "--config", str(mine))
+    assert shown.exit_code == 0, shown.output
+    assert "seed = 7" in shown.stdout and shown.stdout.count("[[stages]]") == 2
+    assert shown.stdout.count("lr = 0.01") == 2  # stage two inherits stage one's rate
+    again = tmp_path / "shown.toml"
+    again.write_text(shown.stdout)
+    assert slt("config", "show", "--config", str(again)).stdout.splitlines()[1:] == \
+        shown.stdout.splitlines()[1:]
+    packaged = json.loads(slt("config", "show", "--defaults", "--json").stdout)
+    assert [stage["name"] for stage in packaged["stages"]] == [
+        "baseline", "augmentation", "regularization", "fine_tuning", "polishing"]
+    assert packaged["stages"][4]["augment"] == packaged["stages"][1]["augment"]
+
+
+def test_config_init_writes_the_packaged_file_and_never_overwrites(tmp_path: Path) -> None:
+    from slt_cli.config import default_config_text
+
+    target = tmp_path / "stages.toml"
+    assert slt("config", "init", str(target)).exit_code == 0
+    assert target.read_text() == default_config_text()
+    target.write_text("# mine\n")
+    refused = slt("config", "init", str(target))
+    assert refused.exit_code == 2 and "exists; nothing was written" in refused.stderr
+    assert target.read_text() == "# mine\n"
+    assert slt("config", "init", str(target), "--force").exit_code == 0
+    assert target.read_text() == default_config_text()

@@ -88,10 +88,57 @@ def test_model_settings_are_checked_against_the_builder() -> None:
     assert any("my.toml: model.dim:" in p for p in problems)
 
 
-def test_missing_presets_and_stages_are_errors() -> None:
-    problems = problems_of("[run]\nseed = 1\n")
-    assert "my.toml: stages: must be one or more [[stages]] tables" in problems
-    assert "my.toml: continue.exploration: missing preset table" in problems
+def test_a_users_file_needs_only_what_differs() -> None:
+    packaged = load_config()
+    config = parse_config("[run]\nseed = 1\n[continue.fine_tune]\nepochs = 2\n"
+                          "[continue.fine_tune.augment]\nmirror = 0.0\n", "my.toml")
+    assert config.run == dataclasses.replace(packaged.run, seed=1)
+    assert config.stages == packaged.stages and config.data == packaged.data
+    tuned = packaged.presets["fine_tune"]
+    assert config.presets["fine_tune"] == dataclasses.replace(
+        tuned, epochs=2, augment=dataclasses.replace(tuned.augment, mirror=0.0))
+    assert config.presets["exploration"] == packaged.presets["exploration"]
+    assert problems_of("stages = []\n") == [
+        "my.toml: stages: must be one or more [[stages]] tables"]
+
+
+def test_each_stage_starts_from_the_stage_before_it() -> None:
+    config = parse_config("""
+[[stages]]
+name = "a"
+description = "first"
+lr = 0.01
+dropout = 0.2
+[stages.augment]
+rotate = 10.0
+mirror = 0.5
+[[stages]]
+name = "b"
+epochs = 3
+[stages.augment]
+mirror = 0.0
+mixup = 0.3
+""", "my.toml")
+    first, second = config.stages
+    assert (second.lr, second.dropout, second.epochs, first.epochs) == (0.01, 0.2, 3, 10)
+    assert (second.augment.rotate, second.augment.mirror, second.augment.mixup) == (
+        10.0, 0.0, 0.3)
+    assert second.description == ""  # names and descriptions are never inherited
+    assert first.augment.mixup == 0.0
+
+
+def test_an_inherited_mistake_is_reported_once_where_it_was_written() -> None:
+    text = "[[stages]]\nname = 'a'\nlr = -1.0\n[[stages]]\nname = 'b'\n[[stages]]\n"
+    assert problems_of(text) == [
+        "my.toml: stages[0].lr: must be > 0",
+        "my.toml: stages[2].name: must be a non-empty identifier of letters, digits and _"]
+
+
+def test_a_full_file_of_before_inheritance_resolves_as_it_did() -> None:
+    full = load_config(ROOT / "tests" / "fixtures" / "full_stages.toml")
+    packaged = load_config()
+    assert (full.run, full.data, full.model, full.stages, full.presets) == (
+        packaged.run, packaged.data, packaged.model, packaged.stages, packaged.presets)
 
 
 def test_invalid_toml_names_the_file() -> None:

@@ -46,11 +46,11 @@ def test_train_and_evaluate_on_a_gislr_corpus(gislr: Path, tiny_toml: Path,
     assert result.exit_code == 0, result.output
     assert "18 train / 6 validation sequences" in result.stderr  # 1 of 4 participants held out
     sidecar = read_sidecar(Path("checkpoints"), "best_model_stage_2")
-    assert sidecar["config"]["data"]["source"] == f"gislr:{gislr.resolve()}"
-    assert sidecar["config"]["data"]["landmarks"] == "hands+pose+lips"
+    assert sidecar.config.data.source == f"gislr:{gislr.resolve()}"
+    assert sidecar.config.data.landmarks == "hands+pose+lips"
     # 96 landmarks (one-cloud normalisation, the default, adds no hand positions)
-    assert len(sidecar["joints"]) == 96
-    assert sidecar["model"]["in_features"] == 96 * 3 * 2 + 96
+    assert len(sidecar.joints) == 96
+    assert sidecar.model["in_features"] == 96 * 3 * 2 + 96
     # A second run finds the cache: no conversion line.
     again = slt("train", "--config", str(tiny_toml), "--data", f"gislr:{gislr}", "--force",
                 "--stages", "1", "--epochs-per-stage", "1", "--checkpoint-dir", "second")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import pytest
 import torch
 
 from slt_cli import Trainer, load_config
-from slt_cli.checkpoints import SIDECAR_KEYS, load_weights, read_sidecar
+from slt_cli.checkpoints import load_weights, read_sidecar
 from slt_cli.distributed import World, shard, world_from_environment
 from slt_cli.errors import SltError
 from slt_cli.metrics import RunningMetrics
+from slt_cli.sidecar import SIDECAR_KEYS
 from tests.conftest import TINY_TOML
 
 
@@ -50,8 +52,9 @@ def test_torchrun_trains_on_two_processes_and_writes_one_set_of_checkpoints(
         "stage_1_baseline.json", "stage_1_baseline.safetensors"]
     assert (folder / "metrics.csv").read_text().count("\n") == 1 + 2  # rank 0's 2 epochs
     sidecar = read_sidecar(folder, "best_model_stage_1")
-    assert set(SIDECAR_KEYS) <= set(sidecar)
-    assert sidecar.keys() == read_sidecar(single, "best_model_stage_1").keys()
+    written = json.loads((folder / "best_model_stage_1.json").read_text())
+    assert set(SIDECAR_KEYS) <= set(written)
+    assert written.keys() == json.loads((single / "best_model_stage_1.json").read_text()).keys()
     tensors = load_weights(folder, "best_model_stage_1", sidecar)
     assert tensors.keys() == load_weights(single, "best_model_stage_1",
                                           read_sidecar(single, "best_model_stage_1")).keys()
@@ -60,8 +63,8 @@ def test_torchrun_trains_on_two_processes_and_writes_one_set_of_checkpoints(
     # The weights load in one process and score what the two processes measured.
     scored = Trainer(load_config(config_path), checkpoint_dir=folder,
                      device="cpu").evaluate("best_model_stage_1")
-    assert scored.loss == pytest.approx(sidecar["val_loss"], rel=1e-4)
-    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1.5 / scored.count)
+    assert scored.loss == pytest.approx(sidecar.val_loss, rel=1e-4)
+    assert scored.accuracy == pytest.approx(sidecar.val_accuracy, abs=1.5 / scored.count)
 
 
 def test_each_process_takes_a_disjoint_equal_share_of_the_epoch() -> None:

@@ -10,10 +10,11 @@ import torch
 from rich.console import Console
 
 from slt_cli import RecordingReporter, Trainer, load_config
-from slt_cli.checkpoints import SIDECAR_KEYS, list_checkpoints, load_weights, read_sidecar
+from slt_cli.checkpoints import list_checkpoints, load_weights, read_sidecar
 from slt_cli.config import Config
 from slt_cli.errors import CheckpointError, ConfigError, DataError
 from slt_cli.history import read_history
+from slt_cli.sidecar import SIDECAR_KEYS
 
 
 def tiny(tiny_toml: Path, **run: object) -> Config:
@@ -29,20 +30,20 @@ def test_a_run_saves_both_checkpoints_of_every_stage(tiny_toml: Path, tmp_path: 
     reporter = RecordingReporter()
     result = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path, reporter=reporter).train()
     assert [s.checkpoint for s in result.stages] == ["best_model_stage_1", "best_model_stage_2"]
-    assert sorted(r["name"] for r in list_checkpoints(tmp_path)[0]) == [
+    assert sorted(r.name for r in list_checkpoints(tmp_path)[0]) == [
         "best_model_stage_1", "best_model_stage_2", "stage_1_baseline", "stage_2_augmentation"]
     sidecar = read_sidecar(tmp_path, "best_model_stage_2")
-    assert set(SIDECAR_KEYS) <= set(sidecar)
-    assert sidecar["parent"] == "best_model_stage_1" and sidecar["stage_name"] == "augmentation"
-    assert sidecar["config"]["stage"]["lr"] == 1e-3
-    assert sidecar["config"]["data"]["source"].startswith("synthetic:")
-    assert sidecar["model"]["name"] == "conv_transformer" and sidecar["classes"][0] == "sign_000"
-    assert sidecar["model"]["settings"]["dim"] == 16  # from the config
-    assert sidecar["model"]["settings"]["kernel_size"] > 0  # a builder default, resolved
+    assert set(SIDECAR_KEYS) <= set(json.loads((tmp_path / "best_model_stage_2.json").read_text()))
+    assert sidecar.parent == "best_model_stage_1" and sidecar.stage_name == "augmentation"
+    assert sidecar.config.stage.lr == 1e-3
+    assert sidecar.config.data.source.startswith("synthetic:")
+    assert sidecar.model["name"] == "conv_transformer" and sidecar.classes[0] == "sign_000"
+    assert sidecar.model["settings"]["dim"] == 16  # from the config
+    assert sidecar.model["settings"]["kernel_size"] > 0  # a builder default, resolved
     epochs = reporter.named("epoch_done")  # stage 2 scores its starting weights first
     assert [(m.stage_idx, m.epoch) for m in epochs] == [(1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
     best = max((m for m in epochs if m.stage_idx == 2), key=lambda m: m.val_accuracy)
-    assert sidecar["val_accuracy"] == pytest.approx(best.val_accuracy)
+    assert sidecar.val_accuracy == pytest.approx(best.val_accuracy)
 
 
 def test_runs_are_deterministic(tiny_toml: Path, tmp_path: Path) -> None:
@@ -76,8 +77,8 @@ def test_continue_records_lineage_and_never_overwrites(tiny_toml: Path, tmp_path
     assert (first.checkpoint, second.checkpoint) == (
         "best_model_stage_1_exploration", "best_model_stage_1_exploration_2")
     sidecar = read_sidecar(tmp_path, first.checkpoint)
-    assert sidecar["parent"] == "best_model_stage_1" and sidecar["stage_name"] == "exploration"
-    assert sidecar["stage_idx"] == 1
+    assert sidecar.parent == "best_model_stage_1" and sidecar.stage_name == "exploration"
+    assert sidecar.stage_idx == 1
     with pytest.raises(ConfigError, match="no continue preset 'wild'"):
         trainer.continue_from("best_model_stage_1", "wild")
     with pytest.raises(CheckpointError) as caught:
@@ -102,17 +103,17 @@ def test_starting_later_uses_the_saved_stage_before(tiny_toml: Path, tmp_path: P
     trainer.train([1])
     result = trainer.train([2])
     assert result.stages[0].parent == "best_model_stage_1"
-    assert read_sidecar(tmp_path, "best_model_stage_2")["parent"] == "best_model_stage_1"
+    assert read_sidecar(tmp_path, "best_model_stage_2").parent == "best_model_stage_1"
 
 
 def test_a_new_run_moves_the_old_files_aside(tiny_toml: Path, tmp_path: Path) -> None:
     trainer = Trainer(tiny(tiny_toml), checkpoint_dir=tmp_path)
     old = trainer.train([1])
-    old_hash = read_sidecar(tmp_path, "best_model_stage_1")["weights_sha256"]
+    old_hash = read_sidecar(tmp_path, "best_model_stage_1").weights_sha256
     new = trainer.train([1])
     assert set(new.archived) == {"best_model_stage_1", "stage_1_baseline"}
     kept = read_sidecar(tmp_path / "archive" / new.run_id, "best_model_stage_1")
-    assert kept["weights_sha256"] == old_hash and kept["run_id"] == old.run_id
+    assert kept.weights_sha256 == old_hash and kept.run_id == old.run_id
 
 
 def test_evaluate_reproduces_the_saved_score(tiny_toml: Path, tmp_path: Path) -> None:
@@ -120,10 +121,10 @@ def test_evaluate_reproduces_the_saved_score(tiny_toml: Path, tmp_path: Path) ->
     trainer.train([1])
     sidecar = read_sidecar(tmp_path, "best_model_stage_1")
     scored = trainer.evaluate("best_model_stage_1", split="val")
-    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
-    assert scored.loss == pytest.approx(sidecar["val_loss"], rel=1e-5)
+    assert scored.accuracy == pytest.approx(sidecar.val_accuracy, abs=1e-6)
+    assert scored.loss == pytest.approx(sidecar.val_loss, rel=1e-5)
     assert scored.top5_accuracy == 1.0  # only 4 classes
-    assert set(scored.per_class) == set(sidecar["classes"])
+    assert set(scored.per_class) == set(sidecar.classes)
     test = trainer.evaluate("best_model_stage_1", split="test")
     assert test.count == 4 * 2 * 3  # classes x test signers x repeats
     with pytest.raises(DataError, match="does not fit checkpoint"):
@@ -174,7 +175,7 @@ def test_any_layout_trains_one_landmark_to_full_holistic(
     stage = result.stages[0]
     assert np.isfinite(stage.val_loss) and 0.0 <= stage.val_accuracy <= 1.0
     sidecar = read_sidecar(tmp_path / "ck", "best_model_stage_1")
-    assert sidecar["model"]["in_features"] == joints * channels * 2 + joints
+    assert sidecar.model["in_features"] == joints * channels * 2 + joints
 
 
 def test_single_frame_clips_train_without_temporal_augmentation(tiny_toml: Path,
@@ -193,9 +194,9 @@ def test_single_frame_clips_train_without_temporal_augmentation(tiny_toml: Path,
     reporter = RecordingReporter()
     Trainer(config, checkpoint_dir=tmp_path / "run", reporter=reporter).train(force=True)
     sidecar = read_sidecar(tmp_path / "run", "best_model_stage_2")
-    assert sidecar["config"]["data"]["frames"] == 1  # taken from the data
-    augment = sidecar["config"]["stage"]["augment"]
-    assert augment["time_mask"] == 0 and augment["speed"] == 0 and augment["rotate"] == 10.0
+    assert sidecar.config.data.frames == 1  # taken from the data
+    augment = sidecar.config.stage.augment
+    assert augment.time_mask == 0 and augment.speed == 0 and augment.rotate == 10.0
     assert any("single frame" in message for message in reporter.named("note"))
     evaluation = Trainer(config, checkpoint_dir=tmp_path / "run").evaluate("best_model_stage_2")
     assert evaluation.count > 0
@@ -229,17 +230,17 @@ def test_a_stage_that_only_hurts_keeps_its_start_and_the_next_starts_there(
     assert (wrecked.best_epoch, wrecked.kept_start, wrecked.gain) == (0, True, 0.0)
     assert (wrecked.epochs_run, first.kept_start) == (2, False)  # patience 0: every epoch
     sidecar = read_sidecar(tmp_path, "best_model_stage_2")
-    assert (sidecar["epoch"], sidecar["parent"]) == (0, "best_model_stage_1")
-    assert sidecar["val_accuracy"] == read_sidecar(tmp_path, "best_model_stage_1")[
-        "val_accuracy"] == first.val_accuracy
+    assert (sidecar.epoch, sidecar.parent) == (0, "best_model_stage_1")
+    assert sidecar.val_accuracy == read_sidecar(tmp_path, "best_model_stage_1").val_accuracy \
+        == first.val_accuracy
     kept, start = weights(tmp_path, "best_model_stage_2"), weights(tmp_path, "best_model_stage_1")
     assert kept.keys() == start.keys() and all(torch.equal(kept[k], start[k]) for k in kept)
     final = weights(tmp_path, "stage_2_wreck")  # the end of the stage is the wrecked one
     assert not all(torch.equal(final[k], start[k]) for k in final)
     # The whole stage's time, beside the time until its (here: starting) best.
-    assert sidecar["stage_time"] == pytest.approx(wrecked.training_time, abs=1e-3)
-    assert sidecar["stage_time"] > sidecar["training_time"]
-    assert read_sidecar(tmp_path, "stage_2_wreck")["stage_time"] == sidecar["stage_time"]
+    assert sidecar.stage_time == pytest.approx(wrecked.training_time, abs=1e-3)
+    assert sidecar.stage_time > sidecar.training_time
+    assert read_sidecar(tmp_path, "stage_2_wreck").stage_time == sidecar.stage_time
 
     # Stage 3 starts from the kept weights: its epoch 0 scores exactly what stage 1 did.
     assert gentle.parent == "best_model_stage_2"
@@ -260,7 +261,7 @@ def test_a_stage_that_only_hurts_keeps_its_start_and_the_next_starts_there(
         (s.best_epoch, s.kept_start) for s in result.stages]
     assert (rows[0]["kept_start"], rows[1]["best_epoch"], rows[1]["kept_start"]) == (False, 0,
                                                                                      True)
-    assert rows[1]["stage_time"] == sidecar["stage_time"]
+    assert rows[1]["stage_time"] == sidecar.stage_time
 
 
 def test_patience_stops_a_stage_that_gains_nothing(tiny_toml: Path, tmp_path: Path) -> None:
@@ -275,8 +276,8 @@ def test_patience_stops_a_stage_that_gains_nothing(tiny_toml: Path, tmp_path: Pa
     assert [m.epoch for m in reporter.named("epoch_done")] == [0, 1]
     assert reporter.named("note")[-1] == (
         "stage 2 (wreck) stopped early at epoch 1 of 3: no gain for 1 epoch")
-    assert read_sidecar(tmp_path, "best_model_stage_2")["epoch"] == 0
-    assert read_sidecar(tmp_path, "stage_2_wreck")["epoch"] == 1  # the weights at the stop
+    assert read_sidecar(tmp_path, "best_model_stage_2").epoch == 0
+    assert read_sidecar(tmp_path, "stage_2_wreck").epoch == 1  # the weights at the stop
     rows = [(r.stage_idx, r.epoch) for r in read_history(tmp_path)[0] if r.run_id ==
             result.run_id]
     assert rows == [(2, 0), (2, 1)]

@@ -77,39 +77,39 @@ def test_logits_ensemble_is_saved_scored_and_listed(folder: Path) -> None:
     assert "logits ensemble" in result.stdout and "stage_2_augmentation" in result.stdout
     assert "note:" not in result.stderr  # one run: every member validated on the same split
     sidecar = read_sidecar(folder, "avg3")
-    assert sidecar["stage_name"] == "ensemble" and sidecar["parent"] is None
-    assert sidecar["members"] == STAGES and sidecar["epoch"] == 0
-    assert sidecar["stage_idx"] == 2
+    assert sidecar.stage_name == "ensemble" and sidecar.parent is None
+    assert list(sidecar.members) == STAGES and sidecar.epoch == 0
+    assert sidecar.stage_idx == 2
     members = [read_sidecar(folder, name) for name in STAGES]
-    assert sidecar["model"]["name"] == "ensemble"
-    assert sidecar["model"]["settings"]["members"] == [m["model"] for m in members]
-    assert sidecar["training_time"] == pytest.approx(sum(m["training_time"] for m in members),
+    assert sidecar.model["name"] == "ensemble"
+    assert sidecar.model["settings"]["members"] == [m.model for m in members]
+    assert sidecar.training_time == pytest.approx(sum(m.training_time for m in members),
                                                      abs=2e-3)
     report = evaluated(folder, "avg3")
-    assert report["accuracy"] == sidecar["val_accuracy"]
-    assert report["loss"] == pytest.approx(sidecar["val_loss"], rel=1e-6)
+    assert report["accuracy"] == sidecar.val_accuracy
+    assert report["loss"] == pytest.approx(sidecar.val_loss, rel=1e-6)
     # The table's numbers are the sidecar's, each member scored on the same sequences.
-    assert f"{sidecar['val_accuracy']:.4f}" in result.stdout
-    assert f"{members[0]['val_accuracy']:.4f}" in result.stdout
+    assert f"{sidecar.val_accuracy:.4f}" in result.stdout
+    assert f"{members[0].val_accuracy:.4f}" in result.stdout
     listed = {r["name"]: r for r in json.loads(slt("list", "--json", "--checkpoint-dir",
                                                    str(folder)).stdout)}
     assert listed["avg3"]["stage_name"] == "ensemble"
-    assert listed["avg3"]["val_accuracy"] == sidecar["val_accuracy"]
+    assert listed["avg3"]["val_accuracy"] == sidecar.val_accuracy
 
 
 def test_logits_ensemble_averages_the_members_probabilities(folder: Path) -> None:
     assert make(folder, *STAGES[:2], "--name", "pair").exit_code == 0
     sidecar = read_sidecar(folder, "pair")
-    network = build_network(sidecar["model"], seed=0)
+    network = build_network(sidecar.model, seed=0)
     assert isinstance(network, Ensemble) and len(network.members) == 2
     network.load_state_dict(load_file(folder / "pair.safetensors"))
     network.eval()
     singles = []
     for name in STAGES[:2]:
-        member = build_network(read_sidecar(folder, name)["model"], seed=0)
+        member = build_network(read_sidecar(folder, name).model, seed=0)
         member.load_state_dict(load_file(folder / f"{name}.safetensors"))
         singles.append(member.eval())
-    x = torch.randn(5, 12, sidecar["model"]["in_features"])
+    x = torch.randn(5, 12, sidecar.model["in_features"])
     with torch.no_grad():
         mean = torch.stack([m(x).softmax(dim=-1) for m in singles]).mean(dim=0)
         torch.testing.assert_close(network(x).exp(), mean, rtol=1e-5, atol=1e-6)
@@ -122,19 +122,19 @@ def test_weights_ensemble_is_the_exact_mean_and_trains_further(folder: Path,
     assert result.exit_code == 0, result.output
     assert "weights ensemble" in result.stdout
     sidecar = read_sidecar(folder, "soup")
-    assert sidecar["members"] == ["best_model_stage_1", "best_model_stage_2"]
-    assert sidecar["model"] == read_sidecar(folder, "best_model_stage_1")["model"]
+    assert sidecar.members == ("best_model_stage_1", "best_model_stage_2")
+    assert sidecar.model == read_sidecar(folder, "best_model_stage_1").model
     soup = load_file(folder / "soup.safetensors")
     first, second = (load_file(folder / f"best_model_stage_{i}.safetensors") for i in (1, 2))
     assert soup.keys() == first.keys()
     for key, value in soup.items():
         assert torch.equal(value, torch.stack([first[key], second[key]]).mean(dim=0)), key
     assert not torch.equal(soup[next(iter(soup))], first[next(iter(soup))])
-    assert evaluated(folder, "soup")["accuracy"] == sidecar["val_accuracy"]
+    assert evaluated(folder, "soup")["accuracy"] == sidecar.val_accuracy
     more = slt("continue", "soup", "--type", "fine_tune", "--config", str(tiny_toml),
                "--checkpoint-dir", str(folder))
     assert more.exit_code == 0, more.output
-    assert read_sidecar(folder, "soup_fine_tune")["parent"] == "soup"
+    assert read_sidecar(folder, "soup_fine_tune").parent == "soup"
 
 
 def test_members_of_other_architectures_average_predictions_not_weights(
@@ -148,8 +148,8 @@ def test_members_of_other_architectures_average_predictions_not_weights(
     result = make(folder, "best_model_stage_2", "mlp_member", "--name", "mixed")
     assert result.exit_code == 0, result.output
     assert "mlp_member was validated on other sequences than best_model_stage_2" in result.stderr
-    assert read_sidecar(folder, "mixed")["config"]["run"]["seed"] == 0  # the first's data
-    assert evaluated(folder, "mixed")["accuracy"] == read_sidecar(folder, "mixed")["val_accuracy"]
+    assert read_sidecar(folder, "mixed").config.run.seed == 0  # the first's data
+    assert evaluated(folder, "mixed")["accuracy"] == read_sidecar(folder, "mixed").val_accuracy
     more = slt("continue", "mixed", "--type", "fine_tune", "--config", str(tiny_toml),
                "--checkpoint-dir", str(folder))
     assert more.exit_code == 0, more.output
@@ -159,8 +159,8 @@ def test_averaging_weights_of_separate_runs_is_saved_with_a_warning(folder: Path
     result = make(folder, "best_model_stage_2", "seed1_member", "--name", "soup",
                   "--method", "weights")
     assert result.exit_code == 0, result.output
-    saved = read_sidecar(folder, "soup")["val_accuracy"]
-    assert saved < read_sidecar(folder, "seed1_member")["val_accuracy"]
+    saved = read_sidecar(folder, "soup").val_accuracy
+    assert saved < read_sidecar(folder, "seed1_member").val_accuracy
     assert f"the averaged weights score {saved:.4f}, below every member" in result.stderr
     assert "for separate runs use --method logits" in result.stderr
 

@@ -46,7 +46,7 @@ def check_metadata(path: Path, folder: Path, fmt: str) -> None:
     metadata = json.loads(path.read_text(encoding="utf-8"))
     sidecar = read_sidecar(folder, MODEL)
     assert metadata["format"] == fmt and metadata["checkpoint"] == MODEL
-    assert metadata["classes"] == sidecar["classes"] == [f"sign_{k:03d}" for k in range(4)]
+    assert metadata["classes"] == list(sidecar.classes) == [f"sign_{k:03d}" for k in range(4)]
     assert metadata["input"]["shape"] == ["frames", 53, 3]
     assert len(metadata["input"]["joints"]) == 53
     assert metadata["preprocessing"]["frames"] == 12 and metadata["preprocessing"]["motion"]

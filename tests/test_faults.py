@@ -53,15 +53,15 @@ def assert_same_checkpoints(folder: Path, reference: Path) -> None:
         assert got.keys() == want.keys(), name
         assert all(torch.equal(got[k], want[k]) for k in want), f"{name} differs"
         mine, theirs = read_sidecar(folder, name), read_sidecar(reference, name)
-        assert (mine["val_loss"], mine["val_accuracy"], mine["epoch"]) == (
-            theirs["val_loss"], theirs["val_accuracy"], theirs["epoch"]), name
+        assert (mine.val_loss, mine.val_accuracy, mine.epoch) == (
+            theirs.val_loss, theirs.val_accuracy, theirs.epoch), name
 
 
 def assert_every_checkpoint_whole(folder: Path) -> int:
     records, problems = list_checkpoints(folder)
     assert problems == []
     for record in records:
-        load_weights(folder, record["name"], read_sidecar(folder, record["name"]))
+        load_weights(folder, record.name, read_sidecar(folder, record.name))
     assert not [p.name for p in folder.glob("*.tmp")]
     return len(records)
 
@@ -191,7 +191,7 @@ def test_a_diverging_stage_stops_and_keeps_only_finite_weights(tiny_toml: Path,
         caught.value.message.lower())
     assert assert_every_checkpoint_whole(tmp_path) >= 2  # stage 1's two checkpoints
     for record in list_checkpoints(tmp_path)[0]:
-        tensors = weights(tmp_path, record["name"])
+        tensors = weights(tmp_path, record.name)
         assert all(torch.isfinite(t).all() for t in tensors.values())
 
 

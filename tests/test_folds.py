@@ -110,16 +110,16 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
     for stage in (1, 2):
         sidecars = [read_sidecar(Path(f"cv/fold_{fold}"), f"best_model_stage_{stage}")
                     for fold in (1, 2)]
-        assert [s["config"]["data"]["fold"] for s in sidecars] == [1, 2]
-        assert {s["config"]["data"]["folds"] for s in sidecars} == {2}
-        accuracies = [s["val_accuracy"] for s in sidecars]
+        assert [s.config.data.fold for s in sidecars] == [1, 2]
+        assert {s.config.data.folds for s in sidecars} == {2}
+        accuracies = [s.val_accuracy for s in sidecars]
         row = summary["stages"][stage - 1]
         assert row["stage_idx"] == stage and row["folds"] == [1, 2]
         assert row["val_accuracy"]["values"] == accuracies
         assert row["val_accuracy"]["mean"] == pytest.approx(statistics.mean(accuracies))
         assert row["val_accuracy"]["std"] == pytest.approx(statistics.stdev(accuracies))
         assert row["val_loss"]["mean"] == pytest.approx(
-            statistics.mean(s["val_loss"] for s in sidecars))
+            statistics.mean(s.val_loss for s in sidecars))
         assert f"{statistics.mean(accuracies):.4f} ± " in result.stdout
 
     # Each fold's checkpoint is scored on its own fold's validation signers: 2 of the
@@ -131,7 +131,7 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
         assert shown.exit_code == 0, shown.output
         scored.append(json.loads(shown.stdout))
         sidecar = read_sidecar(Path(f"cv/fold_{fold}"), "best_model_stage_2")
-        assert scored[-1]["accuracy"] == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
+        assert scored[-1]["accuracy"] == pytest.approx(sidecar.val_accuracy, abs=1e-6)
         assert scored[-1]["count"] == 24
     listed = slt("list", "--checkpoint-dir", "cv/fold_2", "--json")
     assert len(json.loads(listed.stdout)) == 4
@@ -145,11 +145,11 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
                     str(tiny_toml), "--checkpoint-dir", "cv/fold_2")
     assert continued.exit_code == 0, continued.output
     child = read_sidecar(Path("cv/fold_2"), "best_model_stage_2_fine_tune")
-    assert (child["config"]["data"]["folds"], child["config"]["data"]["fold"]) == (2, 2)
-    assert child["config"]["run"]["seed"] == 3
+    assert (child.config.data.folds, child.config.data.fold) == (2, 2)
+    assert child.config.run.seed == 3
     again = json.loads(slt("evaluate", "best_model_stage_2_fine_tune", "--checkpoint-dir",
                            "cv/fold_2", "--json").stdout)
-    assert again["accuracy"] == pytest.approx(child["val_accuracy"], abs=1e-6)
+    assert again["accuracy"] == pytest.approx(child.val_accuracy, abs=1e-6)
 
     # An ensemble of a fold's checkpoints is scored on that fold's validation split too.
     made = slt("ensemble", "best_model_stage_1", "best_model_stage_2", "--name", "pair",
@@ -158,7 +158,7 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
     pair = read_sidecar(Path("cv/fold_2"), "pair")
     shown = json.loads(slt("evaluate", "pair", "--checkpoint-dir", "cv/fold_2", "--json").stdout)
     assert shown["count"] == 24
-    assert shown["accuracy"] == pytest.approx(pair["val_accuracy"], abs=1e-6)
+    assert shown["accuracy"] == pytest.approx(pair.val_accuracy, abs=1e-6)
 
 
 @pytest.mark.parametrize(("folds", "words"), [

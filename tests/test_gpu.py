@@ -31,7 +31,7 @@ def test_data_parallel_training_saves_bare_weights_that_load_on_cpu(tiny_toml: P
     assert all(t.device.type == "cpu" for t in tensors.values())
     on_cpu = Trainer(config, checkpoint_dir=tmp_path, device="cpu")
     scored = on_cpu.evaluate("best_model_stage_2", split="val")
-    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=0.02)
+    assert scored.accuracy == pytest.approx(sidecar.val_accuracy, abs=0.02)
 
 
 def test_auto_device_picks_the_gpu(tiny_toml: Path, tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_bf16_autocast_is_the_cuda_default_and_checkpoints_stay_fp32(tiny_toml: 
     assert all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point())
     scored = Trainer(load_config(tiny_toml), checkpoint_dir=tmp_path, device="cuda").evaluate(
         "best_model_stage_1")
-    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
+    assert scored.accuracy == pytest.approx(sidecar.val_accuracy, abs=1e-6)
 
 
 def test_compiled_training_saves_unprefixed_weights(tiny_toml: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -55,15 +56,17 @@ def epoch(run_id: str, stage_idx: int, number: int, val_loss: float,
                     is_best=True, checkpoint=f"best_model_stage_{stage_idx}", parent=None)
 
 
+def record(**keys: object) -> SimpleNamespace:
+    """The sidecar keys the curves read (a Sidecar has them all)."""
+    return SimpleNamespace(**keys)
+
+
 def test_the_curves_follow_the_runs_of_the_best_checkpoints_stage_after_stage() -> None:
     records = [  # stage 1 from run A, stage 2 from a later run B, stage 3 never recorded
-        {"name": "best_model_stage_2", "stage_idx": 2, "stage_name": "s2", "run_id": "B",
-         "epoch": 1},
-        {"name": "best_model_stage_1", "stage_idx": 1, "stage_name": "s1", "run_id": "A",
-         "epoch": 2},
-        {"name": "stage_1_s1", "stage_idx": 1, "stage_name": "s1", "run_id": "A", "epoch": 3},
-        {"name": "best_model_stage_3", "stage_idx": 3, "stage_name": "s3", "run_id": None,
-         "epoch": 1},
+        record(name="best_model_stage_2", stage_idx=2, stage_name="s2", run_id="B", epoch=1),
+        record(name="best_model_stage_1", stage_idx=1, stage_name="s1", run_id="A", epoch=2),
+        record(name="stage_1_s1", stage_idx=1, stage_name="s1", run_id="A", epoch=3),
+        record(name="best_model_stage_3", stage_idx=3, stage_name="s3", run_id=None, epoch=1),
     ]
     rows = [epoch("A", 1, n, 3.0 - n, 0.2 * n) for n in (1, 2, 3)]
     rows += [epoch("A", 2, 1, 9.0, 0.0)]  # run A's stage 2 was archived: not plotted
@@ -79,8 +82,8 @@ def test_the_curves_follow_the_runs_of_the_best_checkpoints_stage_after_stage() 
 
 
 def test_a_stage_s_epoch_0_is_its_first_point_without_training_numbers() -> None:
-    records = [{"name": f"best_model_stage_{i}", "stage_idx": i, "stage_name": f"s{i}",
-                "run_id": "A", "epoch": epoch_} for i, epoch_ in ((1, 2), (2, 0))]
+    records = [record(name=f"best_model_stage_{i}", stage_idx=i, stage_name=f"s{i}",
+                      run_id="A", epoch=epoch_) for i, epoch_ in ((1, 2), (2, 0))]
     start = dataclasses.replace(epoch("A", 2, 0, 0.5, 0.8), train_loss=None,
                                 train_accuracy=None)
     rows = [epoch("A", 1, n, 1.0 / n, 0.4 * n) for n in (1, 2)]

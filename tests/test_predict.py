@@ -32,12 +32,12 @@ def slt(*args: str):
 def raw_split(folder: Path, split: str):
     """The raw sequences of one split of the checkpoint's data, and that data prepared."""
     sidecar = read_sidecar(folder, MODEL)
-    data, seed = sidecar["config"]["data"], sidecar["config"]["run"]["seed"]
-    raw = load_source(data["source"])
-    labels = numpy_path.assign_splits(raw, data["val_fraction"], seed)
-    prepared = load_data(data["source"], frames=data["frames"], motion=data["motion"],
-                         val_fraction=data["val_fraction"], seed=seed,
-                         normalise_mode=data["normalise"])
+    data, seed = sidecar.config.data, sidecar.config.run.seed
+    raw = load_source(data.source)
+    labels = numpy_path.assign_splits(raw, data.val_fraction, seed)
+    prepared = load_data(data.source, frames=data.frames, motion=data.motion,
+                         val_fraction=data.val_fraction, seed=seed,
+                         normalise_mode=data.normalise)
     rows = labels == split
     return raw.x[rows], raw.lengths[rows], raw.y[rows], prepared
 
@@ -296,8 +296,8 @@ def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path)
     train_npz(data, tmp_path, "parts")
     folder = tmp_path / "checkpoints"
     sidecar = read_sidecar(folder, MODEL)
-    assert len(sidecar["joints"]) == 56 and sidecar["config"]["data"]["normalise"] == "parts"
-    assert sidecar["model"]["in_features"] == 58 * 3 * 2 + 58  # 56 + two hand positions
+    assert len(sidecar.joints) == 56 and sidecar.config.data.normalise == "parts"
+    assert sidecar.model["in_features"] == 58 * 3 * 2 + 58  # 56 + two hand positions
     with np.load(data) as arrays:  # the val sequences, every landmark, zeros and all
         val = arrays["split"] == "val"
         np.savez(tmp_path / "val.npz", x=arrays["x"][val], y=arrays["y"][val],
@@ -347,4 +347,4 @@ def test_a_sidecar_from_before_normalise_predicts_as_one_cloud(tmp_path: Path) -
     again = slt("continue", MODEL, "--type", "fine_tune", "--epochs", "1",
                 "--checkpoint-dir", str(folder))
     assert again.exit_code == 0, again.output
-    assert read_sidecar(folder, f"{MODEL}_fine_tune")["config"]["data"]["normalise"] == "sequence"
+    assert read_sidecar(folder, f"{MODEL}_fine_tune").config.data.normalise == "sequence"

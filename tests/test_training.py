@@ -39,7 +39,7 @@ def test_a_stage_with_mixup_and_shear_trains_and_repeats_exactly(tiny_toml: Path
     for folder in (tmp_path / "a", tmp_path / "b"):
         result = Trainer(config, checkpoint_dir=folder).train(force=True)
         sidecar = read_sidecar(folder, "stage_2_augmentation")
-        assert sidecar["config"]["stage"]["augment"]["mixup"] == 0.5
+        assert sidecar.config.stage.augment.mixup == 0.5
         states.append(load_weights(folder, "stage_2_augmentation", sidecar))
     assert result.stages[1].val_accuracy > 0
     assert states[0].keys() == states[1].keys()
@@ -58,7 +58,7 @@ def test_compiled_training_on_the_cpu_saves_unprefixed_fp32_weights(tiny_toml: P
     assert not any(key.startswith(("_orig_mod.", "module.")) for key in tensors)
     assert all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point())
     scored = Trainer(config, checkpoint_dir=tmp_path, device="cpu").evaluate("best_model_stage_1")
-    assert scored.accuracy == pytest.approx(sidecar["val_accuracy"], abs=1e-6)
+    assert scored.accuracy == pytest.approx(sidecar.val_accuracy, abs=1e-6)
 
 
 def test_step_ema_matches_torch_averaged_model_bit_for_bit() -> None:
@@ -81,3 +81,9 @@ def test_step_ema_matches_torch_averaged_model_bit_for_bit() -> None:
         assert torch.equal(ours.state_dict()[key], value), key
     first = next(model.parameters())
     assert not torch.equal(ours.module[0].weight, first)  # an average, not a copy
+    # Its state is torch's, key for key (the model it follows is no part of it), so a
+    # fresh average restores it: what resuming an EMA stage does.
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    fresh = StepEma(nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3)), 0.9)
+    fresh.load_state_dict(ours.state_dict())
+    assert torch.equal(fresh.module[0].weight, ours.module[0].weight)

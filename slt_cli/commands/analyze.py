@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Json
 from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
 from slt_cli.errors import SltError
+
+if TYPE_CHECKING:
+    from slt_cli.sidecar import Sidecar
 
 
 def analyze(
@@ -48,7 +51,7 @@ def analyze(
         _plot_curves(folder, records, plot)
 
 
-def _plot_curves(folder: Path, records: list[dict[str, Any]], path: Path) -> None:
+def _plot_curves(folder: Path, records: list[Sidecar], path: Path) -> None:
     """``--plot``: the epochs of the best checkpoints' runs, from metrics.csv."""
     from slt_cli import plots
     from slt_cli.history import METRICS_FILE, read_history

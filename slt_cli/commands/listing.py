@@ -16,7 +16,8 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
 
     folder = checkpoint_folder(checkpoint_dir)
     records = readable_checkpoints(folder)
-    summary = [{key: record.get(key) for key in LISTED_KEYS} for record in records]
+    summary = [{"name": record.name, **{key: record.to_json()[key] for key in LISTED_KEYS[1:]}}
+               for record in records]
     if json:
         console.print_json(summary)
     elif not records and (folder / FOLDS_FILE).is_file():

@@ -15,6 +15,7 @@ from slt_cli.errors import SltError
 
 if TYPE_CHECKING:
     from slt_cli.config import Config
+    from slt_cli.sidecar import Sidecar
 
 
 def checkpoint_folder(option: Path | None, config: Config | None = None) -> Path:
@@ -37,7 +38,7 @@ def check_device(choice: str) -> str:
     return choice
 
 
-def readable_checkpoints(folder: Path) -> list[dict[str, Any]]:
+def readable_checkpoints(folder: Path) -> list[Sidecar]:
     """The folder's checkpoints; each damaged sidecar is named on stderr, then skipped."""
     from slt_cli.checkpoints import list_checkpoints
 

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-ENSEMBLE = "ensemble"  # the model record name of an averaged-predictions network
+from slt_cli.config import ENSEMBLE_MODEL
+
+ENSEMBLE = ENSEMBLE_MODEL  # the model record name of an averaged-predictions network
 
 
 class Ensemble(nn.Module):

@@ -1,0 +1,56 @@
+"""``slt config show`` and ``slt config init``: print the effective configuration, or
+write the packaged stages.toml, comments and all, as a starting point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slt_cli import console
+from slt_cli.commands import guarded
+from slt_cli.commands.options import ConfigPath, Json
+from slt_cli.errors import SltError
+
+config_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="markdown",
+    help="Show the effective stages.toml, or write the packaged one to start from.")
+
+
+@config_app.command("show")
+@guarded
+def show(config: ConfigPath = None, defaults: Annotated[bool, typer.Option(
+             "--defaults", help="The packaged defaults, whatever ./stages.toml says.")] = False,
+         json: Json = False) -> None:
+    """Print the configuration a run would use: ./stages.toml or --config laid over the
+    packaged defaults, every stage whole."""
+    from slt_cli.config import find_config, load_config
+    from slt_cli.config_text import config_toml
+
+    settings = load_config(None if defaults else find_config(config))
+    if json:
+        console.print_json(settings.to_dict())
+    else:
+        print(config_toml(settings), end="")
+
+
+@config_app.command("init")
+@guarded
+def init(path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("stages.toml"),
+         force: Annotated[bool, typer.Option(
+             "--force", help="Replace the file when it exists.")] = False) -> None:
+    """Write the packaged stages.toml (every key, commented) to edit."""
+    from slt_cli.checkpoints import atomic_write_bytes
+    from slt_cli.config import default_config_text
+    from slt_cli.files import readable_as_umask_allows
+
+    if path.is_dir():
+        raise SltError(f"{path} is a folder", hint="Give a file name, e.g. stages.toml.")
+    if path.exists() and not force:
+        raise SltError(f"{path} exists; nothing was written",
+                       hint="Pass --force to replace it, or give another path.")
+    atomic_write_bytes(path, default_config_text().encode("utf-8"))
+    readable_as_umask_allows(path)
+    console.err.print(f"wrote {path}; `slt config show --config {path}` prints what it "
+                      "resolves to", highlight=False)
