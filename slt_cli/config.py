@@ -8,6 +8,7 @@ problem in the file before it raises, so a user fixes them all in one go:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -384,7 +385,7 @@ def _build(cls: type, table: Any, where: str, report: Report, **preset: Any) -> 
     if not isinstance(table, dict):
         report(where, f"must be a table, got {_type_name(table)}")
         return cls(**preset)
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     _unknown_keys(table, names, where, report)
     values = dict(preset)
@@ -480,6 +481,11 @@ def _build_presets(table: Any, report: Report) -> dict[str, StageConfig]:
         if required not in presets:
             report(f"continue.{required}", "missing preset table")
     return presets
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # compiles each annotation: once per class is enough
 
 
 def _unknown_keys(table: Mapping[str, Any], known: Any, where: str, report: Report) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Json
 from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
@@ -16,8 +18,7 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
 
     folder = checkpoint_folder(checkpoint_dir)
     records = readable_checkpoints(folder)
-    summary = [{"name": record.name, **{key: record.to_json()[key] for key in LISTED_KEYS[1:]}}
-               for record in records]
+    summary = [_listed(record.name, record.to_json()) for record in records]
     if json:
         console.print_json(summary)
     elif not records and (folder / FOLDS_FILE).is_file():
@@ -29,3 +30,7 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
         console.err.print(f"no checkpoints in {folder}; run `slt train` to make some")
     else:
         console.out.print(console.checkpoint_table(summary, str(folder)))
+
+
+def _listed(name: str, sidecar: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, **{key: sidecar[key] for key in LISTED_KEYS[1:]}}
