@@ -1,10 +1,11 @@
 """The manual agrees with the CLI, and its links lead somewhere.
 
 ``docs/commands.md`` has one section per command, headed ``slt <command>`` in
-backticks, with a table whose rows start with each argument (``MODEL``) and option
-(```--force` / `--no-force```). These tests walk the Typer app (no torch is imported)
-and compare both ways: every option the CLI has is in its command's table, and no
-table or text names an option the CLI does not have.
+backticks, with a table whose first cell names each argument in upper case
+(`` `MODEL` ``) and each option, both sides of a switch (`` `--force` / `--no-force` ``).
+These tests walk the Typer app (no torch is imported) and compare both ways: every
+option the CLI has is in its command's table, and no table or text names an option the
+CLI does not have. A new option or command needs its row or section in commands.md.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def _documented_names(command: object) -> set[str]:
     ``--x/--no-x`` switch) and arguments in upper case."""
     names: set[str] = set()
     for param in command.params:  # type: ignore[attr-defined]
+        if getattr(param, "hidden", False):  # not in --help, so not in the docs either
+            continue
         if param.param_type_name == "argument":
             names.add(param.name.upper())
         else:
@@ -70,14 +73,15 @@ def _sections(text: str) -> dict[str, str]:
 
 
 def _table_names(section: str) -> set[str]:
-    """The names in the first cell of each table row: ``--force``, ``--no-force``, ``MODEL``."""
+    """The names in the first cell of each table row: ``--force``, ``--no-force``, ``-f``,
+    ``MODEL``."""
     names: set[str] = set()
     for line in section.splitlines():
         if not line.startswith("|"):
             continue
         first_cell = line.split("|")[1]
         for name in ROW_NAMES.findall(first_cell):
-            if name.startswith("--") or re.fullmatch(r"[A-Z][A-Z_]*", name):
+            if name.startswith("-") or re.fullmatch(r"[A-Z][A-Z_]*", name):
                 names.add(name)
     return names
 
