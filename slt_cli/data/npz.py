@@ -40,7 +40,7 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
     def fail(message: str) -> DataError:
-        return DataError(f"{path}: {message}", hint="See README, 'Data format'.")
+        return DataError(f"{path}: {message}", hint="The format: docs/data.md, '.npz files'.")
 
     unknown = sorted(set(arrays) - set(KNOWN_ARRAYS))
     if unknown:
