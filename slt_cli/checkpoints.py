@@ -14,15 +14,19 @@ import json
 import os
 import re
 import signal
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli.errors import CheckpointError, StorageError
-from slt_cli.files import fsync_directory
-from slt_cli.lock import folder_idle
+from slt_cli.files import (
+    abandoned_temps,
+    create_new,
+    fsync_directory,
+    temp_path,
+    temp_target,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -95,7 +99,8 @@ def save_checkpoint(
 
     Both files are written to temporary names and fsynced before either is renamed
     into place, weights first. A kill between the two renames leaves the new sidecar
-    waiting under its temporary name; ``settle`` (run by every reader) finishes it.
+    waiting under its temporary name: readers take it for the sidecar (its hash names
+    the weights in place) and the next writer's ``settle`` renames it into place.
 
     Raises:
         CheckpointError: when a tensor holds NaN or infinity (never saved).
@@ -142,45 +147,48 @@ def update_sidecar(directory: Path, name: str, changes: Mapping[str, Any]) -> di
     return record
 
 
-def settle(directory: Path, *, holding_lock: bool = False) -> None:
-    """Finish or discard writes a killed process left behind.
+def settle(directory: Path) -> None:
+    """Finish or discard the writes a killed process left in ``directory``.
 
-    A sidecar still under its temporary name whose hash matches the weights in place
-    is the second half of an interrupted ``save_checkpoint``: it is renamed into
-    place. Every other temporary file is an unfinished write and is removed; the
-    files it was meant to replace are still whole.
-
-    Only while no live run holds the folder (its temporary files are writes in
-    progress): a run that holds the lock passes ``holding_lock=True``; a reader
-    settles only when the folder is idle, and otherwise leaves it to that run.
-    Under torchrun only rank 0 settles, so no other process ever takes the lock.
+    Called only by a writing command that holds the folder lock (readers never change
+    a folder). A sidecar still under its temporary name whose hash matches the weights
+    in place is the second half of an interrupted ``save_checkpoint``: it is renamed
+    into place. Every other of slt's temporary files whose writer is gone is an
+    unfinished write and is removed; the files it was meant to replace are whole.
+    Other files, other programs' ``.tmp`` files among them, are never touched. Under
+    torchrun only rank 0 settles.
     """
     if not directory.is_dir() or os.environ.get("RANK", "0") not in ("", "0"):
-        return  # under torchrun rank 0 alone tidies (and locks) the folder
-    if holding_lock:
-        _settle(directory)
         return
-    with folder_idle(directory) as idle:
-        if idle:
-            _settle(directory)
-
-
-def _settle(directory: Path) -> None:
-    for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.*.tmp")):
-        final = directory / tmp.name[1:].split(f"{SIDECAR_SUFFIX}.", 1)[0]
-        target = final.with_name(final.name + SIDECAR_SUFFIX)
-        try:
-            pending = json.loads(tmp.read_text(encoding="utf-8"))
-            weights = final.with_name(final.name + WEIGHTS_SUFFIX).read_bytes()
-        except (OSError, ValueError):
-            tmp.unlink(missing_ok=True)
-            continue
-        if hashlib.sha256(weights).hexdigest() == pending.get("weights_sha256"):
-            os.replace(tmp, target)
+    for tmp in abandoned_temps(directory):
+        final = temp_target(tmp) or ""
+        if final.endswith(SIDECAR_SUFFIX) and _pending_fits(directory, tmp, final):
+            os.replace(tmp, directory / final)
         else:
             tmp.unlink(missing_ok=True)
-    for tmp in directory.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+
+
+def _pending_sidecars(directory: Path) -> dict[str, Path]:
+    """Checkpoint name -> a sidecar waiting under its temporary name whose hash names
+    the weights in place: what a save killed between its two renames meant to write."""
+    pending: dict[str, Path] = {}
+    for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.slt-*.tmp"),
+                      key=lambda p: p.stat().st_mtime if p.exists() else 0.0):
+        final = temp_target(tmp) or ""
+        if final.endswith(SIDECAR_SUFFIX) and _pending_fits(directory, tmp, final):
+            pending[final[: -len(SIDECAR_SUFFIX)]] = tmp
+    return pending
+
+
+def _pending_fits(directory: Path, tmp: Path, final: str) -> bool:
+    try:
+        record = json.loads(tmp.read_text(encoding="utf-8"))
+        name = check_name(final[: -len(SIDECAR_SUFFIX)])
+        weights = weights_path(directory, name).read_bytes()
+    except (OSError, ValueError, CheckpointError):
+        return False
+    return isinstance(record, dict) and (
+        hashlib.sha256(weights).hexdigest() == record.get("weights_sha256"))
 
 
 def read_sidecar(directory: Path, name: str) -> dict[str, Any]:
@@ -191,10 +199,10 @@ def read_sidecar(directory: Path, name: str) -> dict[str, Any]:
             or its sidecar is not valid JSON or lacks or mistypes a key.
     """
     path = sidecar_path(directory, name)
-    settle(directory)
-    if not path.is_file():
+    pending = _pending_sidecars(directory).get(check_name(name)) if directory.is_dir() else None
+    if pending is None and not path.is_file():
         raise unknown_checkpoint(directory, name)
-    record, problem = _read_record(path)
+    record, problem = _read_record(pending or path)
     if problem:
         raise CheckpointError(f"{path}: {problem}",
                               hint="The sidecar was edited or damaged; retrain or restore it.")
@@ -235,15 +243,16 @@ def list_checkpoints(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
     problems: list[str] = []
     if not directory.is_dir():
         return records, problems
-    settle(directory)
-    for path in directory.glob(f"*{SIDECAR_SUFFIX}"):
-        if path.name == FOLDS_FILE:
-            continue
-        record, problem = _read_record(path)
+    pending = _pending_sidecars(directory)
+    names = {path.name[: -len(SIDECAR_SUFFIX)] for path in directory.glob(f"*{SIDECAR_SUFFIX}")
+             if path.name != FOLDS_FILE} | set(pending)
+    for name in names:
+        path = directory / f"{name}{SIDECAR_SUFFIX}"
+        record, problem = _read_record(pending.get(name, path))
         if problem:
             problems.append(f"{path.name}: {problem}")
             continue
-        record["name"] = path.name[: -len(SIDECAR_SUFFIX)]
+        record["name"] = name
         records.append(record)
     records.sort(key=lambda r: (str(r["created_at"]), r["name"]))
     return records, problems
@@ -267,26 +276,6 @@ def unknown_checkpoint(directory: Path, name: str) -> CheckpointError:
     else:
         hint = f"{directory} holds no checkpoints yet; run `slt train` first."
     return CheckpointError(f"no checkpoint named {name!r} in {directory}", hint=hint)
-
-
-def archive_existing(directory: Path, names: Iterable[str], run_id: str) -> list[str]:
-    """Move the files of ``names`` that exist into ``archive/<run_id>/``.
-
-    A new run calls this before it writes, so an earlier run's results are kept.
-    Returns the names moved.
-    """
-    moved = []
-    target = directory / ARCHIVE_FOLDER / run_id
-    for name in names:
-        files = [weights_path(directory, name), sidecar_path(directory, name)]
-        present = [f for f in files if f.exists()]
-        if not present:
-            continue
-        target.mkdir(parents=True, exist_ok=True)
-        for path in present:
-            os.replace(path, target / path.name)
-        moved.append(name)
-    return moved
 
 
 def free_name(directory: Path, base: str) -> str:
@@ -357,10 +346,12 @@ def _migrate(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
-    """``data`` in a fsynced temporary file beside ``path`` (same file system)."""
+    """``data`` in a fsynced temporary file beside ``path`` (same file system), named
+    as ``files.temp_path`` says and made with the mode the umask gives."""
+    name = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd = create_new(name)
     except OSError as exc:
         raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
     try:
@@ -370,12 +361,12 @@ def _write_temp(path: Path, data: bytes) -> Path:
             fault_point()
             os.fsync(handle.fileno())
     except OSError as exc:
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise
-    return Path(name)
+    return name
 
 
 def _commit(tmp: Path, path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from slt_cli.archive import archive_existing
 from slt_cli.checkpoints import (
-    archive_existing,
     check_name,
     free_name,
     list_checkpoints,
