@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from slt_cli.errors import CheckpointError, StorageError
 from slt_cli.files import (
     abandoned_temps,
     create_new,
+    fault_point,
     fsync_directory,
     temp_path,
     temp_target,
@@ -120,12 +120,26 @@ def save_checkpoint(
     record["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    weights_tmp = _write_temp(weights_path(directory, name), blob)
-    sidecar_tmp = _write_temp(sidecar_path(directory, name), text.encode("utf-8"))
-    _commit(weights_tmp, weights_path(directory, name))
-    fault_point()  # the one instant where the two files disagree; see settle()
-    _commit(sidecar_tmp, sidecar_path(directory, name))
+    atomic_write_pair(weights_path(directory, name), blob,
+                      sidecar_path(directory, name), text.encode("utf-8"))
     return record
+
+
+def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data: bytes,
+                      *, elsewhere: str = "with --checkpoint-dir") -> None:
+    """Write two files that belong together: both to temporary names (fsynced), then
+    ``first`` renamed into place, then ``second``. A kill between the renames leaves
+    ``second`` waiting under its temporary name, which the next writer finishes or
+    removes (``second`` names ``first``'s hash, so a reader can tell them apart)."""
+    first_tmp = _write_temp(first, first_data, elsewhere)
+    try:
+        second_tmp = _write_temp(second, second_data, elsewhere)
+    except BaseException:
+        first_tmp.unlink(missing_ok=True)
+        raise
+    _commit(first_tmp, first)
+    fault_point()  # the one instant where the two files disagree; see settle()
+    _commit(second_tmp, second)
 
 
 def update_sidecar(directory: Path, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -345,7 +359,7 @@ def _migrate(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
+def _write_temp(path: Path, data: bytes, elsewhere: str = "with --checkpoint-dir") -> Path:
     """``data`` in a fsynced temporary file beside ``path`` (same file system), named
     as ``files.temp_path`` says and made with the mode the umask gives."""
     name = temp_path(path)
@@ -353,7 +367,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = create_new(name)
     except OSError as exc:
-        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
+        raise StorageError.writing(path, exc, elsewhere=elsewhere) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -362,7 +376,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
             os.fsync(handle.fileno())
     except OSError as exc:
         name.unlink(missing_ok=True)
-        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
+        raise StorageError.writing(path, exc, elsewhere=elsewhere) from None
     except BaseException:
         name.unlink(missing_ok=True)
         raise
@@ -373,18 +387,3 @@ def _commit(tmp: Path, path: Path) -> None:
     """Rename ``tmp`` over ``path`` and make the rename itself durable."""
     os.replace(tmp, path)
     fsync_directory(path.parent)
-
-
-_fault_hits = 0
-
-
-def fault_point() -> None:
-    """Fault-injection hook for the kill tests: with ``SLT_TEST_KILL_AT=N`` in the
-    environment, the N-th call kills this process with SIGKILL. A no-op otherwise."""
-    global _fault_hits
-    target = os.environ.get("SLT_TEST_KILL_AT")
-    if not target:
-        return
-    _fault_hits += 1
-    if _fault_hits == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)

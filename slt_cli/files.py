@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 from pathlib import Path
 
 from slt_cli.errors import SltError
@@ -104,3 +105,18 @@ def own_folder(directory: Path, name: str) -> Path:
         raise SltError(f"{path} is not a folder; slt keeps its own files there",
                        hint="Move that file away, or use another --checkpoint-dir.")
     return path
+
+
+_fault_hits = 0
+
+
+def fault_point() -> None:
+    """Fault-injection hook for the kill tests: with ``SLT_TEST_KILL_AT=N`` in the
+    environment, the N-th call kills this process with SIGKILL. A no-op otherwise."""
+    global _fault_hits
+    target = os.environ.get("SLT_TEST_KILL_AT")
+    if not target:
+        return
+    _fault_hits += 1
+    if _fault_hits == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
