@@ -13,16 +13,20 @@ import hashlib
 import json
 import os
 import re
-import signal
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli.errors import CheckpointError, StorageError
-from slt_cli.files import fsync_directory
-from slt_cli.lock import folder_idle
+from slt_cli.files import (
+    abandoned_temps,
+    create_new,
+    fault_point,
+    fsync_directory,
+    temp_path,
+    temp_target,
+)
 from slt_cli.sidecar import SCHEMA_VERSION, Sidecar
 
 if TYPE_CHECKING:
@@ -90,7 +94,8 @@ def save_checkpoint(
 
     Both files are written to temporary names and fsynced before either is renamed
     into place, weights first. A kill between the two renames leaves the new sidecar
-    waiting under its temporary name; ``settle`` (run by every reader) finishes it.
+    waiting under its temporary name: readers take it for the sidecar (its hash names
+    the weights in place) and the next writer's ``settle`` renames it into place.
 
     Raises:
         CheckpointError: when a tensor holds NaN or infinity (never saved).
@@ -109,13 +114,26 @@ def save_checkpoint(
         name=name, schema_version=SCHEMA_VERSION,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         weights_sha256=hashlib.sha256(blob).hexdigest())
-    text = _sidecar_text(record)
-    weights_tmp = _write_temp(weights_path(directory, name), blob)
-    sidecar_tmp = _write_temp(sidecar_path(directory, name), text.encode("utf-8"))
-    _commit(weights_tmp, weights_path(directory, name))
-    fault_point()  # the one instant where the two files disagree; see settle()
-    _commit(sidecar_tmp, sidecar_path(directory, name))
+    atomic_write_pair(weights_path(directory, name), blob,
+                      sidecar_path(directory, name), _sidecar_text(record).encode("utf-8"))
     return record
+
+
+def atomic_write_pair(first: Path, first_data: bytes, second: Path, second_data: bytes,
+                      *, elsewhere: str = "with --checkpoint-dir") -> None:
+    """Write two files that belong together: both to temporary names (fsynced), then
+    ``first`` renamed into place, then ``second``. A kill between the renames leaves
+    ``second`` waiting under its temporary name, which the next writer finishes or
+    removes (``second`` names ``first``'s hash, so a reader can tell them apart)."""
+    first_tmp = _write_temp(first, first_data, elsewhere)
+    try:
+        second_tmp = _write_temp(second, second_data, elsewhere)
+    except BaseException:
+        first_tmp.unlink(missing_ok=True)
+        raise
+    _commit(first_tmp, first)
+    fault_point()  # the one instant where the two files disagree; see settle()
+    _commit(second_tmp, second)
 
 
 def update_sidecar(directory: Path, name: str, **changes: Any) -> Sidecar:
@@ -128,50 +146,53 @@ def update_sidecar(directory: Path, name: str, **changes: Any) -> Sidecar:
         StorageError: when the folder cannot be written.
     """
     path = sidecar_path(directory, name)
-    record = _read_record(path).replace(**changes)
+    record = _read_record(path, name).replace(**changes)
     atomic_write_bytes(path, _sidecar_text(record).encode("utf-8"))
     return record
 
 
-def settle(directory: Path, *, holding_lock: bool = False) -> None:
-    """Finish or discard writes a killed process left behind.
+def settle(directory: Path) -> None:
+    """Finish or discard the writes a killed process left in ``directory``.
 
-    A sidecar still under its temporary name whose hash matches the weights in place
-    is the second half of an interrupted ``save_checkpoint``: it is renamed into
-    place. Every other temporary file is an unfinished write and is removed; the
-    files it was meant to replace are still whole.
-
-    Only while no live run holds the folder (its temporary files are writes in
-    progress): a run that holds the lock passes ``holding_lock=True``; a reader
-    settles only when the folder is idle, and otherwise leaves it to that run.
-    Under torchrun only rank 0 settles, so no other process ever takes the lock.
+    Called only by a writing command that holds the folder lock (readers never change
+    a folder). A sidecar still under its temporary name whose hash matches the weights
+    in place is the second half of an interrupted ``save_checkpoint``: it is renamed
+    into place. Every other of slt's temporary files whose writer is gone is an
+    unfinished write and is removed; the files it was meant to replace are whole.
+    Other files, other programs' ``.tmp`` files among them, are never touched. Under
+    torchrun only rank 0 settles.
     """
     if not directory.is_dir() or os.environ.get("RANK", "0") not in ("", "0"):
-        return  # under torchrun rank 0 alone tidies (and locks) the folder
-    if holding_lock:
-        _settle(directory)
         return
-    with folder_idle(directory) as idle:
-        if idle:
-            _settle(directory)
-
-
-def _settle(directory: Path) -> None:
-    for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.*.tmp")):
-        final = directory / tmp.name[1:].split(f"{SIDECAR_SUFFIX}.", 1)[0]
-        target = final.with_name(final.name + SIDECAR_SUFFIX)
-        try:
-            pending = json.loads(tmp.read_text(encoding="utf-8"))
-            weights = final.with_name(final.name + WEIGHTS_SUFFIX).read_bytes()
-        except (OSError, ValueError):
-            tmp.unlink(missing_ok=True)
-            continue
-        if hashlib.sha256(weights).hexdigest() == pending.get("weights_sha256"):
-            os.replace(tmp, target)
+    for tmp in abandoned_temps(directory):
+        final = temp_target(tmp) or ""
+        if final.endswith(SIDECAR_SUFFIX) and _pending_fits(directory, tmp, final):
+            os.replace(tmp, directory / final)
         else:
             tmp.unlink(missing_ok=True)
-    for tmp in directory.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+
+
+def _pending_sidecars(directory: Path) -> dict[str, Path]:
+    """Checkpoint name -> a sidecar waiting under its temporary name whose hash names
+    the weights in place: what a save killed between its two renames meant to write."""
+    pending: dict[str, Path] = {}
+    for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.slt-*.tmp"),
+                      key=lambda p: p.stat().st_mtime if p.exists() else 0.0):
+        final = temp_target(tmp) or ""
+        if final.endswith(SIDECAR_SUFFIX) and _pending_fits(directory, tmp, final):
+            pending[final[: -len(SIDECAR_SUFFIX)]] = tmp
+    return pending
+
+
+def _pending_fits(directory: Path, tmp: Path, final: str) -> bool:
+    try:
+        record = json.loads(tmp.read_text(encoding="utf-8"))
+        name = check_name(final[: -len(SIDECAR_SUFFIX)])
+        weights = weights_path(directory, name).read_bytes()
+    except (OSError, ValueError, CheckpointError):
+        return False
+    return isinstance(record, dict) and (
+        hashlib.sha256(weights).hexdigest() == record.get("weights_sha256"))
 
 
 def read_sidecar(directory: Path, name: str) -> Sidecar:
@@ -182,10 +203,10 @@ def read_sidecar(directory: Path, name: str) -> Sidecar:
             or its sidecar is not valid JSON or lacks or mistypes a key.
     """
     path = sidecar_path(directory, name)
-    settle(directory)
-    if not path.is_file():
+    pending = _pending_sidecars(directory).get(check_name(name)) if directory.is_dir() else None
+    if pending is None and not path.is_file():
         raise unknown_checkpoint(directory, name)
-    return _read_record(path)
+    return _read_record(pending or path, check_name(name))
 
 
 def load_weights(directory: Path, name: str, sidecar: Sidecar) -> dict[str, torch.Tensor]:
@@ -219,14 +240,16 @@ def list_checkpoints(directory: Path) -> tuple[list[Sidecar], list[str]]:
     problems: list[str] = []
     if not directory.is_dir():
         return records, problems
-    settle(directory)
-    for path in directory.glob(f"*{SIDECAR_SUFFIX}"):
-        if path.name == FOLDS_FILE:
-            continue
+    pending = _pending_sidecars(directory)
+    names = {path.name[: -len(SIDECAR_SUFFIX)] for path in directory.glob(f"*{SIDECAR_SUFFIX}")
+             if path.name != FOLDS_FILE} | set(pending)
+    for name in names:
+        path = directory / f"{name}{SIDECAR_SUFFIX}"
+        source = pending.get(name, path)
         try:
-            records.append(_read_record(path))
+            records.append(_read_record(source, name))
         except CheckpointError as exc:
-            problems.append(f"{path.name}: {exc.message.removeprefix(f'{path}: ')}")
+            problems.append(f"{path.name}: {exc.message.removeprefix(f'{source}: ')}")
     records.sort(key=lambda record: (record.created_at, record.name))
     return records, problems
 
@@ -251,26 +274,6 @@ def unknown_checkpoint(directory: Path, name: str) -> CheckpointError:
     return CheckpointError(f"no checkpoint named {name!r} in {directory}", hint=hint)
 
 
-def archive_existing(directory: Path, names: Iterable[str], run_id: str) -> list[str]:
-    """Move the files of ``names`` that exist into ``archive/<run_id>/``.
-
-    A new run calls this before it writes, so an earlier run's results are kept.
-    Returns the names moved.
-    """
-    moved = []
-    target = directory / ARCHIVE_FOLDER / run_id
-    for name in names:
-        files = [weights_path(directory, name), sidecar_path(directory, name)]
-        present = [f for f in files if f.exists()]
-        if not present:
-            continue
-        target.mkdir(parents=True, exist_ok=True)
-        for path in present:
-            os.replace(path, target / path.name)
-        moved.append(name)
-    return moved
-
-
 def free_name(directory: Path, base: str) -> str:
     """``base``, or ``base_2``, ``base_3``... whichever does not exist yet."""
     name, counter = check_name(base), 1
@@ -285,8 +288,9 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _read_record(path: Path) -> Sidecar:
-    """A sidecar from disk, checked and migrated (``Sidecar.from_json``).
+def _read_record(path: Path, name: str) -> Sidecar:
+    """Checkpoint ``name``'s sidecar from ``path`` (its own, or one waiting under its
+    temporary name), checked and migrated (``Sidecar.from_json``).
 
     Raises:
         CheckpointError: naming ``path`` and what is wrong with it.
@@ -296,7 +300,7 @@ def _read_record(path: Path) -> Sidecar:
     except (OSError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: unreadable sidecar ({exc})") from None
     try:
-        return Sidecar.from_json(raw, name=path.name[: -len(SIDECAR_SUFFIX)])
+        return Sidecar.from_json(raw, name=name)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc.message}", hint=exc.hint) from None
 
@@ -305,13 +309,15 @@ def _sidecar_text(sidecar: Sidecar) -> str:
     return json.dumps(sidecar.to_json(), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
-    """``data`` in a fsynced temporary file beside ``path`` (same file system)."""
+def _write_temp(path: Path, data: bytes, elsewhere: str = "with --checkpoint-dir") -> Path:
+    """``data`` in a fsynced temporary file beside ``path`` (same file system), named
+    as ``files.temp_path`` says and made with the mode the umask gives."""
+    name = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd = create_new(name)
     except OSError as exc:
-        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
+        raise StorageError.writing(path, exc, elsewhere=elsewhere) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -319,30 +325,15 @@ def _write_temp(path: Path, data: bytes) -> Path:
             fault_point()
             os.fsync(handle.fileno())
     except OSError as exc:
-        Path(name).unlink(missing_ok=True)
-        raise StorageError.writing(path, exc, elsewhere="with --checkpoint-dir") from None
+        name.unlink(missing_ok=True)
+        raise StorageError.writing(path, exc, elsewhere=elsewhere) from None
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise
-    return Path(name)
+    return name
 
 
 def _commit(tmp: Path, path: Path) -> None:
     """Rename ``tmp`` over ``path`` and make the rename itself durable."""
     os.replace(tmp, path)
     fsync_directory(path.parent)
-
-
-_fault_hits = 0
-
-
-def fault_point() -> None:
-    """Fault-injection hook for the kill tests: with ``SLT_TEST_KILL_AT=N`` in the
-    environment, the N-th call kills this process with SIGKILL. A no-op otherwise."""
-    global _fault_hits
-    target = os.environ.get("SLT_TEST_KILL_AT")
-    if not target:
-        return
-    _fault_hits += 1
-    if _fault_hits == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -40,8 +40,11 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("analyze", analyze), ("evaluate", evaluate), ("ensemble", ensemble),
     ("predict", predict), ("export", export), ("smoke", smoke),
 )
+# What an interrupted command leaves, for the commands that write checkpoints.
+KEPT = {name: "checkpoints saved so far are kept" for name in ("train", "continue",
+                                                               "ensemble")}
 for _name, _command in COMMANDS:  # each behind the one error boundary
-    app.command(_name)(guarded(_command))
+    app.command(_name)(guarded(_command, kept=KEPT.get(_name)))
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 

@@ -6,7 +6,9 @@ so ``slt list --json | jq`` always works.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,9 +25,16 @@ if TYPE_CHECKING:  # rich.progress is imported when training starts: `slt list` 
     from rich.progress import Progress, TaskID
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader closed the pipe (``slt list | head``): let the CLI's boundary end
+        the command quietly (rich would exit with status 1 itself)."""
+        raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
+
+
 def _console(stderr: bool) -> Console:
     """A console that, when piped or logged, neither wraps lines nor crops tables."""
-    console = Console(stderr=stderr, soft_wrap=stderr)
+    console = _Console(stderr=stderr, soft_wrap=stderr)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 160
     return console
@@ -36,9 +45,21 @@ err = _console(stderr=True)
 
 
 def print_json(value: Any) -> None:
-    """Plain JSON on stdout (no colour codes, whatever the terminal)."""
+    """Plain JSON on stdout (no colour codes, whatever the terminal); a number that is
+    not finite (NaN, infinity) becomes ``null``, since JSON has no such numbers."""
     if not out.quiet:
-        print(json.dumps(value, indent=2, sort_keys=True))
+        print(json.dumps(finite_json(value), indent=2, sort_keys=True, allow_nan=False))
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 _error_prefix = ""  # names the process in errors of torchrun's ranks other than 0

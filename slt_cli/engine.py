@@ -17,8 +17,10 @@ from typing import Any
 
 from torch import nn
 
+from slt_cli.archive import archive_existing, dependants
 from slt_cli.checkpoints import (
-    archive_existing,
+    ARCHIVE_FOLDER,
+    EXPORT_FOLDER,
     best_checkpoint_name,
     free_name,
     load_weights,
@@ -37,6 +39,7 @@ from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
+from slt_cli.files import own_folder
 from slt_cli.history import EpochRow, append_row, forget_from
 from slt_cli.lock import folder_lock
 from slt_cli.metrics import improvement, split_scores
@@ -50,7 +53,7 @@ from slt_cli.records import (
 )
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.results import Evaluation, RunResult, StageResult
-from slt_cli.resume import clear_resume, has_resume, load_resume, save_resume
+from slt_cli.resume import RESUME_FOLDER, clear_resume, has_resume, load_resume, save_resume
 from slt_cli.training import (
     StageInterrupted,
     StageRun,
@@ -132,11 +135,15 @@ class Trainer:
             start = self._saved_start(selected[0] - 1, record)
             overwritten = [name for step in steps
                            for name in (step["best_name"], step["final_name"])]
-            archived = (archive_existing(self.checkpoint_dir, overwritten, run_id)
+            orphaned = dependants(self.checkpoint_dir, overwritten) if self.world.is_main else []
+            archived = (archive_existing(self.checkpoint_dir, [*overwritten, *orphaned], run_id)
                         if self.world.is_main else [])
             if archived:
+                trained_from = (f", {len(orphaned)} of them trained from the stages this run "
+                                f"replaces ({', '.join(orphaned)})" if orphaned else "")
                 self.reporter.note(f"moved {len(archived)} earlier checkpoint(s) to "
-                                   f"{self.checkpoint_dir / 'archive' / run_id}")
+                                   f"{self.checkpoint_dir / ARCHIVE_FOLDER / run_id}"
+                                   f"{trained_from}")
             plan = self._plan("train", run_id, data, record, steps, start,
                               threshold=-1.0 if force else config.run.improvement_threshold)
             return self._execute(plan, data, self._build(record), start.state, archived=archived)
@@ -361,7 +368,9 @@ class Trainer:
             yield
             return
         with folder_lock(self.checkpoint_dir, run_id):
-            settle(self.checkpoint_dir, holding_lock=True)
+            for name in (ARCHIVE_FOLDER, RESUME_FOLDER, EXPORT_FOLDER):  # before any write
+                own_folder(self.checkpoint_dir, name)
+            settle(self.checkpoint_dir)
             if refuse_interrupted:
                 self._refuse_over_interrupted_run()
             barrier(self.world)

@@ -150,7 +150,7 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
                      "path (the stages of one run); for separate runs use --method logits")
     sidecar = _sidecar(members, sidecars, method, record, data, val_loss, val_accuracy)
     with folder_lock(folder, sidecar.run_id):
-        settle(folder, holding_lock=True)
+        settle(folder)
         _refuse_existing(folder, name)  # another process may have taken it meanwhile
         save_checkpoint(folder, name, ensemble.state_dict(), sidecar)
     return EnsembleResult(name=name, method=method, members=tuple(scores),

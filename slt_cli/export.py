@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -26,9 +27,10 @@ import numpy as np
 import torch
 
 from slt_cli import __version__
-from slt_cli.checkpoints import EXPORT_FOLDER, EXPORT_FORMATS, atomic_write_bytes, check_name
+from slt_cli.checkpoints import EXPORT_FOLDER, EXPORT_FORMATS, atomic_write_pair, check_name
 from slt_cli.data.gislr import installed
 from slt_cli.errors import DataError, SltError
+from slt_cli.files import abandoned_temps, own_folder
 from slt_cli.inference import LoadedModel, SequenceClassifier, layouts, load_model
 
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
@@ -82,6 +84,62 @@ def default_path(checkpoint_dir: Path, name: str, fmt: str) -> Path:
     return checkpoint_dir / EXPORT_FOLDER / f"{check_name(name)}{EXPORT_FORMATS[fmt]}"
 
 
+def metadata_path(path: Path) -> Path:
+    """``FILE.json`` beside the exported ``FILE``."""
+    return path.with_name(path.name + ".json")
+
+
+def out_path(checkpoint_dir: Path, name: str, fmt: str, out: Path | None, *,
+             force: bool = False) -> Path:
+    """The file ``--out`` names (a folder gets ``NAME.onnx`` or ``.pt`` inside), checked
+    before anything is computed; a killed earlier export to it is finished or tidied.
+
+    Raises:
+        ExportError: when it lies among the checkpoint folder's own files (anywhere in it
+            but ``exports/``), or it or its ``.json`` exists and ``force`` is not set.
+        SltError: when ``exports/`` is a symbolic link.
+    """
+    path = out or default_path(checkpoint_dir, name, fmt)
+    if path.is_dir() and not path.is_symlink():
+        path = path / default_path(checkpoint_dir, name, fmt).name
+    exports = checkpoint_dir / EXPORT_FOLDER
+    if path.parent.absolute() == exports.absolute():
+        own_folder(checkpoint_dir, EXPORT_FOLDER)
+    home, where = checkpoint_dir.resolve(), path.parent.resolve()
+    if (where == home or home in where.parents) and where != exports.resolve():
+        raise ExportError(f"{path}: exports do not go into the checkpoint folder itself, "
+                          "where slt keeps its checkpoints and bookkeeping",
+                          hint=f"Leave --out out (it writes to {exports}) or choose another "
+                               "folder.")
+    _finish_killed_export(path)
+    taken = [p for p in (path, metadata_path(path)) if p.exists() or p.is_symlink()]
+    if taken and not force:
+        raise ExportError(f"{taken[0]} exists; slt export does not replace a file without "
+                          "--force", hint="Pass --force to replace it (and its .json), or "
+                                          "choose another --out.")
+    return path
+
+
+def _finish_killed_export(path: Path) -> None:
+    """What an export killed while writing ``path`` left beside it: a ``FILE.json``
+    waiting under its temporary name that names the hash of the ``FILE`` in place is
+    renamed into place; slt's other temporary files for the pair are removed."""
+    meta = metadata_path(path)
+    for tmp in abandoned_temps(path.parent, meta.name):
+        try:
+            pending = json.loads(tmp.read_text(encoding="utf-8"))
+            fits = isinstance(pending, dict) and pending.get("file_sha256") == (
+                hashlib.sha256(path.read_bytes()).hexdigest())
+        except (OSError, ValueError):
+            fits = False
+        if fits:
+            os.replace(tmp, meta)
+        else:
+            tmp.unlink(missing_ok=True)
+    for tmp in abandoned_temps(path.parent, path.name):
+        tmp.unlink(missing_ok=True)
+
+
 def require_onnx() -> None:
     """Raises: ExportError naming the extra when onnx, onnxruntime or onnxscript is missing."""
     missing = [name for name in ONNX_PACKAGES if not installed(name)]
@@ -92,7 +150,7 @@ def require_onnx() -> None:
 
 
 def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | None = None,
-                      *, samples: int = 64, seed: int = 0) -> Exported:
+                      *, samples: int = 64, seed: int = 0, force: bool = False) -> Exported:
     """Export checkpoint ``name`` to ``fmt`` after a parity check against PyTorch.
 
     Args:
@@ -103,10 +161,11 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
         samples: Held-out sequences of the checkpoint's data to compare on (and as
             many random ones).
         seed: Seeds the random comparison sequences.
+        force: Replace an existing file (and its ``.json``) at the output path.
 
     Raises:
-        ExportError: for an unknown format, a missing ONNX extra or an output inside
-            the checkpoint folder.
+        ExportError: for an unknown format, a missing ONNX extra, an output among the
+            checkpoint folder's own files, or an existing output without ``force``.
         ParityError: when the exported file disagrees with PyTorch (nothing is written).
         CheckpointError: for a missing or damaged checkpoint.
     """
@@ -114,13 +173,7 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
         raise ExportError(f"unknown export format {fmt!r}", hint="Use onnx or torchscript.")
     if fmt == "onnx":
         require_onnx()
-    path = out or default_path(checkpoint_dir, name, fmt)
-    if path.is_dir():
-        path = path / default_path(checkpoint_dir, name, fmt).name
-    if path.resolve().parent == checkpoint_dir.resolve():
-        raise ExportError(f"{path}: exports do not go into the checkpoint folder itself",
-                          hint=f"Leave --out out (it writes to {checkpoint_dir / EXPORT_FOLDER}) "
-                               "or choose another folder.")
+    path = out_path(checkpoint_dir, name, fmt, out, force=force)
     model = load_model(checkpoint_dir, name)
     reference, note = reference_sequences(model, samples)
     joints, channels = _layout(model, reference)
@@ -139,10 +192,12 @@ def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | Non
                           f"{worst.max_abs_diff:.2e} on {worst.inputs} inputs; nothing written",
                           hint="This is a bug in slt or the exporter; please report it.")
     metadata = _metadata(model, fmt, blob, joints, channels, reference, parity)
-    atomic_write_bytes(path, blob)
-    meta_path = path.with_name(path.name + ".json")
-    atomic_write_bytes(meta_path, (json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-                       .encode("utf-8"))
+    meta_path = metadata_path(path)
+    # The model first, then FILE.json naming its hash: a kill between the two renames
+    # leaves a pair a reader can tell apart, and the next export finishes it.
+    atomic_write_pair(path, blob, meta_path,
+                      (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+                      elsewhere="with --out")
     return Exported(path=path, metadata_path=meta_path, format=fmt, size=len(blob),
                     parity=tuple(parity), note=note)
 

@@ -39,6 +39,7 @@ from slt_cli.checkpoints import (
 )
 from slt_cli.config import Config, build_config
 from slt_cli.errors import CheckpointError, ConfigError, RunInterrupted, SltError
+from slt_cli.files import own_folder
 from slt_cli.lock import folder_lock
 from slt_cli.reporting import Reporter
 from slt_cli.results import RunResult, StageResult
@@ -259,7 +260,7 @@ class CrossValidation:
             yield
             return
         with folder_lock(self.directory, new_run_id()):
-            settle(self.directory, holding_lock=True)  # a killed write of folds.json
+            settle(self.directory)  # a killed write of folds.json
             yield
 
     def _read_summary(self) -> dict[str, Any] | None:
@@ -280,7 +281,7 @@ class CrossValidation:
 
     def _archive_summary(self) -> None:
         """Keep a finished run's summary: moved into ``archive/<run_id>/``."""
-        target = self.directory / ARCHIVE_FOLDER / new_run_id()
+        target = own_folder(self.directory, ARCHIVE_FOLDER) / new_run_id()
         target.mkdir(parents=True, exist_ok=True)
         (self.directory / FOLDS_FILE).replace(target / FOLDS_FILE)
         self.reporter.note(f"moved the earlier {FOLDS_FILE} to {target}")

@@ -86,7 +86,9 @@ def append_row(directory: Path, row: EpochRow) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
-        with open(path, "a+b") as handle:  # "a": every write lands at the end
+        # "a": every write lands at the end; never through a link (it may be truncated).
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        with os.fdopen(os.open(path, flags, 0o666), "a+b") as handle:
             header = _cut_torn_tail(handle)
             text = io.StringIO()
             if header is None:

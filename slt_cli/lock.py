@@ -18,6 +18,7 @@ from pathlib import Path
 from slt_cli.errors import SltError, StorageError
 
 LOCK_FILE = ".slt.lock"
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 @contextmanager
@@ -28,10 +29,15 @@ def folder_lock(directory: Path, run_id: str) -> Iterator[None]:
         SltError: when a live run holds the folder (its id, pid and start are named).
         StorageError: when the folder cannot be created or written.
     """
+    path = directory / LOCK_FILE
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+        # Never through a link: the file is truncated, and a link could name any file.
+        handle = os.fdopen(os.open(path, _LOCK_FLAGS, 0o666), "r+", encoding="utf-8")
     except OSError as exc:
+        if path.is_symlink():
+            raise SltError(f"{path} is a symbolic link; slt will not write through it",
+                           hint="Remove the link (slt makes the file itself).") from None
         raise StorageError.writing(directory, exc, elsewhere="with --checkpoint-dir") from None
     with handle:
         try:
@@ -60,31 +66,3 @@ def _describe(text: str) -> str:
         return f"run {holder['run_id']} (pid {holder['pid']}, since {holder['started_at']})"
     except (ValueError, KeyError, TypeError):
         return "another slt run"
-
-
-@contextmanager
-def folder_idle(directory: Path) -> Iterator[bool]:
-    """Whether no live run holds ``directory``, kept true while the block runs.
-
-    Readers use it before tidying what a killed run left behind: a live run's
-    temporary files are its writes in progress and must not be touched. A folder no
-    run ever locked is idle; one that cannot even be opened counts as busy.
-    """
-    try:
-        handle = open(directory / LOCK_FILE, encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        yield True
-        return
-    except OSError:
-        yield False
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

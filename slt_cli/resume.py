@@ -10,27 +10,30 @@ is killed, ``state.json`` names a whole file whose hash it records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli.checkpoints import atomic_write_bytes, fault_point
 from slt_cli.errors import CheckpointError, SltError
+from slt_cli.files import abandoned_temps, own_folder
 
 if TYPE_CHECKING:
     import torch
 
 RESUME_FOLDER = "resume"
 STATE_FILE = "state.json"
+_TENSORS = re.compile(r"state-[0-9a-f]{16}\.safetensors")  # state-<hash>.safetensors
 
 
 def save_resume(directory: Path, plan: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Record where the run is, atomically (see the module's docstring)."""
     from safetensors.torch import save as save_tensors
 
-    folder = directory / RESUME_FOLDER
+    folder = own_folder(directory, RESUME_FOLDER)
     blob = save_tensors({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
     digest = hashlib.sha256(blob).hexdigest()
     name = f"state-{digest[:16]}.safetensors"
@@ -39,8 +42,8 @@ def save_resume(directory: Path, plan: dict[str, Any], tensors: dict[str, torch.
     text = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write_bytes(folder / STATE_FILE, text.encode("utf-8"))
     fault_point()
-    for old in folder.glob("state-*.safetensors"):
-        if old.name != name:
+    for old in _own_files(folder):
+        if old.name not in (name, STATE_FILE):
             old.unlink(missing_ok=True)
 
 
@@ -78,5 +81,20 @@ def load_resume(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
 
 
 def clear_resume(directory: Path) -> None:
-    """Forget the resume state once the run it belongs to has finished."""
-    shutil.rmtree(directory / RESUME_FOLDER, ignore_errors=True)
+    """Forget the resume state once the run it belongs to has finished: slt's own files
+    in ``resume/`` are removed, and the folder too when nothing else is left in it."""
+    folder = own_folder(directory, RESUME_FOLDER)
+    for path in _own_files(folder):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # absent, or holding others' files: they stay
+        folder.rmdir()
+
+
+def _own_files(folder: Path) -> list[Path]:
+    """What slt writes in ``resume/``: state.json, state-<hash>.safetensors, and its
+    temporary files whose writer is gone."""
+    if not folder.is_dir():
+        return []
+    named = [path for path in folder.iterdir() if not path.is_dir() and (
+        path.name == STATE_FILE or _TENSORS.fullmatch(path.name))]
+    return named + abandoned_temps(folder)

@@ -95,6 +95,30 @@ def file_as_folder(work: Path) -> list[str]:
     return ["train", "--config", "tiny.toml", "--checkpoint-dir", "taken"]
 
 
+def existing(path: str, *words: str) -> Callable[[Path], list[str]]:
+    """``words`` run with a user's file already at ``path``."""
+
+    def make(work: Path) -> list[str]:
+        (work / path).write_text("a user's file")
+        return list(words)
+
+    return make
+
+
+def linked(folder: str, *words: str) -> Callable[[Path], list[str]]:
+    """``words`` run with checkpoints/``folder`` a symbolic link to a folder elsewhere."""
+
+    def make(work: Path) -> list[str]:
+        (work / "elsewhere").mkdir()
+        (work / "checkpoints" / folder).symlink_to(work / "elsewhere")
+        return list(words)
+
+    return make
+
+
+EXPORT = ("export", "best_model_stage_1", "--format", "torchscript", "--samples", "2")
+CONVERT = ("data", "convert", "synthetic:classes=3,signers=6,repeats=2,frames=8")
+
 # (what, how to make it, exit status, words the user reads)
 CASES: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
     ("malformed TOML", toml("[run\n"), 2, "bad.toml: not valid TOML"),
@@ -144,6 +168,16 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
      "unknown device 'tpu'"),
     ("resume with nothing to resume", args("train", "--resume", "--checkpoint-dir", "other"), 2,
      "nothing to resume in other"),
+    ("export over a user's file", existing("model.pt", *EXPORT, "--out", "model.pt"), 2,
+     "model.pt exists; slt export does not replace a file without --force"),
+    ("export into the resume folder", args(*EXPORT, "--out", "checkpoints/resume/state.json"),
+     2, "exports do not go into the checkpoint folder itself"),
+    ("convert over a user's file", existing("data.npz", *CONVERT, "data.npz"), 2,
+     "data.npz exists; slt data convert does not replace a file without --overwrite"),
+    ("archive folder is a link", linked("archive", "train", "--config", "tiny.toml", "--stages",
+                                        "1"), 2, "checkpoints/archive is a symbolic link"),
+    ("exports folder is a link", linked("exports", *EXPORT), 2,
+     "checkpoints/exports is a symbolic link"),
 ]
 
 

@@ -9,14 +9,15 @@ import pytest
 import torch
 from torch import nn
 
+from slt_cli.archive import archive_existing
 from slt_cli.checkpoints import (
-    archive_existing,
     check_name,
     free_name,
     list_checkpoints,
     load_weights,
     read_sidecar,
     save_checkpoint,
+    settle,
     update_sidecar,
 )
 from slt_cli.config import DataConfig, RunConfig, StageConfig
@@ -206,27 +207,59 @@ def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_settle_finishes_a_save_killed_between_its_two_renames(tmp_path: Path) -> None:
+def left_by_a_dead_process(final: str) -> str:
+    """The name of a temporary file of slt's scheme whose writer is gone (a pid above
+    the kernel's largest)."""
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    return f".{final}.slt-{dead}-0123abcd.tmp"
+
+
+def test_a_save_killed_between_its_two_renames_reads_whole_and_is_settled(
+        tmp_path: Path) -> None:
     save(tmp_path, "m", small_model())
     old = read_sidecar(tmp_path, "m")
     # What a kill between the renames leaves: new weights in place, new sidecar pending.
     other = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
     new = save(tmp_path / "next", "m", other)
     (tmp_path / "next" / "m.safetensors").replace(tmp_path / "m.safetensors")
-    (tmp_path / "next" / "m.json").replace(tmp_path / ".m.json.x1y2.tmp")
-    (tmp_path / ".m.safetensors.z9.tmp").write_bytes(b"half a file")
-    settled = read_sidecar(tmp_path, "m")
-    assert settled.weights_sha256 == new.weights_sha256 != old.weights_sha256
-    load_weights(tmp_path, "m", settled)
+    (tmp_path / "next" / "m.json").replace(tmp_path / left_by_a_dead_process("m.json"))
+    (tmp_path / left_by_a_dead_process("m.safetensors")).write_bytes(b"half a file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    # A reader sees the finished save, and changes nothing.
+    seen = read_sidecar(tmp_path, "m")
+    assert seen.weights_sha256 == new.weights_sha256 != old.weights_sha256
+    load_weights(tmp_path, "m", seen)
+    assert [r.weights_sha256 for r in list_checkpoints(tmp_path)[0]] == [new.weights_sha256]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    settle(tmp_path)  # what the next writing command does, holding the folder
+    assert read_sidecar(tmp_path, "m") == seen
     assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_settle_drops_a_pending_sidecar_whose_weights_never_landed(tmp_path: Path) -> None:
     written = save(tmp_path, "m", small_model())
     pending = {**written.to_json(), "weights_sha256": "0" * 64}
-    (tmp_path / ".m.json.abc.tmp").write_text(json.dumps(pending))
+    (tmp_path / left_by_a_dead_process("m.json")).write_text(json.dumps(pending))
+    assert read_sidecar(tmp_path, "m").weights_sha256 == written.weights_sha256
+    settle(tmp_path)
     assert read_sidecar(tmp_path, "m").weights_sha256 == written.weights_sha256
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_settle_touches_only_slts_own_temporary_files_of_gone_processes(
+        tmp_path: Path) -> None:
+    save(tmp_path, "m", small_model())
+    others = [".draft.tmp", ".m.json.x1y2.tmp", ".notes.txt.slt-12-zz.tmp",
+              f".m.safetensors.slt-{os.getpid()}-0123abcd.tmp.bak"]
+    for name in others:
+        (tmp_path / name).write_text("someone else's")
+    live = tmp_path / f".m.safetensors.slt-{os.getppid()}-0123abcd.tmp"  # a live process
+    live.write_text("a write in progress")
+    gone = tmp_path / left_by_a_dead_process("m.safetensors")
+    gone.write_text("half a file")
+    settle(tmp_path)
+    assert all((tmp_path / name).exists() for name in others)
+    assert live.exists() and not gone.exists()
 
 
 def test_read_only_folder_is_a_storage_error(tmp_path: Path) -> None:
@@ -256,18 +289,14 @@ def test_a_file_in_place_of_the_folder_is_a_storage_error(tmp_path: Path) -> Non
     assert caught.value.exit_code == 2
 
 
-def test_readers_leave_a_live_runs_writes_alone(tmp_path: Path) -> None:
-    from slt_cli.lock import folder_lock
-
+def test_readers_never_change_the_folder(tmp_path: Path) -> None:
     save(tmp_path, "m", small_model())
-    in_progress = tmp_path / ".m.safetensors.live.tmp"
-    with folder_lock(tmp_path, "live-run"):
-        in_progress.write_bytes(b"half written by the run holding the folder")
-        read_sidecar(tmp_path, "m")
-        list_checkpoints(tmp_path)
-        assert in_progress.exists()
-    read_sidecar(tmp_path, "m")  # the run is gone: now its leftovers are tidied
-    assert not in_progress.exists()
+    leftover = tmp_path / left_by_a_dead_process("m.safetensors")
+    leftover.write_bytes(b"what a killed run left")
+    (tmp_path / ".draft.tmp").write_text("another program's")
+    read_sidecar(tmp_path, "m")
+    list_checkpoints(tmp_path)
+    assert leftover.exists() and (tmp_path / ".draft.tmp").exists()
 
 
 @pytest.mark.parametrize(("code", "status", "words"), [

@@ -62,8 +62,12 @@ def assert_every_checkpoint_whole(folder: Path) -> int:
     assert problems == []
     for record in records:
         load_weights(folder, record.name, read_sidecar(folder, record.name))
-    assert not [p.name for p in folder.glob("*.tmp")]
     return len(records)
+
+
+def assert_no_leftovers(folder: Path) -> None:
+    """No temporary file anywhere in the folder once a writing command has run."""
+    assert not [str(p) for p in folder.rglob("*.tmp")]
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +105,7 @@ def test_stopped_and_resumed_equals_uninterrupted(tiny_toml: Path, tmp_path: Pat
     assert caught.value.exit_code == 130 and "slt train --resume" in caught.value.hint
     assert has_resume(folder)
     assert_every_checkpoint_whole(folder)
+    assert_no_leftovers(folder)
     result = Trainer(config, checkpoint_dir=folder).resume()
     assert [s.checkpoint for s in result.stages] == ["best_model_stage_1", "best_model_stage_2"]
     assert not has_resume(folder)
@@ -190,6 +195,7 @@ def test_a_diverging_stage_stops_and_keeps_only_finite_weights(tiny_toml: Path,
     assert "stage 2 (augmentation):" in caught.value.message and "became nan" in (
         caught.value.message.lower())
     assert assert_every_checkpoint_whole(tmp_path) >= 2  # stage 1's two checkpoints
+    assert_no_leftovers(tmp_path)
     for record in list_checkpoints(tmp_path)[0]:
         tensors = weights(tmp_path, record.name)
         assert all(torch.isfinite(t).all() for t in tensors.values())
@@ -219,6 +225,7 @@ def killed_then_finished(config_path: Path, folder: Path, kill_at: int) -> bool:
     assert_every_checkpoint_whole(folder)
     finish = slt_process(*args, "--resume") if has_resume(folder) else slt_process(*args)
     assert finish.returncode == 0, finish.stderr
+    assert_no_leftovers(folder)
     return True
 
 
@@ -285,4 +292,88 @@ def test_kill_nine_at_random_moments(tiny_toml: Path, tmp_path: Path, reference:
         args = args_for(folder) + (["--resume"] if has_resume(folder) else [])
         finish = slt_process(*args)
         assert finish.returncode == 0, finish.stderr
+        assert_no_leftovers(folder)
         assert_same_checkpoints(folder, reference)
+
+
+@pytest.mark.parametrize("folds", [None, 2])
+def test_sigterm_stops_like_ctrl_c_and_exits_143(tiny_toml: Path, tmp_path: Path,
+                                                 reference: Path, folds: int | None) -> None:
+    # What kill, timeout, Slurm and Kubernetes send: finish the batch, save, say how to
+    # carry on; train and train --folds (continue shares the same handler).
+    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
+    folder = tmp_path / "terminated"
+    args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force",
+            *(["--folds", str(folds)] if folds else [])]
+    env = {**os.environ, "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "slt_cli", *args], env=env,
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # wait until training is under way
+        if "epoch  1/2" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 143, rest
+    assert "stopping after this batch; SIGTERM again to quit at once" in rest
+    resume = f"slt train --folds {folds} --resume" if folds else "slt train --resume"
+    assert f"Carry on with: {resume}" in rest and "Traceback" not in rest
+    assert has_resume(folder / "fold_1" if folds else folder)
+    finish = slt_process(*args, "--resume")
+    assert finish.returncode == 0, finish.stderr
+    assert_no_leftovers(folder)
+    if not folds:
+        assert_same_checkpoints(folder, reference)
+
+
+def export_pair_agrees(out: Path) -> None:
+    import hashlib
+    import json
+
+    metadata = json.loads(out.with_name(out.name + ".json").read_text())
+    assert metadata["file_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_kill_nine_at_every_export_fault_point(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    # Each kill leaves either nothing, or a pair whose FILE.json names FILE's hash, or a
+    # FILE whose FILE.json waits under slt's temporary name; the next export finishes or
+    # tidies it (here with --force, as a user replacing the file would).
+    args = ["export", "best_model_stage_1", "--format", "torchscript", "--samples", "2",
+            "--checkpoint-dir", str(tiny_checkpoint)]
+    killed = 0
+    for kill_at in range(1, 20):
+        out = tmp_path / f"k{kill_at}" / "m.pt"
+        out.parent.mkdir()
+        first = slt_process(*args, "--out", str(out), kill_at=kill_at)
+        if first.returncode == 0:
+            break
+        assert first.returncode == -signal.SIGKILL, first.stderr
+        killed += 1
+        meta = out.with_name("m.pt.json")
+        if meta.exists():
+            export_pair_agrees(out)
+        elif out.exists():  # killed between the renames: the .json is pending
+            assert [p.name for p in out.parent.glob(".m.pt.json.slt-*.tmp")]
+        again = slt_process(*args, "--out", str(out), "--force")
+        assert again.returncode == 0, again.stderr
+        export_pair_agrees(out)
+        assert sorted(p.name for p in out.parent.iterdir()) == ["m.pt", "m.pt.json"]
+    assert killed >= 3  # both temporary files and the instant between the renames
+
+
+def test_kill_nine_at_every_convert_fault_point(tmp_path: Path) -> None:
+    spec = "synthetic:classes=3,signers=6,repeats=2,frames=8"
+    killed = 0
+    for kill_at in range(1, 20):
+        out = tmp_path / f"k{kill_at}" / "data.npz"
+        out.parent.mkdir()
+        first = slt_process("data", "convert", spec, str(out), kill_at=kill_at)
+        if first.returncode == 0:
+            break
+        assert first.returncode == -signal.SIGKILL, first.stderr
+        killed += 1
+        assert not out.exists()  # never a partial .npz under the real name
+        again = slt_process("data", "convert", spec, str(out))
+        assert again.returncode == 0, again.stderr
+        assert [p.name for p in out.parent.iterdir()] == ["data.npz"]  # leftover cleaned
+    assert killed >= 2

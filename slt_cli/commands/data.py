@@ -3,6 +3,7 @@ source into the ``.npz`` format."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,15 +38,21 @@ def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = No
 
 
 @data_app.command("convert")
-@guarded
+@functools.partial(guarded, kept="no partial .npz file is left")
 def convert(spec: DataSpec,
             out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
-            landmarks: Landmarks = None, config: ConfigPath = None) -> None:
-    """Write any data source as an .npz file (x, y, classes, lengths, joints, ...)."""
-    from slt_cli.data.summary import raw_arrays, store_arrays, write_npz
+            landmarks: Landmarks = None, config: ConfigPath = None,
+            overwrite: Annotated[bool, typer.Option(
+                "--overwrite", help="Replace OUT if it exists.")] = False) -> None:
+    """Write any data source as an .npz file (x, y, classes, lengths, joints, ...).
+
+    An existing OUT is replaced only with --overwrite; an interrupted convert leaves
+    no partial file behind."""
+    from slt_cli.data.summary import check_output, raw_arrays, store_arrays, write_npz
 
     if out.suffix != ".npz":
         raise SltError(f"{out}: the output must be a .npz file")
+    check_output(out, overwrite=overwrite)
     store, raw, _ = _open(spec, landmarks, config)
     shape, blocks, arrays = store_arrays(store) if store is not None else raw_arrays(raw)
     size = write_npz(out, shape, blocks, arrays)

@@ -25,12 +25,15 @@ def export(
     samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Held-out and random sequences for the parity check.")] = 64,
     checkpoint_dir: CheckpointDir = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the file at --out (and its .json) if it exists.")] = False,
 ) -> None:
     """Write a checkpoint as one ONNX or TorchScript file that takes raw landmarks.
 
     The file takes one sequence (T, J, C) float32, NaN for missing points, any T, and
     returns logits and probabilities; class names and preprocessing facts go beside it
-    in FILE.json. It is checked against PyTorch before it is written.
+    in FILE.json, which names FILE's SHA-256. It is checked against PyTorch before it is
+    written; an existing file is replaced only with --force.
     """
     from slt_cli.checkpoints import EXPORT_FORMATS, read_sidecar
 
@@ -40,7 +43,7 @@ def export(
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported
     from slt_cli.export import export_checkpoint
 
-    result = export_checkpoint(folder, model, format_, out, samples=samples)
+    result = export_checkpoint(folder, model, format_, out, samples=samples, force=force)
     console.out.print(console.parity_table(result, model))
     if result.note:
         console.err.print(result.note, highlight=False)

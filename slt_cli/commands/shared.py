@@ -1,5 +1,5 @@
 """What several commands do alike: find the checkpoint folder, read its checkpoints,
-and stop a training run cleanly on Ctrl-C."""
+and stop a training run cleanly on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -50,16 +50,30 @@ def readable_checkpoints(folder: Path) -> list[Sidecar]:
 
 @contextmanager
 def stop_on_interrupt(trainer: Any) -> Iterator[None]:
-    """First Ctrl-C: finish the batch, save the resume state, exit 130. Second: at once."""
+    """First Ctrl-C or SIGTERM (kill, timeout, Slurm, Kubernetes): finish the batch, save
+    the resume state, print the resume command, exit 130 (143 for SIGTERM). A second
+    one: at once."""
+    from slt_cli.commands import SIGTERM_EXIT, raise_terminated
+    from slt_cli.errors import RunInterrupted
 
-    def first_interrupt(signum: int, frame: Any) -> None:
-        console.err.print("stopping after this batch; Ctrl-C again to quit at once",
+    received: list[int] = []
+
+    def first_signal(signum: int, frame: Any) -> None:
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        console.err.print(f"stopping after this batch; {again} again to quit at once",
                           highlight=False)
+        received.append(signum)
         trainer.request_stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, raise_terminated)
 
-    previous = signal.signal(signal.SIGINT, first_interrupt)
+    previous = {sig: signal.signal(sig, first_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+    except RunInterrupted as exc:
+        if received and received[0] == signal.SIGTERM:
+            exc.exit_code = SIGTERM_EXIT
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

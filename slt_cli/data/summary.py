@@ -14,7 +14,8 @@ import numpy as np
 
 from slt_cli.data.base import RawData
 from slt_cli.data.cache import Store, iter_blocks
-from slt_cli.errors import StorageError
+from slt_cli.errors import DataError, StorageError
+from slt_cli.files import abandoned_temps, create_new, fault_point, temp_path
 
 PART_PREFIXES = ("left_hand", "right_hand", "pose", "face")
 
@@ -126,10 +127,29 @@ def raw_arrays(raw: RawData) -> tuple[tuple[int, ...], Iterator[np.ndarray], dic
     return raw.x.shape, iter([raw.x]), arrays
 
 
+def check_output(path: Path, *, overwrite: bool = False) -> None:
+    """Refuse to replace an existing ``path`` without ``overwrite``; before that, remove
+    what a killed ``slt data convert`` to the same file left beside it (slt's temporary
+    files whose process is gone, never anyone else's).
+
+    Raises:
+        DataError: when ``path`` exists and ``overwrite`` is not set, or is a folder.
+    """
+    for tmp in abandoned_temps(path.parent, path.name):
+        tmp.unlink(missing_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise DataError(f"{path} is a folder; give the .npz file to write")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise DataError(f"{path} exists; slt data convert does not replace a file without "
+                        "--overwrite", hint="Pass --overwrite to replace it, or choose "
+                                            "another output path.")
+
+
 def write_npz(path: Path, shape: tuple[int, ...], x_blocks: Iterator[np.ndarray],
               arrays: dict[str, Any]) -> int:
     """Stream an ``.npz`` (``x`` float32 block by block, then the small arrays) to a
-    temporary file beside ``path``, fsync it and rename it into place.
+    temporary file beside ``path``, fsync it and rename it into place. However the
+    writing ends short of that (an error, Ctrl-C, SIGTERM), the temporary file goes.
 
     Returns:
         The file's size in bytes.
@@ -137,22 +157,28 @@ def write_npz(path: Path, shape: tuple[int, ...], x_blocks: Iterator[np.ndarray]
     Raises:
         StorageError: when the file cannot be written.
     """
-    scratch = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    scratch = temp_path(path)
     try:
-        with zipfile.ZipFile(scratch, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with os.fdopen(create_new(scratch), "wb") as raw, \
+                zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
             with archive.open("x.npy", "w", force_zip64=True) as member:
                 header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
                           "fortran_order": False, "shape": tuple(int(n) for n in shape)}
                 np.lib.format.write_array_header_1_0(member, header)
                 for block in x_blocks:
                     member.write(np.ascontiguousarray(block, "<f4").tobytes())
+                    fault_point()
             for name, value in arrays.items():
                 with archive.open(f"{name}.npy", "w") as member:
                     np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
         with open(scratch, "rb+") as file:
             os.fsync(file.fileno())
+        fault_point()
         os.replace(scratch, path)
     except OSError as exc:
         scratch.unlink(missing_ok=True)
         raise StorageError.writing(path, exc, elsewhere="with another output path") from None
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
     return path.stat().st_size
