@@ -28,12 +28,11 @@ import torch
 
 from slt_cli import __version__
 from slt_cli.checkpoints import EXPORT_FOLDER, EXPORT_FORMATS, atomic_write_pair, check_name
-from slt_cli.data.gislr import installed
 from slt_cli.errors import DataError, SltError
+from slt_cli.extras import require
 from slt_cli.files import abandoned_temps, own_folder
 from slt_cli.inference import LoadedModel, SequenceClassifier, layouts, load_model
 
-ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 INPUT_NAME = "landmarks"
 OUTPUT_NAMES = ("logits", "probabilities")
 TOLERANCE = 1e-3  # largest logit difference from PyTorch that a written file may have
@@ -142,11 +141,7 @@ def _finish_killed_export(path: Path) -> None:
 
 def require_onnx() -> None:
     """Raises: ExportError naming the extra when onnx, onnxruntime or onnxscript is missing."""
-    missing = [name for name in ONNX_PACKAGES if not installed(name)]
-    if missing:
-        raise ExportError(f"ONNX export needs {', '.join(missing)}, which is not installed",
-                          hint="Install the extra: pip install 'slt[onnx]' "
-                               "(from a clone: pip install -e \".[onnx]\").")
+    require("onnx", "ONNX export", ExportError)
 
 
 def export_checkpoint(checkpoint_dir: Path, name: str, fmt: str, out: Path | None = None,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from slt_cli.checkpoints import atomic_write_bytes, best_checkpoint_name
 from slt_cli.errors import SltError, StorageError
+from slt_cli.extras import require
 from slt_cli.files import readable_as_umask_allows
 from slt_cli.history import EpochRow
 from slt_cli.results import Evaluation
@@ -231,11 +232,7 @@ def _label_stages(axes: Any, stages: Sequence[StageCurve]) -> None:
 
 
 def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise SltError("drawing figures needs matplotlib, which is not installed",
-                       hint="pip install 'slt[plot]'") from None
+    require("plot", "drawing figures")
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:

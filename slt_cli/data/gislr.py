@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import json
 import posixpath
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from slt_cli.data.landmarks import (
     select_landmarks,
 )
 from slt_cli.errors import DataError
+from slt_cli.extras import require
 
 LISTING = "train.csv"
 SIGN_MAP = "sign_to_prediction_index_map.json"
@@ -44,17 +44,7 @@ def require_pyarrow() -> None:
 
     Looks for the package without importing it: a cached corpus never needs it.
     """
-    if not installed("pyarrow"):
-        raise DataError("reading GISLR parquet files needs the pyarrow package",
-                        hint='Install the extra: pip install -e ".[gislr]"')
-
-
-def installed(module: str) -> bool:
-    """Whether a top-level module can be imported (None in sys.modules means no)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    require("gislr", "reading GISLR parquet files", DataError)
 
 
 def scan_gislr(root: Path, landmarks: str) -> Corpus:

@@ -22,9 +22,9 @@ import numpy as np
 
 from slt_cli.data.base import SPLITS
 from slt_cli.data.cache import Corpus
-from slt_cli.data.gislr import installed
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.errors import DataError
+from slt_cli.extras import require
 
 LISTING = "labels.csv"
 HOLISTIC = {"face": "FACE_LANDMARKS", "left_hand": "LEFT_HAND_LANDMARKS",
@@ -34,9 +34,7 @@ Layout = tuple[tuple[str, int], ...]  # (component name, number of points) in fi
 
 def require_pose_format() -> None:
     """Raises: DataError naming the extra to install when pose-format is missing."""
-    if not installed("pose_format"):
-        raise DataError("reading .pose files needs the pose-format package",
-                        hint='Install the extra: pip install -e ".[pose]"')
+    require("pose", "reading .pose files", DataError)
 
 
 def scan_pose(root: Path, landmarks: str) -> Corpus:
