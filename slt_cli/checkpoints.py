@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slt_cli.errors import CheckpointError, StorageError
-from slt_cli.files import fsync_directory
+from slt_cli.errors import CheckpointError, StorageError, UnreadableFile
+from slt_cli.files import fsync_directory, load_json, read_bounded
 from slt_cli.lock import folder_idle
 
 if TYPE_CHECKING:
@@ -168,12 +168,13 @@ def _settle(directory: Path) -> None:
         final = directory / tmp.name[1:].split(f"{SIDECAR_SUFFIX}.", 1)[0]
         target = final.with_name(final.name + SIDECAR_SUFFIX)
         try:
-            pending = json.loads(tmp.read_text(encoding="utf-8"))
-            weights = final.with_name(final.name + WEIGHTS_SUFFIX).read_bytes()
-        except (OSError, ValueError):
+            pending = load_json(tmp)
+            weights = read_bounded(final.with_name(final.name + WEIGHTS_SUFFIX), "weights")
+        except (OSError, UnreadableFile):
             tmp.unlink(missing_ok=True)
             continue
-        if hashlib.sha256(weights).hexdigest() == pending.get("weights_sha256"):
+        if (isinstance(pending, dict)
+                and hashlib.sha256(weights).hexdigest() == pending.get("weights_sha256")):
             os.replace(tmp, target)
         else:
             tmp.unlink(missing_ok=True)
@@ -209,11 +210,13 @@ def load_weights(directory: Path, name: str, sidecar: Mapping[str, Any]) -> dict
     from safetensors.torch import load as load_tensors
 
     path = weights_path(directory, name)
-    try:
-        blob = path.read_bytes()
-    except OSError:
+    if not path.exists():
         raise CheckpointError(f"{path}: weights file is missing",
-                              hint="The sidecar has no weights beside it; retrain it.") from None
+                              hint="The sidecar has no weights beside it; retrain it.")
+    try:
+        blob = read_bounded(path, "weights")
+    except UnreadableFile as exc:
+        raise CheckpointError(str(exc), hint="Restore the weights file slt saved.") from None
     if hashlib.sha256(blob).hexdigest() != sidecar.get("weights_sha256"):
         raise CheckpointError(f"{path}: weights do not match the sidecar's SHA-256",
                               hint="The file was changed or damaged after it was saved.")
@@ -318,9 +321,9 @@ _MODEL_TYPES: dict[str, type] = {"name": str, "settings": dict, "in_features": i
 def _read_record(path: Path) -> tuple[dict[str, Any], str | None]:
     """A sidecar from disk, migrated, and what is wrong with it (None when nothing)."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return {}, f"unreadable sidecar ({exc})"
+        record = load_json(path)
+    except UnreadableFile as exc:
+        return {}, f"unreadable sidecar: {exc.reason}"
     if not isinstance(record, dict):
         return {}, "sidecar is not a JSON object"
     record = _migrate(record)

@@ -16,7 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from slt_cli.errors import ConfigError
+from slt_cli.errors import ConfigError, SltError, UnreadableFile
+from slt_cli.files import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -180,11 +181,15 @@ def default_config_text() -> str:
 
 
 def find_config(path: Path | None) -> Path | None:
-    """The file to read: ``--config PATH``, else ./stages.toml, else None (built-in)."""
+    """The file to read: ``--config PATH``, else ./stages.toml, else None (built-in).
+
+    A ./stages.toml that is there but is no regular file (a FIFO, a link to a device)
+    is still the one named, so that reading it says what is wrong with it.
+    """
     if path is not None:
         return path
     local = Path.cwd() / CONFIG_FILE_NAME
-    return local if local.is_file() else None
+    return local if local.is_file() or local.is_symlink() or local.exists() else None
 
 
 def configured_checkpoint_dir(path: Path | None = None) -> Path:
@@ -195,9 +200,9 @@ def configured_checkpoint_dir(path: Path | None = None) -> Path:
     """
     found = find_config(path)
     try:
-        raw = tomllib.loads(found.read_text(encoding="utf-8")) if found else {}
+        raw = _parse_toml(read_text(found, "toml"), str(found)) if found else {}
         folder = raw.get("run", {}).get("checkpoint_dir", RunConfig.checkpoint_dir)
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+    except (SltError, AttributeError):
         folder = RunConfig.checkpoint_dir
     return Path(folder if isinstance(folder, str) else RunConfig.checkpoint_dir)
 
@@ -211,19 +216,24 @@ def load_config(path: Path | None = None) -> Config:
     if path is None:
         return parse_config(default_config_text(), "<built-in stages.toml>")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        text = read_text(path, "toml")
+    except UnreadableFile as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.reason})") from None
     return parse_config(text, str(path))
 
 
 def parse_config(text: str, source: str) -> Config:
     """Parse TOML text into a Config, gathering every problem before raising."""
+    return build_config(_parse_toml(text, source), source)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return build_config(raw, source)
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
 
 
 def build_config(raw: Mapping[str, Any], source: str) -> Config:
