@@ -15,11 +15,11 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from slt_cli.errors import UnreadableFile
 
-Kind = Literal["json", "toml", "csv", "weights"]
+Kind = Literal["json", "toml", "csv", "weights", "data"]
 
 MiB = 1 << 20
 # The most bytes read of each kind of file. Sidecars and state files hold settings,
@@ -30,48 +30,63 @@ READ_LIMITS: dict[Kind, int] = {
     "toml": 1 * MiB,
     "csv": 256 * MiB,
     "weights": 64 * 1024 * MiB,
+    "data": 64 * 1024 * MiB,
 }
 _NAMES = {"json": "a JSON file", "toml": "a config", "csv": "a CSV listing",
-          "weights": "a weights file"}
+          "weights": "a weights file", "data": "a data file"}
 
 
 def read_bounded(path: Path, kind: Kind) -> bytes:
     """The bytes of ``path``, a regular file of at most ``READ_LIMITS[kind]`` bytes.
 
-    Opening does not block (a FIFO is opened and refused, not waited on); the checks
-    run on the opened file, so a path swapped between check and read gains nothing.
-
     Raises:
-        UnreadableFile: when ``path`` cannot be opened, is not a regular file, or is
-            larger than the limit.
+        UnreadableFile: when ``path`` cannot be opened, is not a regular file (see
+            ``open_regular``), or is larger than the limit.
     """
     limit = READ_LIMITS[kind]
+    with open_regular(path) as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise UnreadableFile(path, _too_large(kind))
+            # One read of the size the file says it has (one allocation), then more only
+            # when it grew meanwhile, never past limit + 1 bytes.
+            chunks = [handle.read(size + 1)]
+            read = len(chunks[0])
+            while size < read <= limit and chunks[-1]:
+                chunks.append(handle.read(min(limit + 1 - read, 16 * MiB)))
+                read += len(chunks[-1])
+        except OSError as exc:
+            raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
+    if read > limit:
+        raise UnreadableFile(path, _too_large(kind))
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading in binary, when it is a regular file (a symlink is
+    followed, to a regular file only).
+
+    Opening does not block (a FIFO is opened and refused, not waited on); the check
+    runs on the opened file, so a path swapped between check and read gains nothing.
+
+    Raises:
+        UnreadableFile: when ``path`` cannot be opened or is not a regular file.
+    """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         handle = os.open(path, flags)
     except OSError as exc:
         raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
     try:
-        info = os.fstat(handle)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFile(path, f"{_file_type(info.st_mode)}, not a regular file")
-        if info.st_size > limit:
-            raise UnreadableFile(path, _too_large(kind))
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFile(path, f"{_file_type(mode)}, not a regular file")
         os.set_blocking(handle, True)
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(handle, min(limit + 1 - size, 16 * MiB))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
-    finally:
+    except BaseException:
         os.close(handle)
-    if size > limit:  # grew while being read
-        raise UnreadableFile(path, _too_large(kind))
-    return b"".join(chunks)
+        raise
+    return os.fdopen(handle, "rb")
 
 
 def read_text(path: Path, kind: Kind) -> str:

@@ -39,6 +39,8 @@ def predict(
     Each input gets exactly the preprocessing the checkpoint was trained with (its
     sidecar's landmark selection, normalisation, frames and motion features).
     """
+    import numpy as np
+
     from slt_cli.data.inputs import read_sequences
     from slt_cli.devices import resolve_device
     from slt_cli.inference import load_model, predict_probabilities
@@ -53,14 +55,20 @@ def predict(
             console.err.print(note, highlight=False)
         loaded.check_layout(sequences.x.shape[2], sequences.x.shape[3], str(path))
         probabilities = predict_probabilities(loaded, sequences.x, sequences.lengths)
-        rows += _rows(sequences, probabilities, loaded.classes, top_k)
+        empty = np.isnan(sequences.x).all(axis=(1, 2, 3))
+        if empty.any():  # training leaves such clips out; here they stay, unclassified
+            console.err.print(f"{path.name}: {int(empty.sum())} sequence(s) hold no landmark at "
+                              f"all (all NaN or zero) and are not classified, the first at "
+                              f"index {int(np.argmax(empty))}", highlight=False)
+        rows += _rows(sequences, probabilities, loaded.classes, top_k, empty)
     if json:
         console.print_json(rows)
     else:
         console.out.print(_prediction_table(rows, model))
     labelled = [row for row in rows if row["label"] is not None]
     if labelled:
-        hits = sum(row["top"][0]["class"] == row["label"] for row in labelled)
+        hits = sum(bool(row["top"]) and row["top"][0]["class"] == row["label"]
+                   for row in labelled)
         console.err.print(f"top-1 accuracy {hits / len(labelled):.4f} on {len(labelled)} "
                           "labelled sequence(s)", highlight=False)
 
@@ -102,13 +110,16 @@ def export(
                       f"{result.metadata_path.name}", highlight=False)
 
 
-def _rows(sequences: Any, probabilities: Any, classes: tuple[str, ...],
-          top_k: int) -> list[dict[str, Any]]:
+def _rows(sequences: Any, probabilities: Any, classes: tuple[str, ...], top_k: int,
+          empty: Any) -> list[dict[str, Any]]:
+    """One row per sequence; a sequence with no landmark at all gets no labels (``top``
+    empty): there is nothing to classify, as training agrees by leaving such clips out."""
     order = (-probabilities).argsort(axis=1, kind="stable")[:, :top_k]
     return [{"input": str(sequences.source), "index": i,
              "label": sequences.labels[i] if sequences.labels else None,
-             "top": [{"class": classes[k], "probability": round(float(probabilities[i, k]), 6)}
-                     for k in order[i]]}
+             "top": [] if empty[i] else [
+                 {"class": classes[k], "probability": round(float(probabilities[i, k]), 6)}
+                 for k in order[i]]}
             for i in range(len(sequences))]
 
 
@@ -123,6 +134,11 @@ def _prediction_table(rows: list[dict[str, Any]], model: str) -> Table:
     table.add_column("prob", justify="right")
     table.add_column("next labels")
     for row in rows:
+        if not row["top"]:
+            cells = [escape(Path(row["input"]).name), str(row["index"])]
+            cells += [escape(row["label"] or "–")] if labelled else []
+            table.add_row(*cells, "[dim]no landmark at all[/]", "–", "–")
+            continue
         best, *rest = row["top"]
         mark = ""
         if row["label"] is not None:

@@ -23,8 +23,8 @@ from slt_cli.data.base import SPLITS
 from slt_cli.data.cache import Corpus
 from slt_cli.data.gislr import installed
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
-from slt_cli.errors import DataError
-from slt_cli.files import read_csv
+from slt_cli.errors import DataError, UnreadableFile
+from slt_cli.files import read_bounded, read_csv
 
 LISTING = "labels.csv"
 HOLISTIC = {"face": "FACE_LANDMARKS", "left_hand": "LEFT_HAND_LANDMARKS",
@@ -118,7 +118,11 @@ def _read(path: Path) -> Any:
     from pose_format import Pose
 
     try:
-        return Pose.read(path.read_bytes())
+        blob = read_bounded(path, "data")  # a FIFO or a device is refused, never read
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    try:
+        return Pose.read(blob)
     except Exception as exc:  # pose-format raises whatever its parser hits
         raise DataError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc})"
                         ) from None
