@@ -37,6 +37,9 @@ SIDECAR_KEYS = (
     "val_accuracy", "config", "training_time", "stage_time", "epoch", "created_at", "classes",
     "model", "parent", "slt_version", "weights_sha256", "run_id",
 )
+# File systems take names of 255 bytes; a checkpoint's temporary file adds 26 to its
+# name (".NAME.safetensors.XXXXXXXX.tmp"), and ``continue`` appends "_<preset>".
+MAX_NAME_LENGTH = 200
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -58,6 +61,10 @@ def check_name(name: str) -> str:
     """
     if name.endswith(SIDECAR_SUFFIX) or name.endswith(WEIGHTS_SUFFIX):
         name = name.rsplit(".", 1)[0]
+    if len(name) > MAX_NAME_LENGTH:
+        raise CheckpointError(
+            f"checkpoint name {name[:20]}... is {len(name)} characters long; the limit is "
+            f"{MAX_NAME_LENGTH}", hint="File systems take names of 255 bytes at most.")
     if not _NAME_PATTERN.fullmatch(name) or ".." in name:
         raise CheckpointError(
             f"{name!r} is not a checkpoint name",

@@ -14,22 +14,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from slt_cli.errors import ConfigError, SltError, UnreadableFile
 from slt_cli.files import read_text
+from slt_cli.ranges import setting_problems
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
+T = TypeVar("T")
 CONFIG_FILE_NAME = "stages.toml"
 CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
 MONITORS = ("val_accuracy", "val_loss")
 AVERAGING = ("none", "ema", "swa")
 PRECISIONS = ("auto", "bf16", "fp32")
 NORMALISE_MODES = ("parts", "sequence")
+MAX_STAGE_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class StageConfig:
         found = _positive(self, "epochs", "lr")
         if not self.name.replace("_", "").isalnum() or not self.name.isascii():
             found.append(("name", "must be a non-empty identifier of letters, digits and _"))
+        elif len(self.name) > MAX_STAGE_NAME:  # it goes into file names: stage_N_<name>
+            found.append(("name", f"must be at most {MAX_STAGE_NAME} characters long"))
         for name in ("weight_decay", "grad_clip", "patience"):
             if getattr(self, name) < 0:
                 found.append((name, "must be >= 0"))
@@ -254,6 +259,23 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
     return Config(run=run, data=data, model=model, stages=stages, presets=presets, source=source)
 
 
+def settings_from_dict(cls: type[T], table: Any, source: str, where: str) -> T:
+    """One settings table stored as JSON (a sidecar's ``config.data``, a run plan's
+    stage) back as ``cls`` (RunConfig, DataConfig, StageConfig), checked exactly as a
+    stages.toml table is: unknown keys, types and every value's range.
+
+    Raises:
+        ConfigError: listing every problem, each as ``source: where.key: message``.
+    """
+    problems: list[str] = []
+    built = _build(cls, table, where, lambda at, message: problems.append(
+        f"{source}: {at}: {message}"))
+    if problems:
+        raise ConfigError(problems, hint="The file was edited or damaged; restore it, or "
+                                         "train again.")
+    return built
+
+
 def with_overrides(config: Config, **changes: Any) -> Config:
     """A copy with dotted-path changes, e.g. ``run.seed=3`` given as ``run_seed=3``.
 
@@ -273,9 +295,11 @@ def with_overrides(config: Config, **changes: Any) -> Config:
             stages = tuple(dataclasses.replace(stage, **{name: value}) for stage in stages)
         else:
             raise KeyError(key)
-    problems = [f"{key}: {message}" for key, message in run.problems() + data.problems()]
+    problems = [f"{flag}: {message}" for flag, message in
+                setting_problems(run) + setting_problems(data)]
     for stage in stages:
-        problems += [f"stages.{stage.name}.{key}: {message}" for key, message in stage.problems()]
+        problems += [f"stages.{stage.name}.{key}: {message}"
+                     for key, message in setting_problems(stage)]
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(config, run=run, data=data, stages=stages)
@@ -349,7 +373,7 @@ def _build(cls: type, table: Any, where: str, report: Report, **preset: Any) -> 
         else:
             report(f"{where}.{name}", f"must be {_describe(expected)}, got {_type_name(value)}")
     built = cls(**values)
-    for key, message in built.problems():
+    for key, message in setting_problems(built):
         report(f"{where}.{key}", message)
     return built
 
@@ -435,5 +459,6 @@ def _positive(obj: Any, *names: str) -> list[tuple[str, str]]:
 __all__ = [
     "CONFIG_FILE_NAME", "CONTINUE_TYPES", "AugmentConfig", "Config", "DataConfig",
     "ModelConfig", "RunConfig", "StageConfig", "build_config", "find_config", "load_config",
-    "parse_config", "parse_stage_selection", "quick_test_config", "with_overrides",
+    "parse_config", "parse_stage_selection", "quick_test_config", "settings_from_dict",
+    "with_overrides",
 ]

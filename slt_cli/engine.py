@@ -30,7 +30,14 @@ from slt_cli.checkpoints import (
     stage_checkpoint_name,
     update_sidecar,
 )
-from slt_cli.config import Config, DataConfig, StageConfig, build_config
+from slt_cli.config import (
+    Config,
+    DataConfig,
+    RunConfig,
+    StageConfig,
+    build_config,
+    settings_from_dict,
+)
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
@@ -157,9 +164,12 @@ class Trainer:
         sidecar = read_sidecar(self.checkpoint_dir, name)
         # The checkpoint's data and seed (which fix its split, a cross-validation fold's
         # too) travel on into the new sidecar and resume state, not the current config's.
+        stored = str(sidecar_path(self.checkpoint_dir, name))
         self.config = dataclasses.replace(
-            self.config, data=DataConfig(**sidecar["config"]["data"]),
-            run=dataclasses.replace(self.config.run, seed=sidecar["config"]["run"]["seed"]))
+            self.config, data=settings_from_dict(DataConfig, sidecar["config"]["data"], stored,
+                                                 "config.data"),
+            run=dataclasses.replace(self.config.run, seed=settings_from_dict(
+                RunConfig, sidecar["config"]["run"], stored, "config.run").seed))
         data = self._data(self.config.data, self.config.run.seed)
         record = checked_record(name, sidecar, data)
         run_id = new_run_id()
@@ -184,7 +194,8 @@ class Trainer:
                                hint=f"Resume it with `slt {plan['kind']} --resume`.")
             self.config = build_config(plan["config"], f"run {plan['run_id']}")
             self.devices = self._device_count()
-            data = self._data(DataConfig(**plan["data"]), plan["data_seed"])
+            data = self._data(settings_from_dict(DataConfig, plan["data"], "the resume state",
+                                                 "data"), plan["data_seed"])
             record = plan["record"]
             if model_record(record["name"], record["settings"], data) != record:
                 raise DataError(f"the data of run {plan['run_id']} changed since it stopped",
@@ -203,7 +214,9 @@ class Trainer:
                  split: str = "val") -> Evaluation:
         """Score checkpoint ``name`` on a split of its own data, or of ``data_spec``."""
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        data_config = DataConfig(**sidecar["config"]["data"])
+        stored = str(sidecar_path(self.checkpoint_dir, name))
+        data_config = settings_from_dict(DataConfig, sidecar["config"]["data"], stored,
+                                         "config.data")
         if data_spec is not None:
             data_config = dataclasses.replace(data_config, source=data_spec)
         data = self._data(data_config, sidecar["config"]["run"]["seed"])
