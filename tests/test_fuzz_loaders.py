@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 from slt_cli.cli import app
 from tests.conftest import TINY_TOML
 
-# 40 examples per loader keep the suite fast; SLT_FUZZ_EXAMPLES=1000 searches harder.
-FUZZ = settings(derandomize=True, max_examples=int(os.environ.get("SLT_FUZZ_EXAMPLES", "40")),
+# 30 examples per loader keep the suite fast; SLT_FUZZ_EXAMPLES=1000 searches harder.
+FUZZ = settings(derandomize=True, max_examples=int(os.environ.get("SLT_FUZZ_EXAMPLES", "30")),
                 deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
