@@ -194,7 +194,7 @@ def find_config(path: Path | None) -> Path | None:
     if path is not None:
         return path
     local = Path.cwd() / CONFIG_FILE_NAME
-    return local if local.is_file() or local.is_symlink() or local.exists() else None
+    return local if local.exists() or local.is_symlink() else None
 
 
 def configured_checkpoint_dir(path: Path | None = None) -> Path:

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from slt_cli.errors import SltError, StorageError
+from slt_cli.errors import SltError, StorageError, UnreadableFile
+from slt_cli.files import open_regular
 
 LOCK_FILE = ".slt.lock"
 
@@ -71,12 +72,9 @@ def folder_idle(directory: Path) -> Iterator[bool]:
     run ever locked is idle; one that cannot even be opened counts as busy.
     """
     try:
-        handle = open(directory / LOCK_FILE, encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        yield True
-        return
-    except OSError:
-        yield False
+        handle = open_regular(directory / LOCK_FILE)  # a FIFO there must not hang a reader
+    except UnreadableFile:
+        yield not (directory / LOCK_FILE).is_symlink() and not (directory / LOCK_FILE).exists()
         return
     with handle:
         try:

@@ -70,6 +70,12 @@ def test_list_skips_a_sidecar_that_is_no_regular_file(folder: Path, kind: str) -
     assert snapshot(folder) == before
 
 
+def test_a_fifo_as_the_lock_file_does_not_hang_list(folder: Path) -> None:
+    os.mkfifo(folder / ".slt.lock")
+    result = slt("list", "--checkpoint-dir", str(folder))
+    assert result.exit_code == 0 and "best_model_stage_1" in result.stdout
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_weights_that_are_no_regular_file_are_refused(folder: Path, kind: str) -> None:
     weights = folder / "best_model_stage_1.safetensors"
