@@ -196,6 +196,9 @@ class Trainer:
             self.devices = self._device_count()
             data = self._data(settings_from_dict(DataConfig, plan["data"], "the resume state",
                                                  "data"), plan["data_seed"])
+            for index, step in enumerate(plan["steps"]):  # edited on disk: checked as TOML is
+                settings_from_dict(StageConfig, step["stage"], "the resume state",
+                                   f"steps[{index}].stage")
             record = plan["record"]
             if model_record(record["name"], record["settings"], data) != record:
                 raise DataError(f"the data of run {plan['run_id']} changed since it stopped",

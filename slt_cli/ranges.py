@@ -25,7 +25,7 @@ LIMITS: dict[tuple[str, str], tuple[float, float]] = {
     ("DataConfig", "folds"): (-math.inf, 100),
     ("StageConfig", "epochs"): (-math.inf, 100_000),
     ("StageConfig", "lr"): (-math.inf, 10.0),
-    ("StageConfig", "weight_decay"): (-math.inf, 100.0),
+    ("StageConfig", "weight_decay"): (-math.inf, 10_000.0),
     ("StageConfig", "grad_clip"): (-math.inf, 1e6),
     ("StageConfig", "patience"): (-math.inf, 100_000),
     ("AugmentConfig", "rotate"): (-math.inf, 180.0),
