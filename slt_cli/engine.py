@@ -222,7 +222,8 @@ class Trainer:
                                          "config.data")
         if data_spec is not None:
             data_config = dataclasses.replace(data_config, source=data_spec)
-        data = self._data(data_config, sidecar["config"]["run"]["seed"])
+        seed = settings_from_dict(RunConfig, sidecar["config"]["run"], stored, "config.run").seed
+        data = self._data(data_config, seed)
         model = self._build(checked_record(name, sidecar, data))
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         chosen = data.split(split)

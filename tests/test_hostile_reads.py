@@ -344,11 +344,22 @@ def test_a_seed_flag_out_of_range_is_an_error(tiny_toml: Path, seed: str) -> Non
     assert_clean_error(result, f"seed: must be between 0 and 4294967295, got {seed}")
 
 
-def test_a_sidecar_setting_out_of_range_is_named_with_its_file(folder: Path) -> None:
+@pytest.mark.parametrize(("table", "key", "value", "message"), [
+    ("data", "frames", -5, "config.data.frames: must be >= 1"),
+    ("data", "frames", 10**9, "config.data.frames: must be <= 10000, got 1000000000"),
+    ("run", "seed", "zero", "config.run.seed: must be an integer, got a string"),
+    ("run", "seed", -1, "config.run.seed: must be between 0 and 4294967295, got -1"),
+])
+@pytest.mark.parametrize("command", ["evaluate", "continue"])
+def test_a_sidecar_setting_out_of_range_is_named_with_its_file(
+        folder: Path, table: str, key: str, value: object, message: str, command: str) -> None:
     path = folder / "best_model_stage_1.json"
     record = json.loads(path.read_text())
-    record["config"]["data"]["frames"] = -5
+    record["config"][table][key] = value
     path.write_text(json.dumps(record))
-    result = slt("evaluate", "best_model_stage_1", "--checkpoint-dir", str(folder))
+    before = snapshot(folder)
+    extra = ["--type", "fine_tune"] if command == "continue" else []
+    result = slt(command, "best_model_stage_1", *extra, "--checkpoint-dir", str(folder))
     assert result.exit_code == 2, result.output
-    assert "best_model_stage_1.json: config.data.frames: must be >= 1" in result.stderr
+    assert f"best_model_stage_1.json: {message}" in result.stderr
+    assert "Traceback" not in result.output and snapshot(folder) == before
