@@ -183,6 +183,19 @@ def test_a_listing_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     assert_clean_error(result, "train.csv: not UTF-8 text (byte 0xe9 at offset")
 
 
+def test_a_corpus_file_that_is_a_fifo_is_refused_before_reading(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    from tests.corpora import write_gislr
+
+    root = tmp_path / "g"
+    write_gislr(root)
+    victim = sorted(root.rglob("*.parquet"))[0]
+    victim.unlink()
+    os.mkfifo(victim)
+    assert_clean_error(slt("data", "inspect", f"gislr:{root}"),
+                       f"{victim.name}: not a regular file (listed in")
+
+
 def test_a_pose_listing_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     pytest.importorskip("pose_format")
     root = tmp_path / "p"
