@@ -18,12 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slt_cli.errors import CheckpointError, StorageError
+from slt_cli.errors import CheckpointError, StorageError, UnreadableFile
 from slt_cli.files import (
     abandoned_temps,
     create_new,
     fault_point,
     fsync_directory,
+    load_json,
+    read_bounded,
     temp_path,
     temp_target,
 )
@@ -38,6 +40,10 @@ ARCHIVE_FOLDER = "archive"  # earlier runs' files are moved here, never deleted
 EXPORT_FOLDER = "exports"  # inside the checkpoint folder, where `slt list` never looks
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # slt export --format: suffix
 FOLDS_FILE = "folds.json"  # a cross-validation summary (slt train --folds), not a sidecar
+# File systems take names of 255 bytes: a checkpoint's temporary file adds up to 41 to
+# its name (".NAME.safetensors.slt-<pid>-<8 hex>.tmp"), `continue` appends "_<preset>"
+# and a number.
+MAX_NAME_LENGTH = 180
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -59,6 +65,10 @@ def check_name(name: str) -> str:
     """
     if name.endswith(SIDECAR_SUFFIX) or name.endswith(WEIGHTS_SUFFIX):
         name = name.rsplit(".", 1)[0]
+    if len(name) > MAX_NAME_LENGTH:
+        raise CheckpointError(
+            f"checkpoint name {name[:20]}... is {len(name)} characters long; the limit is "
+            f"{MAX_NAME_LENGTH}", hint="File systems take names of 255 bytes at most.")
     if not _NAME_PATTERN.fullmatch(name) or ".." in name:
         raise CheckpointError(
             f"{name!r} is not a checkpoint name",
@@ -186,10 +196,10 @@ def _pending_sidecars(directory: Path) -> dict[str, Path]:
 
 def _pending_fits(directory: Path, tmp: Path, final: str) -> bool:
     try:
-        record = json.loads(tmp.read_text(encoding="utf-8"))
+        record = load_json(tmp)
         name = check_name(final[: -len(SIDECAR_SUFFIX)])
-        weights = weights_path(directory, name).read_bytes()
-    except (OSError, ValueError, CheckpointError):
+        weights = read_bounded(weights_path(directory, name), "weights")
+    except (UnreadableFile, CheckpointError):
         return False
     return isinstance(record, dict) and (
         hashlib.sha256(weights).hexdigest() == record.get("weights_sha256"))
@@ -219,11 +229,13 @@ def load_weights(directory: Path, name: str, sidecar: Sidecar) -> dict[str, torc
     from safetensors.torch import load as load_tensors
 
     path = weights_path(directory, name)
-    try:
-        blob = path.read_bytes()
-    except OSError:
+    if not path.exists():
         raise CheckpointError(f"{path}: weights file is missing",
-                              hint="The sidecar has no weights beside it; retrain it.") from None
+                              hint="The sidecar has no weights beside it; retrain it.")
+    try:
+        blob = read_bounded(path, "weights")
+    except UnreadableFile as exc:
+        raise CheckpointError(str(exc), hint="Restore the weights file slt saved.") from None
     if hashlib.sha256(blob).hexdigest() != sidecar.weights_sha256:
         raise CheckpointError(f"{path}: weights do not match the sidecar's SHA-256",
                               hint="The file was changed or damaged after it was saved.")
@@ -296,9 +308,9 @@ def _read_record(path: Path, name: str) -> Sidecar:
         CheckpointError: naming ``path`` and what is wrong with it.
     """
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: unreadable sidecar ({exc})") from None
+        raw = load_json(path)
+    except UnreadableFile as exc:
+        raise CheckpointError(f"{path}: unreadable sidecar: {exc.reason}") from None
     try:
         return Sidecar.from_json(raw, name=name)
     except CheckpointError as exc:

@@ -15,15 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from slt_cli.errors import ConfigError
+from slt_cli.errors import ConfigError, SltError, UnreadableFile
+from slt_cli.files import read_text
+from slt_cli.ranges import setting_problems
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
+T = TypeVar("T")
 CONFIG_FILE_NAME = "stages.toml"
 BUILT_IN = "<built-in stages.toml>"  # the source name of the packaged defaults
 CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
@@ -34,6 +37,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
 MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
 ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits`
 NORMALISE_MODES = ("parts", "sequence")
+MAX_STAGE_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,8 @@ class StageConfig:
         found = _positive(self, "epochs", "lr")
         if not self.name.replace("_", "").isalnum() or not self.name.isascii():
             found.append(("name", "must be a non-empty identifier of letters, digits and _"))
+        elif len(self.name) > MAX_STAGE_NAME:  # it goes into file names: stage_N_<name>
+            found.append(("name", f"must be at most {MAX_STAGE_NAME} characters long"))
         for name in ("weight_decay", "grad_clip", "patience"):
             if getattr(self, name) < 0:
                 found.append((name, "must be >= 0"))
@@ -185,11 +191,15 @@ def default_config_text() -> str:
 
 
 def find_config(path: Path | None) -> Path | None:
-    """The file to read: ``--config PATH``, else ./stages.toml, else None (built-in)."""
+    """The file to read: ``--config PATH``, else ./stages.toml, else None (built-in).
+
+    A ./stages.toml that is there but is no regular file (a FIFO, a link to a device)
+    is still the one named, so that reading it says what is wrong with it.
+    """
     if path is not None:
         return path
     local = Path.cwd() / CONFIG_FILE_NAME
-    return local if local.is_file() else None
+    return local if local.exists() or local.is_symlink() else None
 
 
 def configured_checkpoint_dir(path: Path | None = None) -> Path:
@@ -200,9 +210,9 @@ def configured_checkpoint_dir(path: Path | None = None) -> Path:
     """
     found = find_config(path)
     try:
-        raw = tomllib.loads(found.read_text(encoding="utf-8")) if found else {}
+        raw = _parse_toml(read_text(found, "toml"), str(found)) if found else {}
         folder = raw.get("run", {}).get("checkpoint_dir", RunConfig.checkpoint_dir)
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+    except (SltError, AttributeError):
         folder = RunConfig.checkpoint_dir
     return Path(folder if isinstance(folder, str) else RunConfig.checkpoint_dir)
 
@@ -219,22 +229,28 @@ def load_config(path: Path | None = None) -> Config:
     if path is None:
         return parse_config(default_config_text(), BUILT_IN)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        text = read_text(path, "toml")
+    except UnreadableFile as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.reason})") from None
     return parse_config(text, str(path))
 
 
 def parse_config(text: str, source: str) -> Config:
     """Parse TOML text into a Config over the packaged defaults, gathering every
     problem before raising."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    raw = _parse_toml(text, source)
     if source != BUILT_IN:
         raw = over_packaged(raw)
     return build_config(raw, source)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
 
 
 def over_packaged(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,6 +302,23 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
     return Config(run=run, data=data, model=model, stages=stages, presets=presets, source=source)
 
 
+def settings_from_dict(cls: type[T], table: Any, source: str, where: str) -> T:
+    """One settings table stored as JSON (a sidecar's ``config.data``, a run plan's
+    stage) back as ``cls`` (RunConfig, DataConfig, StageConfig), checked exactly as a
+    stages.toml table is: unknown keys, types and every value's range.
+
+    Raises:
+        ConfigError: listing every problem, each as ``source: where.key: message``.
+    """
+    problems: list[str] = []
+    built = _build(cls, table, where, lambda at, message: problems.append(
+        f"{source}: {at}: {message}"))
+    if problems:
+        raise ConfigError(problems, hint="The file was edited or damaged; restore it, or "
+                                         "train again.")
+    return built
+
+
 def with_overrides(config: Config, **changes: Any) -> Config:
     """A copy with dotted-path changes, e.g. ``run.seed=3`` given as ``run_seed=3``.
 
@@ -305,9 +338,11 @@ def with_overrides(config: Config, **changes: Any) -> Config:
             stages = tuple(dataclasses.replace(stage, **{name: value}) for stage in stages)
         else:
             raise KeyError(key)
-    problems = [f"{key}: {message}" for key, message in run.problems() + data.problems()]
+    problems = [f"{flag}: {message}" for flag, message in
+                setting_problems(run) + setting_problems(data)]
     for stage in stages:
-        problems += [f"stages.{stage.name}.{key}: {message}" for key, message in stage.problems()]
+        problems += [f"stages.{stage.name}.{key}: {message}"
+                     for key, message in setting_problems(stage)]
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(config, run=run, data=data, stages=stages)
@@ -400,7 +435,7 @@ def _build(cls: type, table: Any, where: str, report: Report, **preset: Any) -> 
         else:
             report(f"{where}.{name}", f"must be {_describe(expected)}, got {_type_name(value)}")
     built = cls(**values)
-    for key, message in built.problems():
+    for key, message in setting_problems(built):
         report(f"{where}.{key}", message)
     return built
 
@@ -527,5 +562,6 @@ def _positive(obj: Any, *names: str) -> list[tuple[str, str]]:
 __all__ = [
     "CONFIG_FILE_NAME", "CONTINUE_TYPES", "AugmentConfig", "Config", "DataConfig",
     "ModelConfig", "RunConfig", "StageConfig", "build_config", "find_config", "load_config",
-    "parse_config", "parse_stage_selection", "quick_test_config", "with_overrides",
+    "parse_config", "parse_stage_selection", "quick_test_config", "settings_from_dict",
+    "with_overrides",
 ]

@@ -359,6 +359,11 @@ def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
     table.add_column("prob", justify="right")
     table.add_column("next labels")
     for row in rows:
+        if not row["top"]:
+            cells = [escape(os.path.basename(row["input"])), str(row["index"])]
+            cells += [escape(row["label"] or "–")] if labelled else []
+            table.add_row(*cells, "[dim]no landmark at all[/]", "–", "–")
+            continue
         best, *rest = row["top"]
         mark = ""
         if row["label"] is not None:

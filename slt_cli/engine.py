@@ -32,7 +32,14 @@ from slt_cli.checkpoints import (
     stage_checkpoint_name,
     update_sidecar,
 )
-from slt_cli.config import Config, DataConfig, StageConfig, build_config, continue_preset
+from slt_cli.config import (
+    Config,
+    DataConfig,
+    StageConfig,
+    build_config,
+    continue_preset,
+    settings_from_dict,
+)
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
@@ -188,7 +195,11 @@ class Trainer:
                                hint=f"Resume it with `slt {plan['kind']} --resume`.")
             self.config = build_config(plan["config"], f"run {plan['run_id']}")
             self.devices = self._device_count()
-            data = self._data(DataConfig(**plan["data"]), plan["data_seed"])
+            data = self._data(settings_from_dict(DataConfig, plan["data"], "the resume state",
+                                                 "data"), plan["data_seed"])
+            for index, step in enumerate(plan["steps"]):  # edited on disk: checked as TOML is
+                settings_from_dict(StageConfig, step["stage"], "the resume state",
+                                   f"steps[{index}].stage")
             record = plan["record"]
             if model_record(record["name"], record["settings"], data) != record:
                 raise DataError(f"the data of run {plan['run_id']} changed since it stopped",

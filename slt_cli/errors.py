@@ -80,3 +80,18 @@ class RunInterrupted(SltError):
     """Stopped by Ctrl-C after saving the state to resume from."""
 
     exit_code = 130
+
+
+class UnreadableFile(SltError):
+    """A file slt will not read: not a regular file (a FIFO, a device, a folder), larger
+    than the limit for its kind, not UTF-8 text, not valid JSON, or nested too deeply.
+
+    Args:
+        path: The file.
+        reason: What is wrong with it, e.g. "a FIFO, not a regular file".
+    """
+
+    def __init__(self, path: object, reason: str, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}", hint)
+        self.path = path
+        self.reason = reason

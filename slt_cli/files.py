@@ -1,4 +1,10 @@
-"""What slt may touch on disk, and how it writes: shared by everything that writes.
+"""Files on disk: bounded reads of what users can hand us, and what slt may write.
+
+Every file slt reads that a user could replace (a sidecar, a config, a state file, a
+CSV listing, weights) goes through ``read_bounded``: it opens regular files only
+(symlinks are followed to regular files only, so a FIFO never hangs a read and
+``/dev/zero`` is never read to exhaustion), and reads at most one byte past the limit
+for the file's kind, so a huge file is refused before it fills the memory.
 
 slt deletes, moves or overwrites only files it can prove it wrote. Its temporary files
 have one exact name, ``.NAME.slt-<pid>-<8 hex>.tmp`` beside the file ``NAME`` they will
@@ -11,13 +17,147 @@ delete files elsewhere, so it is refused.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import re
 import secrets
 import signal
+import stat
 from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
-from slt_cli.errors import SltError
+from slt_cli.errors import SltError, UnreadableFile
+
+Kind = Literal["json", "toml", "csv", "weights", "data"]
+
+MiB = 1 << 20
+# The most bytes read of each kind of file. Sidecars and state files hold settings,
+# class names and metrics (a 2,000-class sidecar is ~60 KiB); a config is a page of
+# TOML; a CSV listing of GISLR's 94,477 sequences is ~6 MiB.
+READ_LIMITS: dict[Kind, int] = {
+    "json": 16 * MiB,
+    "toml": 1 * MiB,
+    "csv": 256 * MiB,
+    "weights": 64 * 1024 * MiB,
+    "data": 64 * 1024 * MiB,
+}
+_NAMES = {"json": "a JSON file", "toml": "a config", "csv": "a CSV listing",
+          "weights": "a weights file", "data": "a data file"}
+
+
+def read_bounded(path: Path, kind: Kind) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``READ_LIMITS[kind]`` bytes.
+
+    Raises:
+        UnreadableFile: when ``path`` cannot be opened, is not a regular file (see
+            ``open_regular``), or is larger than the limit.
+    """
+    limit = READ_LIMITS[kind]
+    with open_regular(path) as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise UnreadableFile(path, _too_large(kind))
+            # One read of the size the file says it has (one allocation), then more only
+            # when it grew meanwhile, never past limit + 1 bytes.
+            chunks = [handle.read(size + 1)]
+            read = len(chunks[0])
+            while size < read <= limit and chunks[-1]:
+                chunks.append(handle.read(min(limit + 1 - read, 16 * MiB)))
+                read += len(chunks[-1])
+        except OSError as exc:
+            raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
+    if read > limit:
+        raise UnreadableFile(path, _too_large(kind))
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading in binary, when it is a regular file (a symlink is
+    followed, to a regular file only).
+
+    Opening does not block (a FIFO is opened and refused, not waited on); the check
+    runs on the opened file, so a path swapped between check and read gains nothing.
+
+    Raises:
+        UnreadableFile: when ``path`` cannot be opened or is not a regular file.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        handle = os.open(path, flags)
+    except OSError as exc:
+        raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFile(path, f"{_file_type(mode)}, not a regular file")
+        os.set_blocking(handle, True)
+    except BaseException:
+        os.close(handle)
+        raise
+    return os.fdopen(handle, "rb")
+
+
+def read_text(path: Path, kind: Kind) -> str:
+    """``read_bounded`` decoded as UTF-8.
+
+    Raises:
+        UnreadableFile: as ``read_bounded``, or when the bytes are not UTF-8 text.
+    """
+    return decode_utf8(read_bounded(path, kind), path)
+
+
+def decode_utf8(blob: bytes, path: Path) -> str:
+    """``blob`` (the content of ``path``) as text; a leading byte-order mark is dropped.
+
+    Raises:
+        UnreadableFile: naming the offset of the first byte that is not UTF-8.
+    """
+    try:
+        return blob.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(path, f"not UTF-8 text (byte 0x{blob[exc.start]:02x} at offset "
+                                   f"{exc.start})") from None
+
+
+def load_json(path: Path) -> Any:
+    """The JSON value in ``path``, read through ``read_bounded``.
+
+    NaN, Infinity and numbers too large for a float are refused: slt never writes
+    them (``allow_nan=False``), so a file holding them was edited.
+
+    Raises:
+        UnreadableFile: when the file cannot be read, is not valid JSON or is nested
+            too deeply.
+    """
+    return parse_json(read_text(path, "json"), path)
+
+
+def parse_json(text: str, path: Path) -> Any:
+    """``text`` (the content of ``path``) as JSON; see ``load_json``."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise UnreadableFile(path, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise UnreadableFile(path, f"not valid JSON ({exc})") from None
+
+
+def read_csv(path: Path) -> tuple[tuple[str, ...], list[dict[str, str | None]]]:
+    """The header and rows of the CSV file ``path`` (a listing such as train.csv), read
+    through ``read_bounded``; a short row's missing cells are None.
+
+    Raises:
+        UnreadableFile: when the file cannot be read, is not UTF-8 or not valid CSV.
+    """
+    text = read_text(path, "csv")
+    try:
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        return tuple(rows.fieldnames or ()), list(rows)
+    except csv.Error as exc:
+        raise UnreadableFile(path, f"not valid CSV ({exc})") from None
 
 _TEMP = re.compile(r"\.(?P<final>.+)\.slt-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.tmp")
 # O_NOFOLLOW: a symbolic link planted where slt writes is an error, never followed.
@@ -120,3 +260,32 @@ def fault_point() -> None:
     _fault_hits += 1
     if _fault_hits == int(target):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _too_large(kind: Kind) -> str:
+    limit = READ_LIMITS[kind]
+    shown = f"{limit // (1024 * MiB)} GiB" if limit >= 1024 * MiB else f"{limit // MiB} MiB"
+    return f"larger than {shown}, the limit for {_NAMES[kind]}"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]} is too large for a number")
+    return value

@@ -38,8 +38,14 @@ from slt_cli.checkpoints import (
     settle,
 )
 from slt_cli.config import Config, build_config
-from slt_cli.errors import CheckpointError, ConfigError, RunInterrupted, SltError
-from slt_cli.files import own_folder
+from slt_cli.errors import (
+    CheckpointError,
+    ConfigError,
+    RunInterrupted,
+    SltError,
+    UnreadableFile,
+)
+from slt_cli.files import load_json, own_folder
 from slt_cli.lock import folder_lock
 from slt_cli.reporting import Reporter
 from slt_cli.results import RunResult, StageResult
@@ -60,8 +66,8 @@ def unfinished_folds(directory: Path) -> int | None:
     """K of the unfinished cross-validation run in ``directory``, or None when there is
     none (so ``slt train --resume`` there carries that run on)."""
     try:
-        summary = json.loads((directory / FOLDS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        summary = load_json(directory / FOLDS_FILE)
+    except UnreadableFile:
         return None
     if isinstance(summary, dict) and summary.get("complete") is False:
         folds = summary.get("folds")
@@ -265,15 +271,19 @@ class CrossValidation:
 
     def _read_summary(self) -> dict[str, Any] | None:
         path = self.directory / FOLDS_FILE
-        if not path.is_file():
+        if not (path.exists() or path.is_symlink()):
             return None
         try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
+            summary = load_json(path)
             if not (isinstance(summary, dict) and isinstance(summary.get("folds"), int)
                     and isinstance(summary.get("runs"), list)
                     and isinstance(summary.get("request", {}).get("config"), dict)):
                 raise ValueError("not a folds summary")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except UnreadableFile as exc:
+            raise CheckpointError(f"damaged cross-validation summary: {exc}",
+                                  hint="Move it away to start a new run; the fold folders "
+                                       "are intact.") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{path}: damaged cross-validation summary ({exc})",
                                   hint="Move it away to start a new run; the fold folders "
                                        "are intact.") from None

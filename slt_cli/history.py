@@ -24,8 +24,8 @@ from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 
 from slt_cli.checkpoints import atomic_write_bytes
-from slt_cli.errors import StorageError
-from slt_cli.files import fsync_directory, readable_as_umask_allows
+from slt_cli.errors import StorageError, UnreadableFile
+from slt_cli.files import fsync_directory, read_bounded, readable_as_umask_allows
 from slt_cli.reporting import EpochMetrics
 
 METRICS_FILE = "metrics.csv"
@@ -203,8 +203,8 @@ def _parse(record: Mapping[str, str | None]) -> EpochRow:
 def _whole_lines(path: Path) -> str:
     """The file's text up to its last newline ('' when absent or unreadable)."""
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
+        text = read_bounded(path, "csv").decode("utf-8", errors="replace")
+    except UnreadableFile:
         return ""
     return text[: text.rfind("\n") + 1]
 

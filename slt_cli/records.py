@@ -105,7 +105,9 @@ def load_state(model: nn.Module, state: State, name: str | None) -> None:
 
 
 def stage_from_dict(values: dict[str, Any]) -> StageConfig:
-    """A stage's settings back from the JSON a plan or sidecar stores."""
+    """A stage's settings back from the JSON a plan stores. A plan read from disk is
+    checked first (``config.settings_from_dict``, when ``Trainer.resume`` loads it); a
+    plan made in this process holds the stages the caller gave."""
     return StageConfig(**{**values, "augment": AugmentConfig(**values["augment"])})
 
 

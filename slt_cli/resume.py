@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slt_cli.checkpoints import atomic_write_bytes, fault_point
-from slt_cli.errors import CheckpointError, SltError
-from slt_cli.files import abandoned_temps, own_folder
+from slt_cli.errors import CheckpointError, SltError, UnreadableFile
+from slt_cli.files import abandoned_temps, load_json, own_folder, read_bounded
 
 if TYPE_CHECKING:
     import torch
@@ -65,9 +65,12 @@ def load_resume(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
         raise SltError(f"nothing to resume in {directory}",
                        hint="Only a run that was interrupted can be resumed; start a new one.")
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-        blob = (path.parent / Path(plan["tensors"]).name).read_bytes()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        plan = load_json(path)
+        blob = read_bounded(path.parent / Path(plan["tensors"]).name, "weights")
+    except UnreadableFile as exc:
+        raise CheckpointError(f"damaged resume state: {exc}",
+                              hint="Start a new run; the saved checkpoints are intact.") from None
+    except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: damaged resume state ({exc})",
                               hint="Start a new run; the saved checkpoints are intact.") from None
     if hashlib.sha256(blob).hexdigest() != plan.get("tensors_sha256"):

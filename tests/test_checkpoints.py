@@ -119,8 +119,8 @@ def test_list_reads_sidecars_and_skips_broken_ones(tmp_path: Path) -> None:
     records, problems = list_checkpoints(tmp_path)
     assert [r.name for r in records] == ["a", "b"]
     assert records[1].parent == "a" and records[0].parent is None
-    assert problems == ["broken.json: unreadable sidecar (Expecting property name enclosed in "
-                        "double quotes: line 1 column 2 (char 1))"]
+    assert problems == ["broken.json: unreadable sidecar: not valid JSON (Expecting property "
+                        "name enclosed in double quotes: line 1 column 2 (char 1))"]
     assert list_checkpoints(tmp_path / "absent") == ([], [])
 
 

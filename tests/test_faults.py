@@ -187,7 +187,8 @@ def test_one_run_per_folder(tiny_toml: Path, tmp_path: Path) -> None:
 def test_a_diverging_stage_stops_and_keeps_only_finite_weights(tiny_toml: Path,
                                                                tmp_path: Path) -> None:
     config = small_batches(tiny_toml)
-    wild = dataclasses.replace(config.stages[1], lr=1e30, grad_clip=0.0, warmup_fraction=0.0)
+    wild = dataclasses.replace(config.stages[1], lr=10.0, weight_decay=10_000.0, grad_clip=0.0,
+                               warmup_fraction=0.0)  # in range, and still explodes
     config = dataclasses.replace(config, stages=(config.stages[0], wild))
     with pytest.raises(TrainingDiverged) as caught:
         Trainer(config, checkpoint_dir=tmp_path).train(force=True)

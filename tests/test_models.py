@@ -100,14 +100,14 @@ def test_unknown_setting_lists_the_accepted_ones_in_signature_order() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("dim", -3, "model.dim: must be an integer > 0, got -3"),
-        ("dim", 0, "model.dim: must be an integer > 0, got 0"),
-        ("dim", 64.0, "model.dim: must be an integer > 0, got 64.0"),
-        ("dim", True, "model.dim: must be an integer > 0, got true"),
-        ("dim", "64", "model.dim: must be an integer > 0, got '64'"),
-        ("expand", 0.0, "model.expand: must be a number > 0, got 0.0"),
-        ("expand", float("nan"), "model.expand: must be a number > 0, got nan"),
-        ("expand", "2", "model.expand: must be a number > 0, got '2'"),
+        ("dim", -3, "model.dim: must be an integer between 1 and 4096, got -3"),
+        ("dim", 0, "model.dim: must be an integer between 1 and 4096, got 0"),
+        ("dim", 64.0, "model.dim: must be an integer between 1 and 4096, got 64.0"),
+        ("dim", True, "model.dim: must be an integer between 1 and 4096, got true"),
+        ("dim", "64", "model.dim: must be an integer between 1 and 4096, got '64'"),
+        ("expand", 0.0, "model.expand: must be a number > 0 and <= 64, got 0.0"),
+        ("expand", float("nan"), "model.expand: must be a number > 0 and <= 64, got nan"),
+        ("expand", "2", "model.expand: must be a number > 0 and <= 64, got '2'"),
     ],
 )
 def test_bad_values_are_reported_with_their_path(key: str, value: object, message: str) -> None:

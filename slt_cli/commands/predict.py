@@ -32,6 +32,8 @@ def predict(
     check_device(device)
     folder = checkpoint_folder(checkpoint_dir)
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported
+    import numpy as np
+
     from slt_cli.data.inputs import read_sequences
     from slt_cli.devices import resolve_device
     from slt_cli.inference import load_model, predict_probabilities
@@ -45,24 +47,33 @@ def predict(
             console.err.print(note, highlight=False)
         loaded.check_layout(sequences.x.shape[2], sequences.x.shape[3], str(path))
         probabilities = predict_probabilities(loaded, sequences.x, sequences.lengths)
-        rows += _rows(sequences, probabilities, loaded.classes, top_k)
+        empty = np.isnan(sequences.x).all(axis=(1, 2, 3))
+        if empty.any():  # training leaves such clips out; here they stay, unclassified
+            console.err.print(f"{path.name}: {int(empty.sum())} sequence(s) hold no landmark at "
+                              f"all (all NaN or zero) and are not classified, the first at "
+                              f"index {int(np.argmax(empty))}", highlight=False)
+        rows += _rows(sequences, probabilities, loaded.classes, top_k, empty)
     if json:
         console.print_json(rows)
     else:
         console.out.print(console.prediction_table(rows, model))
     labelled = [row for row in rows if row["label"] is not None]
     if labelled:
-        hits = sum(row["top"][0]["class"] == row["label"] for row in labelled)
+        hits = sum(bool(row["top"]) and row["top"][0]["class"] == row["label"]
+                   for row in labelled)
         console.err.print(f"top-1 accuracy {hits / len(labelled):.4f} on {len(labelled)} "
                           "labelled sequence(s)", highlight=False)
 
 
-def _rows(sequences: Any, probabilities: Any, classes: tuple[str, ...],
-          top_k: int) -> list[dict[str, Any]]:
-    """One JSON-ready row per sequence: its input, index, label and top-k classes."""
+def _rows(sequences: Any, probabilities: Any, classes: tuple[str, ...], top_k: int,
+          empty: Any) -> list[dict[str, Any]]:
+    """One JSON-ready row per sequence: its input, index, label and top-k classes; a
+    sequence with no landmark at all gets none (``top`` empty): there is nothing to
+    classify, as training agrees by leaving such clips out."""
     order = (-probabilities).argsort(axis=1, kind="stable")[:, :top_k]
     return [{"input": str(sequences.source), "index": i,
              "label": sequences.labels[i] if sequences.labels else None,
-             "top": [{"class": classes[k], "probability": round(float(probabilities[i, k]), 6)}
-                     for k in order[i]]}
+             "top": [] if empty[i] else [
+                 {"class": classes[k], "probability": round(float(probabilities[i, k]), 6)}
+                 for k in order[i]]}
             for i in range(len(sequences))]

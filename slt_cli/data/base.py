@@ -36,3 +36,24 @@ class RawData:
     @property
     def num_sequences(self) -> int:
         return int(self.x.shape[0])
+
+
+# Landmark coordinates are image-normalised (MediaPipe: about 0..1), pixels (OpenPose:
+# thousands at most) or metres; anything beyond this is a broken recording or a broken
+# file, and would make training diverge rather than learn.
+MAX_COORDINATE = 1e6
+# Class labels: more than this is a broken file, not a vocabulary (GISLR has 250 signs).
+MAX_CLASSES = 100_000
+
+
+def far_coordinate(x: np.ndarray) -> str | None:
+    """Where ``x`` (N, T, J, C) first holds a finite value beyond ±MAX_COORDINATE, said
+    for a user ("1e+30 at sequence 3, frame 0, landmark 2, channel 1"); None when nowhere."""
+    far = (x > MAX_COORDINATE) | (x < -MAX_COORDINATE)
+    far &= np.isfinite(x)
+    if not far.any():
+        return None
+    where = np.unravel_index(int(np.argmax(far)), x.shape)
+    return (f"{float(x[where]):.3g} at sequence {where[0]}, frame {where[1]}, landmark "
+            f"{where[2]}, channel {where[3]}; coordinates beyond ±{MAX_COORDINATE:g} are not "
+            "keypoints")

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -134,6 +135,9 @@ def cache_key(corpus: Corpus) -> str:
                             f"{corpus.root / corpus.listing})",
                             hint=f"Put the file back, or remove its line from {corpus.listing}."
                             ) from None
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would hang or flood a read
+            raise DataError(f"{corpus.root / name}: not a regular file (listed in "
+                            f"{corpus.root / corpus.listing})")
         digest.update(f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

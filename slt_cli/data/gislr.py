@@ -10,9 +10,7 @@ slt holds out whole participants. Needs pyarrow (``pip install -e ".[gislr]"``).
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import posixpath
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +24,9 @@ from slt_cli.data.landmarks import (
     canonical_landmarks,
     select_landmarks,
 )
-from slt_cli.errors import DataError
+from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.extras import require
+from slt_cli.files import load_json, read_csv
 
 LISTING = "train.csv"
 SIGN_MAP = "sign_to_prediction_index_map.json"
@@ -60,23 +59,22 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
     if not listing.is_file():
         raise DataError(f"{root}: no {LISTING} (is this a GISLR folder?)", hint=LAYOUT_HINT)
     paths, labels, signers = [], [], []
-    with open(listing, newline="", encoding="utf-8") as file:
-        rows = csv.DictReader(file)
-        missing = [c for c in LISTING_COLUMNS if c not in (rows.fieldnames or ())]
-        if missing:
-            raise DataError(f"{listing}: missing column(s) {', '.join(missing)}",
-                            hint=f"{LISTING} needs the columns {', '.join(LISTING_COLUMNS)}.")
-        for line, row in enumerate(rows, start=2):
-            path, sign = row["path"] or "", row["sign"]
-            if sign not in index:
-                raise DataError(f"{listing}: line {line}: sign {sign!r} is not in {SIGN_MAP}",
-                                hint=f"Add it to {SIGN_MAP} or remove the line.")
-            if not path or posixpath.isabs(path) or ".." in path.replace("\\", "/").split("/"):
-                raise DataError(f"{listing}: line {line}: path {path!r} must be relative to "
-                                "the folder, without '..'")
-            paths.append(path)
-            labels.append(index[sign])
-            signers.append(row["participant_id"] or "")
+    fields, rows = read_csv(listing)
+    missing = [c for c in LISTING_COLUMNS if c not in fields]
+    if missing:
+        raise DataError(f"{listing}: missing column(s) {', '.join(missing)}",
+                        hint=f"{LISTING} needs the columns {', '.join(LISTING_COLUMNS)}.")
+    for line, row in enumerate(rows, start=2):
+        path, sign = row["path"] or "", row["sign"]
+        if sign not in index:
+            raise DataError(f"{listing}: line {line}: sign {sign!r} is not in {SIGN_MAP}",
+                            hint=f"Add it to {SIGN_MAP} or remove the line.")
+        if not path or posixpath.isabs(path) or ".." in path.replace("\\", "/").split("/"):
+            raise DataError(f"{listing}: line {line}: path {path!r} must be relative to "
+                            "the folder, without '..'")
+        paths.append(path)
+        labels.append(index[sign])
+        signers.append(row["participant_id"] or "")
     if not paths:
         raise DataError(f"{listing}: lists no sequences", hint=LAYOUT_HINT)
     chosen = select_landmarks(landmarks)
@@ -156,9 +154,9 @@ def _read_sign_map(root: Path) -> tuple[str, ...]:
     if not path.is_file():
         raise DataError(f"{root}: no {SIGN_MAP} (is this a GISLR folder?)", hint=LAYOUT_HINT)
     try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not readable JSON ({exc})") from None
+        mapping = load_json(path)
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
     if (not isinstance(mapping, dict) or not mapping
             or not all(type(v) is int for v in mapping.values())
             or sorted(mapping.values()) != list(range(len(mapping)))):

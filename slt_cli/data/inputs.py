@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from slt_cli.errors import DataError
+from slt_cli.data.base import far_coordinate
+from slt_cli.errors import DataError, UnreadableFile
+from slt_cli.files import open_regular
 
 SUFFIXES = (".npz", ".parquet", ".pose")
 
@@ -58,12 +59,18 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
     if path.suffix not in SUFFIXES:
         raise DataError(f"{path}: cannot classify a {path.suffix or 'suffix-less'} file",
                         hint="Give .npz, GISLR .parquet or .pose files.")
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such file")
+    try:
+        open_regular(path).close()  # a FIFO or a device is refused, never read
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
     if path.suffix == ".npz":
         return _read_npz(path, classes, landmarks, joints)
     one = _read_parquet(path, landmarks) if path.suffix == ".parquet" else _read_pose(
         path, landmarks)
+    if far := far_coordinate(one[None]):
+        raise DataError(f"{path}: holds {far}", hint="NaN marks a missing landmark.")
     return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),
                      labels=None)
 
@@ -71,14 +78,10 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
 def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
               joints: tuple[str, ...] | None) -> Sequences:
     from slt_cli.data.npz import _lengths_from_padding, zeros_as_missing
+    from slt_cli.data.npzfile import read_npz
 
-    try:
-        # allow_pickle=False: an object array in a downloaded file must never run code.
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files
-                      if key in ("x", "lengths", "y", "classes", "joints")}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    # no pickle; shapes checked against the file before anything is read
+    arrays = read_npz(path, ("x", "lengths", "y", "classes", "joints"))
     if "x" not in arrays:
         raise DataError(f"{path}: missing array 'x'",
                         hint="Store the sequences as x, float (N, T, J, C), NaN = missing.")
@@ -86,6 +89,9 @@ def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or 0 in x.shape[:2]:
         raise DataError(f"{path}: 'x' must be a float array (N, T, J, C) with N, T > 0, "
                         f"got {x.dtype} {x.shape}")
+    if far := far_coordinate(x):
+        raise DataError(f"{path}: 'x' holds {far}",
+                        hint="Fix or leave out that sequence; NaN marks a missing landmark.")
     x = np.where(np.isfinite(x), x, np.nan).astype(np.float32, copy=False)
     x, zeros = zeros_as_missing(x)
     n, frames = x.shape[:2]

@@ -10,13 +10,13 @@ landmarks`` picks the landmarks as the corpus loaders do (``select_npz``).
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from slt_cli.data.base import SPLITS, RawData
+from slt_cli.data.base import MAX_CLASSES, SPLITS, RawData, far_coordinate
 from slt_cli.data.landmarks import select_named
+from slt_cli.data.npzfile import read_npz
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
@@ -30,14 +30,9 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
     Raises:
         DataError: naming the file and the array that is wrong.
     """
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such data file", hint="Give a .npz path or 'synthetic'.")
-    try:
-        # allow_pickle=False: an object array in a downloaded file must never run code.
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = read_npz(path)  # no pickle; shapes checked against the file before reading
 
     def fail(message: str) -> DataError:
         return DataError(f"{path}: {message}", hint="The format: docs/data.md, '.npz files'.")
@@ -58,9 +53,13 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         raise fail(f"'y' must be integers of shape ({n},), got {y.dtype} {y.shape}")
     if y.min() < 0:
         raise fail("'y' holds negative class indices")
+    if y.max() >= MAX_CLASSES:
+        raise fail(f"'y' holds class {int(y.max())}; slt takes at most {MAX_CLASSES} classes")
     x = x.astype(np.float32, copy=False)
     if np.isinf(x).any():
         raise fail("'x' holds infinite values; use NaN for missing landmarks")
+    if far := far_coordinate(x):
+        raise fail(f"'x' holds {far}")
     x, note = zeros_as_missing(x)
     if note and reporter is not None:
         reporter.note(f"{path.name}: {note}")
@@ -88,7 +87,8 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
     lengths = arrays.get("lengths")
     if lengths is None:
         lengths = _lengths_from_padding(x)
-    elif lengths.shape != (n,) or lengths.min() < 1 or lengths.max() > frames:
+    elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
+          or lengths.min() < 1 or lengths.max() > frames):
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
     raw = RawData(x=x, y=y.astype(np.int64), classes=classes,
                   lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
@@ -157,6 +157,8 @@ def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:
         return None
     if array.ndim != 1:
         raise fail(f"{key!r} must be a 1-D array of names")
+    if len(array) > MAX_CLASSES:
+        raise fail(f"{key!r} holds {len(array)} names; slt takes at most {MAX_CLASSES}")
     return tuple(str(v) for v in array.tolist())
 
 

@@ -13,7 +13,6 @@ Needs pose-format (``pip install -e ".[pose]"``).
 
 from __future__ import annotations
 
-import csv
 import functools
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ import numpy as np
 from slt_cli.data.base import SPLITS
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
-from slt_cli.errors import DataError
+from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.extras import require
+from slt_cli.files import read_bounded, read_csv
 
 LISTING = "labels.csv"
 HOLISTIC = {"face": "FACE_LANDMARKS", "left_hand": "LEFT_HAND_LANDMARKS",
@@ -50,28 +50,26 @@ def scan_pose(root: Path, landmarks: str) -> Corpus:
                         hint=f"A pose folder holds .pose files and {LISTING} with the columns "
                              "file, label and optionally signer, split.")
     files, labels, signers, splits = [], [], [], []
-    with open(listing, newline="", encoding="utf-8") as handle:
-        rows = csv.DictReader(handle)
-        fields = rows.fieldnames or ()
-        missing = [c for c in ("file", "label") if c not in fields]
-        if missing:
-            raise DataError(f"{listing}: missing column(s) {', '.join(missing)}",
-                            hint=f"{LISTING} needs file and label (signer, split optional).")
-        for line, row in enumerate(rows, start=2):
-            name, label = row["file"] or "", row["label"] or ""
-            if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-                raise DataError(f"{listing}: line {line}: file {name!r} must be relative to "
-                                "the folder, without '..'")
-            if not label:
-                raise DataError(f"{listing}: line {line}: empty label")
-            split = (row.get("split") or "").strip() if "split" in fields else None
-            if split is not None and split not in SPLITS:
-                raise DataError(f"{listing}: line {line}: split {split!r} is not one of "
-                                f"{', '.join(SPLITS)}")
-            files.append(name)
-            labels.append(label)
-            signers.append(row.get("signer") or "")
-            splits.append(split)
+    fields, rows = read_csv(listing)
+    missing = [c for c in ("file", "label") if c not in fields]
+    if missing:
+        raise DataError(f"{listing}: missing column(s) {', '.join(missing)}",
+                        hint=f"{LISTING} needs file and label (signer, split optional).")
+    for line, row in enumerate(rows, start=2):
+        name, label = row["file"] or "", row["label"] or ""
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise DataError(f"{listing}: line {line}: file {name!r} must be relative to "
+                            "the folder, without '..'")
+        if not label:
+            raise DataError(f"{listing}: line {line}: empty label")
+        split = (row.get("split") or "").strip() if "split" in fields else None
+        if split is not None and split not in SPLITS:
+            raise DataError(f"{listing}: line {line}: split {split!r} is not one of "
+                            f"{', '.join(SPLITS)}")
+        files.append(name)
+        labels.append(label)
+        signers.append(row.get("signer") or "")
+        splits.append(split)
     if not files:
         raise DataError(f"{listing}: lists no files")
     first = root / files[0]
@@ -118,7 +116,11 @@ def _read(path: Path) -> Any:
     from pose_format import Pose
 
     try:
-        return Pose.read(path.read_bytes())
+        blob = read_bounded(path, "data")  # a FIFO or a device is refused, never read
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    try:
+        return Pose.read(blob)
     except Exception as exc:  # pose-format raises whatever its parser hits
         raise DataError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc})"
                         ) from None

@@ -26,6 +26,7 @@ from slt_cli.models.conv_transformer import (
 )
 from slt_cli.models.gru import build_gru
 from slt_cli.models.mlp import build_mlp
+from slt_cli.ranges import MODEL_FLOAT_MAX, MODEL_INT_MAX
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "conv_transformer": build_conv_transformer,
@@ -82,7 +83,7 @@ def model_setting_problems(name: str, settings: Mapping[str, object]) -> list[st
 
     Returns:
         One message per problem, each starting with the setting's path, such as
-        ``"model.dim: must be an integer > 0, got -3"``; empty when all is well.
+        ``"model.dim: must be an integer between 1 and 4096, got -3"``; empty when all is well.
     """
     if name not in MODEL_BUILDERS:
         known = ", ".join(sorted(MODEL_BUILDERS))
@@ -136,16 +137,16 @@ def _value_problem(default: object, value: object) -> str | None:
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "must be true or false"
     if isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        return None if ok else "must be an integer > 0"
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MODEL_INT_MAX
+        return None if ok else f"must be an integer between 1 and {MODEL_INT_MAX}"
     if isinstance(default, float):
         ok = (
             isinstance(value, (int, float))
             and not isinstance(value, bool)
             and math.isfinite(value)
-            and value > 0
+            and 0 < value <= MODEL_FLOAT_MAX
         )
-        return None if ok else "must be a number > 0"
+        return None if ok else f"must be a number > 0 and <= {MODEL_FLOAT_MAX:g}"
     if isinstance(default, str):
         return None if isinstance(value, str) else "must be a string"
     raise TypeError(f"builder default {default!r} is not an int, float, bool or str")

@@ -1,0 +1,71 @@
+"""Reading ``.npz`` archives without trusting them: regular files only, no pickle, and
+every member's declared shape checked against the bytes it holds before anything is
+allocated (a 64-byte file must not make numpy allocate gigabytes)."""
+
+from __future__ import annotations
+
+import lzma
+import math
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from slt_cli.errors import DataError, UnreadableFile
+from slt_cli.files import open_regular
+
+_SUFFIX = ".npy"
+
+
+def read_npz(path: Path, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` file ``path`` (only ``names`` when given), by name.
+
+    Raises:
+        DataError: naming the file (and the array) when it is not a regular file, not
+            an ``.npz`` archive, holds something other than ``.npy`` arrays, holds an
+            object (pickled) array, or an array declares more data than it holds.
+    """
+    wanted = None if names is None else set(names)
+    try:
+        with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
+            members = {}
+            for info in archive.infolist():
+                key = info.filename[: -len(_SUFFIX)] if info.filename.endswith(_SUFFIX) else None
+                if key is None:
+                    raise DataError(f"{path}: holds {info.filename!r}, which is not an .npy "
+                                    "array", hint="See README, 'Data format'.")
+                if wanted is None or key in wanted:
+                    members[key] = info
+            return {key: _read_member(path, archive, key, info) for key, info in members.items()}
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+            zlib.error, lzma.LZMAError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, key: str,
+                 info: zipfile.ZipInfo) -> np.ndarray:
+    """One member, after checking that its header's shape fits the bytes it holds."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise DataError(f"{path}: {key!r} is in .npy format {version}; slt reads 1.0 "
+                            "and 2.0")
+        if dtype.hasobject:
+            raise DataError(f"{path}: {key!r} is an object array; slt never unpickles data",
+                            hint="Store names as a string array (dtype 'U').")
+        declared = math.prod(shape) * dtype.itemsize
+        holds = info.file_size - member.tell()
+        if declared > holds:
+            raise DataError(f"{path}: {key!r} declares shape {tuple(shape)} of {dtype} "
+                            f"({declared} bytes) but holds {holds} bytes",
+                            hint="The file is truncated or was not written by numpy.")
+    with archive.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
