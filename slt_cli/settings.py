@@ -1,0 +1,177 @@
+"""The settings of a run as frozen dataclasses: what a stages.toml holds, each default
+beside its field with a one-line comment, each class able to say what is wrong with its
+values (``problems()``). Loading and checking files is ``config.py``'s; every module
+that needs the settings alone (and no file) can import them from here without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+BUILT_IN = "<built-in stages.toml>"  # the source name of the packaged defaults
+CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
+MONITORS = ("val_accuracy", "val_loss")
+AVERAGING = ("none", "ema", "swa")
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
+MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
+ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits`
+NORMALISE_MODES = ("parts", "sequence")
+MAX_STAGE_NAME = 64
+
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0  # seeds data generation, splits, initialisation and shuffling
+    improvement_threshold: float = 0.0  # min gain of `monitor` to go on; < 0 runs every stage
+    monitor: str = "val_accuracy"  # val_accuracy (higher is better) or val_loss (lower)
+    checkpoint_dir: str = "checkpoints"  # where checkpoints are written, relative to cwd
+    multi_gpu: bool = True  # all visible GPUs through DataParallel, batch scaled by count
+    batch_size: int = 64  # per device
+    min_batches_per_epoch: int = 25  # a small training set is repeated to make this many
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32
+    compile: bool = False  # torch.compile the model: a slower start, then faster steps
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = _positive(self, "batch_size", "min_batches_per_epoch")
+        if self.monitor not in MONITORS:
+            found.append(("monitor", f"must be one of {', '.join(MONITORS)}"))
+        if self.precision not in PRECISIONS:
+            found.append(("precision", f"must be one of {', '.join(PRECISIONS)}"))
+        return found
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"  # "synthetic[:k=v,...]" or a path to a .npz file
+    val_fraction: float = 0.2  # share held out for validation when the source has no split
+    frames: int = 0  # every sequence is resampled to this many frames; 0 = from the data
+    motion: bool = True  # add frame-to-frame differences to the features
+    landmarks: str = "hands+pose+lips"  # groups kept of MediaPipe-named data, '+'-joined
+    normalise: str = "sequence"  # sequence (one cloud) or parts (body, each hand, face apart)
+    folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
+    fold: int = 0  # with folds: the fold (1..K) that validates, the others train
+
+    def problems(self) -> list[tuple[str, str]]:
+        from slt_cli.data.landmarks import problems as landmark_problems
+
+        found = []
+        if self.folds == 1 or self.folds < 0:
+            found.append(("folds", "must be 0 (no cross-validation) or >= 2"))
+        elif self.folds and not 1 <= self.fold <= self.folds:
+            found.append(("fold", f"must be between 1 and folds ({self.folds})"))
+        elif not self.folds and self.fold:
+            found.append(("fold", "needs folds (K of K-fold cross-validation)"))
+        found += [("landmarks", problem) for problem in landmark_problems(self.landmarks)]
+        if self.normalise not in NORMALISE_MODES:
+            found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
+        if not 0.0 < self.val_fraction < 1.0:
+            found.append(("val_fraction", "must be between 0 and 1"))
+        if self.frames < 0:
+            found.append(("frames", "must be >= 1, or 0 to take it from the data"))
+        return found
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotate: float = 0.0  # max rotation in degrees (about the camera axis; all axes in 3-D)
+    scale: float = 0.0  # max relative change of size, e.g. 0.1 = ±10%
+    shear: float = 0.0  # max horizontal shear factor, e.g. 0.2 slants by up to ±11°
+    shift: float = 0.0  # max translation, in normalised units
+    jitter: float = 0.0  # std of Gaussian noise added to every landmark
+    speed: float = 0.0  # max relative change of tempo, e.g. 0.2 = 0.8x..1.2x
+    time_mask: float = 0.0  # max share of frames blanked out in one block
+    joint_drop: float = 0.0  # probability that a landmark is dropped in a sequence
+    mirror: float = 0.0  # probability of a left/right flip (hands swapped when known)
+    mixup: float = 0.0  # probability that a clip is blended with another (labels blended too)
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = [(name, "must be >= 0") for name, value in _items(self) if value < 0]
+        for name in ("scale", "speed", "time_mask", "joint_drop"):
+            if getattr(self, name) >= 1.0:
+                found.append((name, "must be below 1"))
+        for name in ("mirror", "mixup"):
+            if getattr(self, name) > 1.0:
+                found.append((name, "is a probability and must be <= 1"))
+        return found
+
+    @property
+    def enabled(self) -> bool:
+        return any(value > 0 for _, value in _items(self))
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str = ""  # short identifier, used in checkpoint names (stage_N_<name>)
+    description: str = ""  # one line shown in tables and saved in the sidecar
+    epochs: int = 10  # passes over the training set
+    lr: float = 1e-3  # peak learning rate of AdamW
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_fraction: float = 0.1  # share of the stage's steps spent warming up linearly
+    min_lr_fraction: float = 0.05  # cosine schedule ends at lr * min_lr_fraction
+    label_smoothing: float = 0.0  # passed to torch's cross_entropy
+    dropout: float = 0.1  # set on every nn.Dropout of the model for this stage
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    averaging: str = "none"  # weight averaging: none, ema or swa
+    ema_decay: float = 0.99  # per-step decay of the exponential moving average
+    patience: int = 0  # stop after this many epochs without a new best; 0 = run every epoch
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # [stages.augment]
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = _positive(self, "epochs", "lr")
+        if not self.name.replace("_", "").isalnum() or not self.name.isascii():
+            found.append(("name", "must be a non-empty identifier of letters, digits and _"))
+        elif len(self.name) > MAX_STAGE_NAME:  # it goes into file names: stage_N_<name>
+            found.append(("name", f"must be at most {MAX_STAGE_NAME} characters long"))
+        for name in ("weight_decay", "grad_clip", "patience"):
+            if getattr(self, name) < 0:
+                found.append((name, "must be >= 0"))
+        for name in ("warmup_fraction", "min_lr_fraction", "label_smoothing", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                found.append((name, "must be >= 0 and < 1"))
+        if self.averaging not in AVERAGING:
+            found.append(("averaging", f"must be one of {', '.join(AVERAGING)}"))
+        if not 0.0 < self.ema_decay < 1.0:
+            found.append(("ema_decay", "must be between 0 and 1"))
+        return found
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "conv_transformer"  # a key of slt_cli.models.MODEL_BUILDERS
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the builder's keyword args
+
+
+@dataclass(frozen=True)
+class Config:
+    """One whole run, as a stages.toml describes it."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stages: tuple[StageConfig, ...] = ()
+    presets: Mapping[str, StageConfig] = field(default_factory=dict)  # [continue.<type>]
+    source: str = BUILT_IN  # where it was read from, for messages
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain values, shaped like stages.toml, so
+        ``build_config(config.to_dict(), ...)`` gives the same configuration back."""
+        return {
+            "run": dataclasses.asdict(self.run),
+            "data": dataclasses.asdict(self.data),
+            "model": {"name": self.model.name, **self.model.settings},
+            "stages": [dataclasses.asdict(stage) for stage in self.stages],
+            "continue": {key: dataclasses.asdict(preset) for key, preset in self.presets.items()},
+        }
+
+
+def _items(obj: Any) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+
+
+def _positive(obj: Any, *names: str) -> list[tuple[str, str]]:
+    return [(name, "must be > 0") for name in names if not getattr(obj, name) > 0]
