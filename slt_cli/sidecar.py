@@ -24,6 +24,7 @@ from slt_cli.config import (
     build_table,
 )
 from slt_cli.errors import CheckpointError
+from slt_cli.ranges import MODEL_FLOAT_MAX, MODEL_INT_MAX
 
 SCHEMA_VERSION = 1
 # keys later schema versions added, and the value an older sidecar means by leaving them out
@@ -35,6 +36,7 @@ SIDECAR_KEYS = (
     "val_accuracy", "config", "training_time", "stage_time", "epoch", "created_at", "classes",
     "model", "parent", "slt_version", "weights_sha256", "run_id", "joints",
 )
+_MODEL_SIZES = {"in_features": 1_000_000, "num_classes": 100_000, "num_frames": 10_000}
 _MODEL_KEYS = {"name": str, "settings": dict, "in_features": int, "num_classes": int,
                "num_frames": int}
 
@@ -175,18 +177,51 @@ def _checked(key: str, value: Any, report: Report) -> Any:
 
 
 def _model_record(key: str, value: Any, report: Report) -> dict[str, Any]:
+    """A model record (an ensemble's holds its members' records), checked without torch:
+    its name, its data sizes, and every setting a buildable size (a network of an edited
+    ``dim = 10**9`` is refused here, not allocated)."""
     if not isinstance(value, dict):
         report(key, f"must be a table, got {_shown(value)}")
         return {}
-    if value.get("name") not in (*MODEL_NAMES, ENSEMBLE_MODEL):
-        report(f"{key}.name", f"unknown model {value.get('name')!r}")
+    name = value.get("name")
+    if name not in (*MODEL_NAMES, ENSEMBLE_MODEL):
+        report(f"{key}.name", f"unknown model {name!r}")
     for part, kind in _MODEL_KEYS.items():
         item = value.get(part)
         if not isinstance(item, kind) or isinstance(item, bool):
             report(f"{key}.{part}", "missing or of the wrong type")
-        elif kind is int and item <= 0:
-            report(f"{key}.{part}", "must be > 0")
+        elif kind is int and not 0 < item <= _MODEL_SIZES[part]:
+            report(f"{key}.{part}", f"must be between 1 and {_MODEL_SIZES[part]}")
+    settings = value.get("settings")
+    if not isinstance(settings, dict):
+        return value
+    if name == ENSEMBLE_MODEL:
+        members = settings.get("members")
+        if not isinstance(members, list) or not members:
+            report(f"{key}.settings.members", "must list the members' model records")
+        else:
+            for index, member in enumerate(members):
+                _model_record(f"{key}.settings.members[{index}]", member, report)
+        return value
+    for setting, item in settings.items():
+        problem = _setting_problem(item)
+        if problem:
+            report(f"{key}.settings.{setting}", f"{problem}, got {_shown(item)}")
     return value
+
+
+def _setting_problem(value: Any) -> str | None:
+    """What is wrong with one model setting as stored (None: nothing): a size or count
+    (an integer) in 1..MODEL_INT_MAX, a number finite and within MODEL_FLOAT_MAX; a
+    switch or a name as it is ("auto" included)."""
+    if isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, int):
+        return None if 0 < value <= MODEL_INT_MAX else f"must be between 1 and {MODEL_INT_MAX}"
+    if isinstance(value, float):
+        return (None if math.isfinite(value) and abs(value) <= MODEL_FLOAT_MAX
+                else f"must be a finite number within ±{MODEL_FLOAT_MAX:g}")
+    return "must be a number, a switch or a name"
 
 
 def _trained_with(value: Any, report: Report) -> TrainedWith:

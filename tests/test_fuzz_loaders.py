@@ -165,6 +165,42 @@ def write_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> list[str]:
     return ["data", "inspect", str(folder / "fuzz.npz")]
 
 
+# --- sidecars: one key of a real checkpoint's sidecar edited ------------------------------
+
+SIDECAR_KEYS = [
+    ("val_loss",), ("val_accuracy",), ("epoch",), ("stage_idx",), ("classes",), ("joints",),
+    ("parent",), ("schema_version",), ("weights_sha256",), ("run_id",), ("config",),
+    ("model",), ("model", "name"), ("model", "in_features"), ("model", "num_classes"),
+    ("model", "num_frames"), ("model", "settings"), ("model", "settings", "dim"),
+    ("model", "settings", "depth"), ("model", "settings", "expand"),
+    ("config", "run"), ("config", "run", "seed"), ("config", "data"),
+    ("config", "data", "frames"), ("config", "data", "source"), ("config", "data", "landmarks"),
+    ("config", "data", "normalise"), ("config", "data", "folds"), ("config", "stage", "lr"),
+    ("config", "stage", "augment", "rotate"), ("config", "model"), ("extra",),
+]
+SIDECAR_VALUES = VALUES | st.integers(min_value=-10, max_value=10**12) | st.none()
+
+
+def write_sidecar(folder: Path, change: tuple[tuple[str, ...], Any]) -> list[str]:
+    """A copy of the tiny checkpoint whose sidecar has one value replaced, then scored:
+    ``slt evaluate`` reads the sidecar, rebuilds the network and data it describes."""
+    import shutil
+
+    where, value = change
+    copy = Path(shutil.copytree(TEMPLATE[0], folder / "ck"))
+    path = copy / "best_model_stage_1.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    table = record
+    for step in where[:-1]:
+        table = table.setdefault(step, {}) if isinstance(table.get(step), dict) else {}
+    table[where[-1]] = value
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return ["evaluate", "best_model_stage_1", "--checkpoint-dir", str(copy)]
+
+
+TEMPLATE: list[Path] = []  # the tiny checkpoint folder, set by the test that uses it
+
+
 @dataclass(frozen=True)
 class Fuzzed:
     """One loader under fuzzing: what to generate, and how to write and read it."""
@@ -177,12 +213,14 @@ FUZZED = {
     "config value": Fuzzed(st.tuples(st.sampled_from(KEYS), VALUES), write_config),
     "npz header": Fuzzed(lying_headers(), write_members),
     "npz arrays": Fuzzed(real_arrays(), write_arrays),
+    "sidecar": Fuzzed(st.tuples(st.sampled_from(SIDECAR_KEYS), SIDECAR_VALUES), write_sidecar),
 }
 
 
 @pytest.mark.parametrize("kind", FUZZED)
-def test_a_loader_never_crashes(kind: str) -> None:
+def test_a_loader_never_crashes(kind: str, tiny_checkpoint: Path) -> None:
     fuzzed = FUZZED[kind]
+    TEMPLATE[:] = [tiny_checkpoint]
 
     @FUZZ
     @given(fuzzed.strategy)
