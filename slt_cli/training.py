@@ -25,11 +25,12 @@ from torch import nn
 from slt_cli.averaging import averaged_model
 from slt_cli.config import StageConfig
 from slt_cli.data import Split
-from slt_cli.data.transforms import augment, features, mix
+from slt_cli.data.transforms import augment, features, mean_probabilities, mirror_clips, mix
 from slt_cli.devices import autocast, parallelise
 from slt_cli.distributed import World, shard, wrap
 from slt_cli.errors import TrainingDiverged
 from slt_cli.metrics import SYNC_EVERY, RunningMetrics, is_better, sharded_score
+from slt_cli.models.layers import DropBranch
 from slt_cli.optimizer import build_optimizer, lr_factor
 from slt_cli.reporting import EpochMetrics, Reporter
 
@@ -77,6 +78,7 @@ class StageSetup:
     compile: bool = False  # torch.compile the training and scoring passes
     world: World = World()  # the processes of a torchrun run (DDP); one by default
     score_start: bool = False  # score the starting weights as epoch 0 before training
+    mirror_average: bool = False  # validation scores a clip and its mirror (with ``mirror``)
 
 
 class LossHead(nn.Module):
@@ -105,11 +107,29 @@ class LossHead(nn.Module):
         return loss, logits.argmax(dim=-1) == targets
 
 
-def set_dropout(model: nn.Module, p: float) -> None:
-    """Give every nn.Dropout of ``model`` the stage's rate."""
+def set_dropout(model: nn.Module, p: float, drop_path: float | None = None) -> None:
+    """Give every nn.Dropout of ``model`` rate ``p``, those that drop whole residual
+    branches (``DropBranch``) ``drop_path`` when given."""
+    branches = {id(module.dropout) for module in model.modules()
+                if isinstance(module, DropBranch)}
     for module in model.modules():
         if isinstance(module, nn.Dropout):
-            module.p = p
+            branch = drop_path is not None and id(module) in branches
+            module.p = drop_path if branch else p
+
+
+def stage_dropout(stage: StageConfig, epoch: int) -> tuple[float, float]:
+    """The (dropout, drop path) rates of ``stage`` in its epoch ``epoch`` (1-based).
+
+    Drop path follows ``dropout`` unless set (>= 0). With ``late_dropout``, plain
+    dropout is off for the first ``late_dropout_start`` of the epochs and at
+    ``late_dropout`` after them (the GISLR winners' late dropout), whatever ``dropout``.
+    """
+    path = stage.dropout if stage.drop_path < 0 else stage.drop_path
+    if stage.late_dropout <= 0:
+        return stage.dropout, path
+    late = epoch > round(stage.late_dropout_start * stage.epochs)
+    return (stage.late_dropout if late else 0.0), path
 
 
 def cpu_state(model: nn.Module) -> State:
@@ -118,13 +138,24 @@ def cpu_state(model: nn.Module) -> State:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: TensorSplit, motion: bool,
-                   batch_size: int, precision: str = "fp32") -> torch.Tensor:
-    """Logits (N, K) for a whole split, in eval mode, on the split's device."""
+                   batch_size: int, precision: str = "fp32",
+                   mirror: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (N, K) for a whole split, in eval mode, on the split's device.
+
+    With ``mirror`` (``mirror_permutation``'s index), each clip is scored with its
+    mirror image too and the logits are ``mean_probabilities`` of the two passes.
+    """
     was_training = model.training
     model.eval()
+    outputs = []
     with autocast(split.x.device, precision):
-        outputs = [model(features(split.x[i : i + batch_size], motion)).float()
-                   for i in range(0, len(split), batch_size)]
+        for i in range(0, len(split), batch_size):
+            clips = split.x[i : i + batch_size]
+            logits = model(features(clips, motion)).float()
+            if mirror is not None:
+                flipped = model(features(mirror_clips(clips, mirror), motion)).float()
+                logits = mean_probabilities(logits, flipped)
+            outputs.append(logits)
     model.train(was_training)
     return torch.cat(outputs)
 
@@ -153,7 +184,7 @@ class StageRun:
         self.model, self.stage, self.train, self.val = model, stage, train, val
         self.setup, self.reporter = setup, reporter
         device, world = val.x.device, setup.world
-        set_dropout(model, stage.dropout)
+        set_dropout(model, *stage_dropout(stage, 1))
         head = LossHead(model, setup.precision)
         if world.distributed:  # one device per process; each scores its shard of val
             self.head, self.scorer = wrap(head, device), model
@@ -209,6 +240,7 @@ class StageRun:
             self._finish_epoch(self._score_start(), started, on_best, on_epoch_end)
         while self.epoch <= self.stage.epochs and not self.out_of_patience:
             epoch_started = time.perf_counter()
+            set_dropout(self.model, *stage_dropout(self.stage, self.epoch))
             self.model.train()
             self.shuffle.set_state(self.epoch_order_state)
             size = len(self.train)
@@ -323,13 +355,15 @@ class StageRun:
         judged = self._judged()
         scorer = self.scorer if judged is self.model else judged
         setup = self.setup
+        mirror = self.mirror if setup.mirror_average else None
         if setup.world.distributed:
             val_loss, val_accuracy = sharded_score(predict_logits(
-                scorer, self.val_shard, setup.motion, setup.batch_size, setup.precision),
-                self.val_shard.y, setup.world)
+                scorer, self.val_shard, setup.motion, setup.batch_size, setup.precision,
+                mirror), self.val_shard.y, setup.world)
         else:
             val_loss, val_accuracy = score(predict_logits(
-                scorer, self.val, setup.motion, setup.batch_size, setup.precision), self.val.y)
+                scorer, self.val, setup.motion, setup.batch_size, setup.precision, mirror),
+                self.val.y)
         if not math.isfinite(val_loss):
             raise self._diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
         best = self.best
