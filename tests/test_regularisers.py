@@ -23,7 +23,6 @@ from slt_cli.models import build_model, model_setting_problems, resolved_setting
 from slt_cli.models.conv_transformer import data_sized
 from slt_cli.models.layers import DropBranch
 from slt_cli.training import TensorSplit, predict_logits, set_dropout, stage_dropout
-
 from tests.conftest import TINY_TOML
 
 NAMES = ("pose_nose", "left_hand_0", "right_hand_0", "left_hand_1", "right_hand_1")
