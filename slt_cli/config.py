@@ -126,6 +126,7 @@ class StageConfig:
     drop_path: float = -1.0  # rate residual branches are dropped per clip; -1 = `dropout`
     late_dropout: float = 0.0  # dropout (not drop path) off, then this rate; 0 = not late
     late_dropout_start: float = 0.5  # share of the stage's epochs before late dropout starts
+    awp: float = 0.0  # adversarial weight perturbation, relative to each weight's norm; 0 = off
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
     averaging: str = "none"  # weight averaging: none, ema or swa
     ema_decay: float = 0.99  # per-step decay of the exponential moving average
@@ -140,7 +141,7 @@ class StageConfig:
             if getattr(self, name) < 0:
                 found.append((name, "must be >= 0"))
         for name in ("warmup_fraction", "min_lr_fraction", "label_smoothing", "dropout",
-                     "late_dropout", "late_dropout_start"):
+                     "late_dropout", "late_dropout_start", "awp"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 found.append((name, "must be >= 0 and < 1"))
         if not (self.drop_path == -1.0 or 0.0 <= self.drop_path < 1.0):

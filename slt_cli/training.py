@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slt_cli.averaging import averaged_model
+from slt_cli.awp import adversarial_weights
 from slt_cli.config import StageConfig
 from slt_cli.data import Split
 from slt_cli.data.transforms import augment, features, mean_probabilities, mirror_clips, mix
@@ -298,6 +299,12 @@ class StageRun:
         mean_loss = loss.mean()
         self.optimizer.zero_grad(set_to_none=True)
         mean_loss.backward()
+        if stage.awp > 0:  # the step follows the gradient at the perturbed weights
+            with adversarial_weights(self.parameters, stage.awp):
+                self.optimizer.zero_grad(set_to_none=True)
+                perturbed, _ = self.head(inputs, targets, label_smoothing=stage.label_smoothing,
+                                         partners=partners, weights=weights)
+                perturbed.mean().backward()
         if stage.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.parameters, stage.grad_clip)
         self.optimizer.step()

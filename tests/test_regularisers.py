@@ -188,3 +188,35 @@ def test_an_export_of_a_mirror_averaged_checkpoint_averages_inside_the_graph(
     np.testing.assert_allclose(probabilities.numpy(), expected, atol=1e-5)
     model.classifier.mirrored = False  # the plain pass alone scores otherwise
     assert not np.allclose(predict_probabilities(model, x[None], np.array([9]))[0], expected)
+
+
+def test_awp_steps_along_the_gradient_at_perturbed_weights_and_puts_them_back() -> None:
+    from slt_cli.awp import adversarial_weights
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    x, target = torch.randn(8, 3), torch.randint(0, 2, (8,))
+
+    def gradient_of_loss() -> None:
+        layer.zero_grad()
+        torch.nn.functional.cross_entropy(layer(x), target).backward()
+
+    before = layer.weight.detach().clone(), layer.bias.detach().clone()
+    gradient_of_loss()
+    clean = layer.weight.grad.clone()
+    step = clean * (0.5 * before[0].norm() / clean.norm())
+    with adversarial_weights(list(layer.parameters()), 0.5):
+        torch.testing.assert_close(layer.weight.detach(), before[0] + step)
+        assert torch.equal(layer.bias.detach(), before[1])  # biases stay
+        gradient_of_loss()
+    torch.testing.assert_close(layer.weight.detach(), before[0])  # put back
+    assert not torch.allclose(layer.weight.grad, clean)  # the perturbed point's gradient
+
+
+def test_a_stage_with_awp_trains(tiny_toml: Path, tmp_path: Path) -> None:
+    tiny_toml.write_text(tiny_toml.read_text(encoding="utf-8").replace(
+        "lr = 3e-3\n", "lr = 3e-3\nawp = 0.1\n", 1), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", "--config", str(tiny_toml), "--stages", "1",
+                                      "--checkpoint-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert read_sidecar(tmp_path / "c", "best_model_stage_1")["config"]["stage"]["awp"] == 0.1
