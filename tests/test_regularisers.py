@@ -220,3 +220,23 @@ def test_a_stage_with_awp_trains(tiny_toml: Path, tmp_path: Path) -> None:
                                       "--checkpoint-dir", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert read_sidecar(tmp_path / "c", "best_model_stage_1")["config"]["stage"]["awp"] == 0.1
+
+
+def test_an_ensemble_of_mirror_averaged_members_mirror_averages(tmp_path: Path) -> None:
+    config = tmp_path / "mirror.toml"
+    config.write_text(TINY_TOML.replace("seed = 0\n", "seed = 0\nmirror_average = true\n", 1),
+                      encoding="utf-8")
+    folder, runner = tmp_path / "checkpoints", CliRunner()
+    trained = runner.invoke(app, ["train", "--config", str(config), "--force",
+                                  "--epochs-per-stage", "1", "--checkpoint-dir", str(folder)])
+    assert trained.exit_code == 0, trained.output
+    made = runner.invoke(app, ["ensemble", "best_model_stage_1", "best_model_stage_2",
+                               "--name", "both", "--checkpoint-dir", str(folder)])
+    assert made.exit_code == 0, made.output
+    sidecar = read_sidecar(folder, "both")
+    assert sidecar["config"]["run"]["mirror_average"] is True
+    evaluation = runner.invoke(app, ["evaluate", "both", "--split", "val", "--json",
+                                     "--checkpoint-dir", str(folder)])
+    assert evaluation.exit_code == 0, evaluation.output
+    assert json.loads(evaluation.stdout)["accuracy"] == pytest.approx(sidecar["val_accuracy"])
+    assert load_model(folder, "both").classifier.mirrored
