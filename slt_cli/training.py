@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from slt_cli.averaging import averaged_model
-from slt_cli.awp import adversarial_weights
 from slt_cli.config import StageConfig
 from slt_cli.data import Split
 from slt_cli.data.transforms import augment, features, mean_probabilities, mirror_clips, mix
@@ -31,8 +30,8 @@ from slt_cli.devices import autocast, parallelise
 from slt_cli.distributed import World, shard, wrap
 from slt_cli.errors import TrainingDiverged
 from slt_cli.metrics import SYNC_EVERY, RunningMetrics, is_better, sharded_score
-from slt_cli.models.layers import DropBranch
 from slt_cli.optimizer import build_optimizer, lr_factor
+from slt_cli.regularisers import adversarial_weights, set_dropout, stage_dropout
 from slt_cli.reporting import EpochMetrics, Reporter
 
 State = dict[str, torch.Tensor]
@@ -106,31 +105,6 @@ class LossHead(nn.Module):
                                     label_smoothing=label_smoothing)
             loss = torch.lerp(other, loss, weights.float())
         return loss, logits.argmax(dim=-1) == targets
-
-
-def set_dropout(model: nn.Module, p: float, drop_path: float | None = None) -> None:
-    """Give every nn.Dropout of ``model`` rate ``p``, those that drop whole residual
-    branches (``DropBranch``) ``drop_path`` when given."""
-    branches = {id(module.dropout) for module in model.modules()
-                if isinstance(module, DropBranch)}
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            branch = drop_path is not None and id(module) in branches
-            module.p = drop_path if branch else p
-
-
-def stage_dropout(stage: StageConfig, epoch: int) -> tuple[float, float]:
-    """The (dropout, drop path) rates of ``stage`` in its epoch ``epoch`` (1-based).
-
-    Drop path follows ``dropout`` unless set (>= 0). With ``late_dropout``, plain
-    dropout is off for the first ``late_dropout_start`` of the epochs and at
-    ``late_dropout`` after them (the GISLR winners' late dropout), whatever ``dropout``.
-    """
-    path = stage.dropout if stage.drop_path < 0 else stage.drop_path
-    if stage.late_dropout <= 0:
-        return stage.dropout, path
-    late = epoch > round(stage.late_dropout_start * stage.epochs)
-    return (stage.late_dropout if late else 0.0), path
 
 
 def cpu_state(model: nn.Module) -> State:

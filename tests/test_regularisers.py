@@ -191,7 +191,7 @@ def test_an_export_of_a_mirror_averaged_checkpoint_averages_inside_the_graph(
 
 
 def test_awp_steps_along_the_gradient_at_perturbed_weights_and_puts_them_back() -> None:
-    from slt_cli.awp import adversarial_weights
+    from slt_cli.regularisers import adversarial_weights
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(3, 2)
