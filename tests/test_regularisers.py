@@ -105,15 +105,15 @@ def test_bad_regulariser_settings_are_refused_by_key(line: str, key: str) -> Non
 
 def test_auto_size_follows_the_data_and_explicit_sizes_stay() -> None:
     tiny, large = data_sized(40, 5), data_sized(80_000, 250)
-    assert tiny["dim"] < data_sized(900, 5)["dim"] < large["dim"]
-    assert tiny["depth"] < large["depth"]
+    assert tiny == data_sized(900, 5) == {"dim": 64, "depth": 2}  # never below the default
+    assert data_sized(5_000, 20)["dim"] == 96 and large == {"dim": 192, "depth": 3}
     assert model_setting_problems("conv_transformer", {"dim": "auto", "depth": "auto"}) == []
     assert model_setting_problems("conv_transformer", {"dim": "big"}) == [
         "model.dim: must be an integer > 0, got 'big'"]
     assert model_setting_problems("gru", {"hidden": "auto"})  # only sized models take it
     sized = resolved_settings("conv_transformer", {"dim": "auto", "depth": 3},
-                              sequences=40, classes=5)
-    assert sized["dim"] == tiny["dim"] and sized["depth"] == 3
+                              sequences=5_000, classes=20)
+    assert sized["dim"] == 96 and sized["depth"] == 3
     with pytest.raises(ConfigError, match="heads"):
         resolved_settings("conv_transformer", {"dim": "auto", "heads": 5},
                           sequences=40, classes=5)
@@ -135,7 +135,7 @@ def test_a_mirror_averaged_run_records_it_and_evaluate_and_predict_follow(
     sidecar = read_sidecar(folder, "best_model_stage_1")
     assert sidecar["config"]["run"]["mirror_average"] is True
     assert sidecar["config"]["stage"]["drop_path"] == 0.05
-    assert sidecar["model"]["settings"]["dim"] == 32  # 4 classes x ~30 sequences: small
+    assert sidecar["model"]["settings"]["dim"] == 64  # 4 classes x ~30 sequences: smallest
     evaluation = runner.invoke(app, ["evaluate", "best_model_stage_1", "--split", "val",
                                      "--json", "--checkpoint-dir", str(folder)])
     assert evaluation.exit_code == 0, evaluation.output
