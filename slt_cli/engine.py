@@ -226,8 +226,12 @@ class Trainer:
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         chosen = data.split(split)
         target = TensorSplit.from_split(chosen, self.device)
+        # As validation scored it in training: the checkpoint's own setting decides.
+        mirror = (mirror_permutation(data.joints)
+                  if sidecar.config.run.mirror_average else None)
         logits = predict_logits(model, target, data.motion, self._batch_size(),
-                                resolve_precision(self.config.run.precision, self.device))
+                                resolve_precision(self.config.run.precision, self.device),
+                                mirror)
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
                           classes=tuple(data.classes),
                           **split_scores(logits, target.y, data.classes, chosen.signer))
@@ -259,6 +263,9 @@ class Trainer:
         if self.config.run.compile and self.devices > 1:
             self.reporter.note("compile is off with DataParallel; start with torchrun "
                                "(DistributedDataParallel) to compile on several GPUs")
+        if self.config.run.mirror_average and mirror_permutation(data.joints) is None:
+            self.reporter.note("mirror_average is on, but the landmarks have no left/right "
+                               "names to swap: clips are scored unmirrored")
         if data.num_frames == 1:
             self.reporter.note("every clip is a single frame: the temporal augmentations "
                                "(speed, time_mask) are off")
@@ -322,7 +329,8 @@ class Trainer:
                            mirror=mirror_permutation(data.joints),
                            precision=resolve_precision(run.precision, self.device),
                            compile=run.compile, world=self.world,
-                           score_start=start.state is not None)
+                           score_start=start.state is not None,
+                           mirror_average=run.mirror_average)
         stage_run = StageRun(model, stage,
                              TensorSplit.from_split(data.splits["train"], self.device),
                              TensorSplit.from_split(data.splits["val"], self.device), setup,

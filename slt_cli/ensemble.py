@@ -19,6 +19,7 @@ engine, this module returns a result and never prints.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from slt_cli.checkpoints import (
 )
 from slt_cli.config import Config, DataConfig
 from slt_cli.data import PreparedData, load_configured
+from slt_cli.data.transforms import mirror_permutation
 from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.errors import CheckpointError, DataError, SltError
 from slt_cli.lock import folder_lock
@@ -120,16 +122,25 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
     batch = config.run.batch_size * device_count(target, config.run.multi_gpu)
     precision = resolve_precision(config.run.precision, target)
     val = TensorSplit.from_split(data.split("val"), target)
+    # Each member is scored as its training scored it; the ensemble mirror-averages
+    # when every member did (mixed members get a note).
+    averaged = [sidecar.config.run.mirror_average for sidecar in sidecars]
+    if len(set(averaged)) > 1:
+        notes.append("some members were scored with mirror averaging and some without: "
+                     "the ensemble is scored without it")
+    mirror = mirror_permutation(data.joints)
 
-    def scored(network: nn.Module) -> tuple[float, float]:
-        return score(predict_logits(network, val, data.motion, batch, precision), val.y)
+    def scored(network: nn.Module, mirrored: bool) -> tuple[float, float]:
+        return score(predict_logits(network, val, data.motion, batch, precision,
+                                    mirror if mirrored else None), val.y)
 
     networks, scores = [], []
     for member, sidecar in zip(members, sidecars, strict=True):
         network = build_network(checked_record(member, sidecar, data), seed=0)
         load_state(network, load_weights(folder, member, sidecar), member)
         networks.append(network.to(target))
-        scores.append(MemberScore(member, sidecar.model["name"], *scored(networks[-1])))
+        scores.append(MemberScore(member, sidecar.model["name"],
+                                  *scored(networks[-1], averaged[len(networks) - 1])))
     if method == "logits":
         record = ensemble_record([dict(sidecar.model) for sidecar in sidecars])
         ensemble = build_network(record, seed=0)
@@ -139,7 +150,7 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
         record = dict(sidecars[0].model)
         ensemble = build_network(record, seed=0)
         load_state(ensemble, mean_state([network.state_dict() for network in networks]), name)
-    val_loss, val_accuracy = scored(ensemble.to(target))
+    val_loss, val_accuracy = scored(ensemble.to(target), all(averaged))
     if not math.isfinite(val_loss):
         raise SltError(f"the {method} ensemble scores a validation loss of {val_loss}",
                        hint="A member's weights or predictions are broken; leave it out.")
@@ -149,6 +160,9 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
                      f"(worst {worst:.4f}): averaging weights suits members of one training "
                      "path (the stages of one run); for separate runs use --method logits")
     sidecar = _sidecar(members, sidecars, method, record, data, val_loss, val_accuracy)
+    sidecar = sidecar.replace(config=dataclasses.replace(
+        sidecar.config, run=dataclasses.replace(sidecar.config.run,
+                                                mirror_average=all(averaged))))
     with folder_lock(folder, sidecar.run_id):
         settle(folder)
         _refuse_existing(folder, name)  # another process may have taken it meanwhile

@@ -379,6 +379,11 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
                                     f"resample linearly to {pre.frames} frames",
                                     "features: coordinates, " + ("frame differences, "
                                                                  if pre.motion else "")
-                                    + "presence flags (NaN -> 0)"]},
+                                    + "presence flags (NaN -> 0)",
+                                    *(["mirror averaging: the network also scores the clip's "
+                                       "left/right mirror (x negated, left/right landmarks "
+                                       "swapped); logits are the log of the two passes' mean "
+                                       "probabilities"] if model.classifier.mirrored else [])],
+                          "mirror_average": model.classifier.mirrored},
         "parity": [asdict(p) for p in parity],
     }

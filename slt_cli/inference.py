@@ -22,7 +22,13 @@ from torch import nn
 from slt_cli.checkpoints import load_weights, read_sidecar
 from slt_cli.data.landmarks import PartsLayout, normalisation_layout
 from slt_cli.data.parts import normalise  # the one normaliser, by parts or one cloud
-from slt_cli.data.transforms import feature_count, features
+from slt_cli.data.transforms import (
+    feature_count,
+    features,
+    mean_probabilities,
+    mirror_clips,
+    mirror_permutation,
+)
 from slt_cli.errors import DataError
 from slt_cli.records import build_network, load_state
 from slt_cli.sidecar import Sidecar
@@ -37,17 +43,28 @@ class Preprocessing:
     landmarks: str  # Holistic groups kept from MediaPipe-named input
     normalise: str = "sequence"  # "parts" or "sequence" (checkpoints from before: sequence)
     joints: tuple[str, ...] | None = None  # the raw landmarks' names, when the data had them
+    mirror_average: bool = False  # scores are the mean of the clip's and its mirror's
 
     @classmethod
     def of(cls, sidecar: Sidecar) -> Preprocessing:
         data = sidecar.config.data
         return cls(frames=data.frames, motion=data.motion, landmarks=data.landmarks,
-                   normalise=data.normalise, joints=sidecar.joints)
+                   normalise=data.normalise, joints=sidecar.joints,
+                   mirror_average=sidecar.config.run.mirror_average)
 
     @property
     def layout(self) -> PartsLayout | None:
         """What per-part normalisation follows; None when sequences are one cloud."""
         return normalisation_layout(self.joints, self.normalise)
+
+    @property
+    def mirror(self) -> list[int] | None:
+        """The left/right swap of the prepared landmarks when clips are mirror-averaged
+        (as validation scored them in training); None otherwise."""
+        if not self.mirror_average:
+            return None
+        layout = self.layout
+        return mirror_permutation(layout.prepared_joints if layout is not None else self.joints)
 
     @property
     def added_joints(self) -> int:
@@ -90,6 +107,10 @@ class RawClassifier(nn.Module):
         self.layout = preprocessing.layout
         grid = torch.from_numpy(np.linspace(0.0, 1.0, preprocessing.frames))
         self.register_buffer("grid", grid, persistent=False)
+        mirror = preprocessing.mirror
+        self.mirrored = mirror is not None
+        self.register_buffer("mirror", torch.tensor(mirror if mirror is not None else [],
+                                                    dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = lengths.clamp(min=1).to(torch.float64) - 1
@@ -97,7 +118,11 @@ class RawClassifier(nn.Module):
 
     def logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         prepared = resample(normalise(x, self.layout), last, self.grid)
-        return self.network(features(prepared, self.motion))
+        logits = self.network(features(prepared, self.motion))
+        if not self.mirrored:
+            return logits
+        flipped = self.network(features(mirror_clips(prepared, self.mirror), self.motion))
+        return mean_probabilities(logits, flipped)
 
 
 class SequenceClassifier(nn.Module):

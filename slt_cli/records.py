@@ -42,7 +42,9 @@ def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> 
                                   hint="The sidecar was edited or damaged; rebuild it with "
                                        "`slt ensemble`.") from None
         return ensemble_record(members)
-    return {"name": name, "settings": resolved_settings(name, settings),
+    sized = resolved_settings(name, settings, sequences=len(data.splits["train"]),
+                              classes=len(data.classes))
+    return {"name": name, "settings": sized,
             "num_classes": len(data.classes),
             "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
             "num_frames": data.num_frames}

@@ -35,6 +35,7 @@ class RunConfig:
     min_batches_per_epoch: int = 25  # a small training set is repeated to make this many
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32
     compile: bool = False  # torch.compile the model: a slower start, then faster steps
+    mirror_average: bool = False  # score a clip by the mean probabilities of it and its mirror
 
     def problems(self) -> list[tuple[str, str]]:
         found = _positive(self, "batch_size", "min_batches_per_epoch")
@@ -115,6 +116,10 @@ class StageConfig:
     min_lr_fraction: float = 0.05  # cosine schedule ends at lr * min_lr_fraction
     label_smoothing: float = 0.0  # passed to torch's cross_entropy
     dropout: float = 0.1  # set on every nn.Dropout of the model for this stage
+    drop_path: float = -1.0  # rate residual branches are dropped per clip; -1 = `dropout`
+    late_dropout: float = 0.0  # dropout (not drop path) off, then this rate; 0 = not late
+    late_dropout_start: float = 0.5  # share of the stage's epochs before late dropout starts
+    awp: float = 0.0  # adversarial weight perturbation, relative to each weight's norm; 0 = off
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
     averaging: str = "none"  # weight averaging: none, ema or swa
     ema_decay: float = 0.99  # per-step decay of the exponential moving average
@@ -130,9 +135,12 @@ class StageConfig:
         for name in ("weight_decay", "grad_clip", "patience"):
             if getattr(self, name) < 0:
                 found.append((name, "must be >= 0"))
-        for name in ("warmup_fraction", "min_lr_fraction", "label_smoothing", "dropout"):
+        for name in ("warmup_fraction", "min_lr_fraction", "label_smoothing", "dropout",
+                     "late_dropout", "late_dropout_start", "awp"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 found.append((name, "must be >= 0 and < 1"))
+        if not (self.drop_path == -1.0 or 0.0 <= self.drop_path < 1.0):
+            found.append(("drop_path", "must be >= 0 and < 1, or -1 (the stage's dropout)"))
         if self.averaging not in AVERAGING:
             found.append(("averaging", f"must be one of {', '.join(AVERAGING)}"))
         if not 0.0 < self.ema_decay < 1.0:

@@ -25,12 +25,13 @@ from torch import nn
 from slt_cli.averaging import averaged_model
 from slt_cli.config import StageConfig
 from slt_cli.data import Split
-from slt_cli.data.transforms import augment, features, mix
+from slt_cli.data.transforms import augment, features, mean_probabilities, mirror_clips, mix
 from slt_cli.devices import autocast, parallelise
 from slt_cli.distributed import World, shard, wrap
 from slt_cli.errors import TrainingDiverged
 from slt_cli.metrics import SYNC_EVERY, RunningMetrics, is_better, sharded_score
 from slt_cli.optimizer import build_optimizer, lr_factor
+from slt_cli.regularisers import adversarial_weights, set_dropout, stage_dropout
 from slt_cli.reporting import EpochMetrics, Reporter
 
 State = dict[str, torch.Tensor]
@@ -77,6 +78,7 @@ class StageSetup:
     compile: bool = False  # torch.compile the training and scoring passes
     world: World = World()  # the processes of a torchrun run (DDP); one by default
     score_start: bool = False  # score the starting weights as epoch 0 before training
+    mirror_average: bool = False  # validation scores a clip and its mirror (with ``mirror``)
 
 
 class LossHead(nn.Module):
@@ -105,26 +107,30 @@ class LossHead(nn.Module):
         return loss, logits.argmax(dim=-1) == targets
 
 
-def set_dropout(model: nn.Module, p: float) -> None:
-    """Give every nn.Dropout of ``model`` the stage's rate."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = p
-
-
 def cpu_state(model: nn.Module) -> State:
     return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: TensorSplit, motion: bool,
-                   batch_size: int, precision: str = "fp32") -> torch.Tensor:
-    """Logits (N, K) for a whole split, in eval mode, on the split's device."""
+                   batch_size: int, precision: str = "fp32",
+                   mirror: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (N, K) for a whole split, in eval mode, on the split's device.
+
+    With ``mirror`` (``mirror_permutation``'s index), each clip is scored with its
+    mirror image too and the logits are ``mean_probabilities`` of the two passes.
+    """
     was_training = model.training
     model.eval()
+    outputs = []
     with autocast(split.x.device, precision):
-        outputs = [model(features(split.x[i : i + batch_size], motion)).float()
-                   for i in range(0, len(split), batch_size)]
+        for i in range(0, len(split), batch_size):
+            clips = split.x[i : i + batch_size]
+            logits = model(features(clips, motion)).float()
+            if mirror is not None:
+                flipped = model(features(mirror_clips(clips, mirror), motion)).float()
+                logits = mean_probabilities(logits, flipped)
+            outputs.append(logits)
     model.train(was_training)
     return torch.cat(outputs)
 
@@ -153,7 +159,7 @@ class StageRun:
         self.model, self.stage, self.train, self.val = model, stage, train, val
         self.setup, self.reporter = setup, reporter
         device, world = val.x.device, setup.world
-        set_dropout(model, stage.dropout)
+        set_dropout(model, *stage_dropout(stage, 1))
         head = LossHead(model, setup.precision)
         if world.distributed:  # one device per process; each scores its shard of val
             self.head, self.scorer = wrap(head, device), model
@@ -209,6 +215,7 @@ class StageRun:
             self._finish_epoch(self._score_start(), started, on_best, on_epoch_end)
         while self.epoch <= self.stage.epochs and not self.out_of_patience:
             epoch_started = time.perf_counter()
+            set_dropout(self.model, *stage_dropout(self.stage, self.epoch))
             self.model.train()
             self.shuffle.set_state(self.epoch_order_state)
             size = len(self.train)
@@ -266,6 +273,12 @@ class StageRun:
         mean_loss = loss.mean()
         self.optimizer.zero_grad(set_to_none=True)
         mean_loss.backward()
+        if stage.awp > 0:  # the step follows the gradient at the perturbed weights
+            with adversarial_weights(self.parameters, stage.awp):
+                self.optimizer.zero_grad(set_to_none=True)
+                perturbed, _ = self.head(inputs, targets, label_smoothing=stage.label_smoothing,
+                                         partners=partners, weights=weights)
+                perturbed.mean().backward()
         if stage.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.parameters, stage.grad_clip)
         self.optimizer.step()
@@ -323,13 +336,15 @@ class StageRun:
         judged = self._judged()
         scorer = self.scorer if judged is self.model else judged
         setup = self.setup
+        mirror = self.mirror if setup.mirror_average else None
         if setup.world.distributed:
             val_loss, val_accuracy = sharded_score(predict_logits(
-                scorer, self.val_shard, setup.motion, setup.batch_size, setup.precision),
-                self.val_shard.y, setup.world)
+                scorer, self.val_shard, setup.motion, setup.batch_size, setup.precision,
+                mirror), self.val_shard.y, setup.world)
         else:
             val_loss, val_accuracy = score(predict_logits(
-                scorer, self.val, setup.motion, setup.batch_size, setup.precision), self.val.y)
+                scorer, self.val, setup.motion, setup.batch_size, setup.precision, mirror),
+                self.val.y)
         if not math.isfinite(val_loss):
             raise self._diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
         best = self.best

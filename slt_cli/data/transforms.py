@@ -61,6 +61,24 @@ def mirror_permutation(joints: Sequence[str] | None) -> list[int] | None:
     return permutation if swapped else None
 
 
+def mirror_clips(x: torch.Tensor, mirror: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """The left/right mirror image of (B, T, J, C) clips: joints swapped by ``mirror``
+    (``mirror_permutation``'s index) and x negated, as the ``mirror`` augmentation
+    flips a clip (prepared clips are centred, so x = 0 is the body's midline)."""
+    swapped = x.index_select(2, torch.as_tensor(mirror, device=x.device))
+    sign = torch.ones(x.shape[-1], device=x.device, dtype=x.dtype)
+    sign[0] = -1.0
+    return swapped * sign
+
+
+def mean_probabilities(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """log of the mean of two logits' softmax probabilities (B, K): logits again, so
+    ``argmax`` picks the class of highest mean probability, ``softmax`` gives the mean
+    probabilities and cross-entropy is the mixture's own negative log-likelihood."""
+    stacked = torch.stack([first.float().log_softmax(-1), second.float().log_softmax(-1)])
+    return torch.logsumexp(stacked, dim=0) - math.log(2.0)
+
+
 def augment(
     x: torch.Tensor,
     settings: AugmentConfig,

@@ -23,6 +23,7 @@ from slt_cli.errors import ConfigError
 from slt_cli.models.conv_transformer import (
     build_conv_transformer,
     conv_transformer_setting_problems,
+    data_sized,
 )
 from slt_cli.models.gru import build_gru
 from slt_cli.models.mlp import build_mlp
@@ -37,6 +38,13 @@ DEFAULT_MODEL = "conv_transformer"
 
 # Builder arguments that the data decides; a user may not set them.
 _DATA_ARGUMENTS = ("in_features", "num_classes", "num_frames")
+
+# Settings a user may leave at "auto", and what sizes them from the data (training
+# sequences, classes); the checkpoint's record stores the sizes chosen.
+AUTO = "auto"
+_AUTO_SIZERS: dict[str, tuple[tuple[str, ...], Callable[[int, int], dict[str, int]]]] = {
+    "conv_transformer": (("dim", "depth"), data_sized),
+}
 
 # Checks that relate two settings of one model; each gets every setting (defaults
 # filled in) and runs only once each setting is valid on its own.
@@ -98,24 +106,40 @@ def model_setting_problems(name: str, settings: Mapping[str, object]) -> list[st
         elif key not in defaults:
             accepted = ", ".join(defaults)
             problems.append(f"model.{key}: unknown setting; expected one of: {accepted}")
+        elif value == AUTO and key in _AUTO_SIZERS.get(name, ((), None))[0]:
+            continue
         else:
             problem = _value_problem(defaults[key], value)
             if problem:
                 problems.append(f"model.{key}: {problem}, got {_show(value)}")
     if not problems and name in _COMBINED_CHECKS:
         resolved = {**defaults, **{k: v for k, v in settings.items() if k != "name"}}
-        problems.extend(_COMBINED_CHECKS[name](resolved))
+        if AUTO not in resolved.values():  # sized ones are checked once sized
+            problems.extend(_COMBINED_CHECKS[name](resolved))
     return problems
 
 
-def resolved_settings(name: str, settings: Mapping[str, object]) -> dict[str, object]:
-    """Every setting of model ``name``, the builder's defaults filled in.
+def resolved_settings(name: str, settings: Mapping[str, object], *, sequences: int = 0,
+                      classes: int = 0) -> dict[str, object]:
+    """Every setting of model ``name``, the builder's defaults filled in and ``"auto"``
+    ones sized from ``sequences`` (training sequences) and ``classes``.
 
     A checkpoint stores this, so it rebuilds the same network even after a default
     changes in a later version.
+
+    Raises:
+        ConfigError: the sized settings do not fit the others (e.g. ``heads``).
     """
     defaults = _setting_defaults(MODEL_BUILDERS[name])
-    return {**defaults, **{key: value for key, value in settings.items() if key != "name"}}
+    resolved = {**defaults, **{key: value for key, value in settings.items() if key != "name"}}
+    if AUTO in resolved.values():
+        keys, sizer = _AUTO_SIZERS[name]
+        sized = sizer(sequences, classes)
+        resolved |= {key: sized[key] for key in keys if resolved[key] == AUTO}
+        problems = _COMBINED_CHECKS[name](resolved) if name in _COMBINED_CHECKS else []
+        if problems:
+            raise ConfigError([f"{problem} (sized from the data)" for problem in problems])
+    return resolved
 
 
 def _setting_defaults(builder: Callable[..., nn.Module]) -> dict[str, object]:
