@@ -7,6 +7,7 @@ that needs the settings alone (and no file) can import them from here without it
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +59,6 @@ class DataConfig:
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
 
     def problems(self) -> list[tuple[str, str]]:
-        from slt_cli.data.landmarks import problems as landmark_problems
-
         found = []
         if self.folds == 1 or self.folds < 0:
             found.append(("folds", "must be 0 (no cross-validation) or >= 2"))
@@ -67,7 +66,7 @@ class DataConfig:
             found.append(("fold", f"must be between 1 and folds ({self.folds})"))
         elif not self.folds and self.fold:
             found.append(("fold", "needs folds (K of K-fold cross-validation)"))
-        found += [("landmarks", problem) for problem in landmark_problems(self.landmarks)]
+        found += [("landmarks", problem) for problem in _landmark_problems(self.landmarks)]
         if self.normalise not in NORMALISE_MODES:
             found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
         if not 0.0 < self.val_fraction < 1.0:
@@ -183,3 +182,12 @@ def _items(obj: Any) -> list[tuple[str, Any]]:
 
 def _positive(obj: Any, *names: str) -> list[tuple[str, str]]:
     return [(name, "must be > 0") for name in names if not getattr(obj, name) > 0]
+
+
+@functools.lru_cache(maxsize=64)
+def _landmark_problems(spec: str) -> tuple[str, ...]:
+    """What is wrong with a ``[data] landmarks`` spec, once per spec: ``slt list`` checks
+    the same spec in every sidecar."""
+    from slt_cli.data.landmarks import problems
+
+    return tuple(problems(spec))
