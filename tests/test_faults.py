@@ -254,11 +254,9 @@ def test_kill_nine_at_every_fault_point(tiny_toml: Path, tmp_path: Path,
     assert survived > 20
 
 
-def test_ctrl_c_saves_resume_state_and_exits_130(tiny_toml: Path, tmp_path: Path,
-                                                 reference: Path) -> None:
-    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
-    folder = tmp_path / "interrupted"
-    args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force"]
+def signalled_once_training(args: list[str], signum: int) -> tuple[int, str]:
+    """Run ``slt ARGS`` in a real process, send ``signum`` once its first epoch is under
+    way, and return its exit status and the rest of its stderr."""
     env = {**os.environ, "COLUMNS": "200"}
     process = subprocess.Popen([sys.executable, "-m", "slt_cli", *args], env=env,
                                stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -266,9 +264,18 @@ def test_ctrl_c_saves_resume_state_and_exits_130(tiny_toml: Path, tmp_path: Path
     for line in process.stderr:  # wait until training is under way
         if "epoch  1/2" in line:
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, rest = process.communicate(timeout=120)
-    assert process.returncode == 130, rest
+    return process.returncode, rest
+
+
+def test_ctrl_c_saves_resume_state_and_exits_130(tiny_toml: Path, tmp_path: Path,
+                                                 reference: Path) -> None:
+    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
+    folder = tmp_path / "interrupted"
+    args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force"]
+    returncode, rest = signalled_once_training(args, signal.SIGINT)
+    assert returncode == 130, rest
     assert "stopping after this batch" in rest
     assert "Carry on with: slt train --resume" in rest and "Traceback" not in rest
     assert has_resume(folder)
@@ -306,16 +313,8 @@ def test_sigterm_stops_like_ctrl_c_and_exits_143(tiny_toml: Path, tmp_path: Path
     folder = tmp_path / "terminated"
     args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force",
             *(["--folds", str(folds)] if folds else [])]
-    env = {**os.environ, "COLUMNS": "200"}
-    process = subprocess.Popen([sys.executable, "-m", "slt_cli", *args], env=env,
-                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    for line in process.stderr:  # wait until training is under way
-        if "epoch  1/2" in line:
-            break
-    process.send_signal(signal.SIGTERM)
-    _, rest = process.communicate(timeout=120)
-    assert process.returncode == 143, rest
+    returncode, rest = signalled_once_training(args, signal.SIGTERM)
+    assert returncode == 143, rest
     assert "stopping after this batch; SIGTERM again to quit at once" in rest
     resume = f"slt train --folds {folds} --resume" if folds else "slt train --resume"
     assert f"Carry on with: {resume}" in rest and "Traceback" not in rest
