@@ -161,15 +161,14 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
 
 
 def settings_from_dict(cls: type[T], table: Any, source: str, where: str) -> T:
-    """One settings table stored as JSON (a sidecar's ``config.data``, a run plan's
-    stage) back as ``cls`` (RunConfig, DataConfig, StageConfig), checked exactly as a
-    stages.toml table is: unknown keys, types and every value's range.
+    """One settings table stored as JSON (a run plan's data or stage) back as ``cls``
+    (RunConfig, DataConfig, StageConfig): ``build_table``, raising what it reports.
 
     Raises:
         ConfigError: listing every problem, each as ``source: where.key: message``.
     """
     problems: list[str] = []
-    built = _build(cls, table, where, lambda at, message: problems.append(
+    built = build_table(cls, table, where, lambda at, message: problems.append(
         f"{source}: {at}: {message}"))
     if problems:
         raise ConfigError(problems, hint="The file was edited or damaged; restore it, or "
