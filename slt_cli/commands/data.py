@@ -64,15 +64,17 @@ def _open(spec: str, landmarks: str | None, config: Path | None) -> tuple[Any, A
     """(store, None, source) for a corpus, else (None, RawData, source)."""
     from slt_cli.config import find_config, load_config
     from slt_cli.data import load_source
-    from slt_cli.data.corpus import canonical_spec, is_corpus_spec, open_corpus
+    from slt_cli.data.corpus import open_corpus
     from slt_cli.data.landmarks import parse_landmarks
+    from slt_cli.data.sources import source_for
 
     chosen = landmarks or load_config(find_config(config)).data.landmarks
     parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
     reporter = console.RichReporter()
-    if not is_corpus_spec(spec):  # an .npz with MediaPipe names takes the selection too
+    kind = source_for(spec)
+    if not kind.corpus:  # an .npz with MediaPipe names takes the selection too
         return None, load_source(spec, landmarks=chosen, reporter=reporter), spec
-    source = canonical_spec(spec)
+    source = kind.canonical(spec)
     with reporter.running():
         store = open_corpus(source, chosen, reporter)
     return store, None, source

@@ -50,7 +50,7 @@ class Corpus:
     """What a corpus reader found before reading any landmark.
 
     Attributes:
-        kind: ``gislr`` or ``pose``; names the store.
+        kind: The source's kind (``gislr``, ``pose``, ...); names the store.
         root: The corpus folder.
         sequences: One file per sequence, relative to ``root``.
         key_files: Every file whose name, size and time key the store (the
@@ -64,6 +64,7 @@ class Corpus:
         channels: C, 2 or 3.
         settings: Reader settings that change the result (the landmark selection).
         reader: Picklable ``reader(path) -> float32 (T, J, C)``; raises DataError.
+        notes: What the scan found that a user should hear (a detected frame layout).
     """
 
     kind: str
@@ -79,6 +80,7 @@ class Corpus:
     channels: int
     settings: str
     reader: Callable[[Path], np.ndarray]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from slt_cli.data.base import far_coordinate
+from slt_cli.data.sources import input_source, input_suffixes
 from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.files import open_regular
-
-SUFFIXES = (".npz", ".parquet", ".pose")
 
 
 @dataclass(frozen=True)
@@ -56,19 +55,20 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
         DataError: naming the file, when it is missing, unreadable, of an unknown
             kind or malformed.
     """
-    if path.suffix not in SUFFIXES:
+    source = input_source(path)
+    if source is None:
         raise DataError(f"{path}: cannot classify a {path.suffix or 'suffix-less'} file",
-                        hint="Give .npz, GISLR .parquet or .pose files.")
+                        hint=f"Give {', '.join(input_suffixes())} files.")
     if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such file")
     try:
         open_regular(path).close()  # a FIFO or a device is refused, never read
     except UnreadableFile as exc:
         raise DataError(str(exc)) from None
-    if path.suffix == ".npz":
+    if source.read_input is None:  # an .npz: many sequences, labels, landmark names
         return _read_npz(path, classes, landmarks, joints)
-    one = _read_parquet(path, landmarks) if path.suffix == ".parquet" else _read_pose(
-        path, landmarks)
+    source.require()
+    one = source.read_input(path, landmarks)
     if far := far_coordinate(one[None]):
         raise DataError(f"{path}: holds {far}", hint="NaN marks a missing landmark.")
     return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),
@@ -77,7 +77,7 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
 
 def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
               joints: tuple[str, ...] | None) -> Sequences:
-    from slt_cli.data.npz import _lengths_from_padding, zeros_as_missing
+    from slt_cli.data.npz import lengths_from_padding, zeros_as_missing
     from slt_cli.data.npzfile import read_npz
 
     # no pickle; shapes checked against the file before anything is read
@@ -97,7 +97,7 @@ def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
     n, frames = x.shape[:2]
     lengths = arrays.get("lengths")
     if lengths is None:
-        lengths = _lengths_from_padding(x)
+        lengths = lengths_from_padding(x)
     elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
           or lengths.min() < 1 or lengths.max() > frames):
         raise DataError(f"{path}: 'lengths' must be ({n},) integers in 1..{frames}")
@@ -144,21 +144,3 @@ def _labels(path: Path, arrays: dict[str, np.ndarray], n: int,
     names = (tuple(str(v) for v in arrays["classes"].tolist())
              if "classes" in arrays and arrays["classes"].ndim == 1 else classes)
     return tuple(names[k] if 0 <= k < len(names) else None for k in y.tolist())
-
-
-def _read_parquet(path: Path, landmarks: str) -> np.ndarray:
-    from slt_cli.data.gislr import landmark_slots, read_parquet, require_pyarrow
-    from slt_cli.data.landmarks import select_landmarks
-
-    require_pyarrow()
-    chosen = select_landmarks(landmarks)
-    return read_parquet(path, slots=landmark_slots(chosen), joints=len(chosen))
-
-
-def _read_pose(path: Path, landmarks: str) -> np.ndarray:
-    from slt_cli.data.posefile import _header, _selection, read_pose, require_pose_format
-
-    require_pose_format()
-    layout, channels = _header(path)
-    _, slots = _selection(layout, landmarks)
-    return read_pose(path, layout=layout, slots=slots, channels=channels)

@@ -86,7 +86,7 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         signer = np.unique(signer, return_inverse=True)[1].astype(np.int64)
     lengths = arrays.get("lengths")
     if lengths is None:
-        lengths = _lengths_from_padding(x)
+        lengths = lengths_from_padding(x)
     elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
           or lengths.min() < 1 or lengths.max() > frames):
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
@@ -162,7 +162,7 @@ def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:
     return tuple(str(v) for v in array.tolist())
 
 
-def _lengths_from_padding(x: np.ndarray) -> np.ndarray:
+def lengths_from_padding(x: np.ndarray) -> np.ndarray:
     """Real length = index after the last frame that has any landmark."""
     has_data = ~np.isnan(x).all(axis=(2, 3))
     last = x.shape[1] - np.argmax(has_data[:, ::-1], axis=1)
