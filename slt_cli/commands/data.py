@@ -11,12 +11,13 @@ import typer
 
 from slt_cli import console
 from slt_cli.commands import guarded
-from slt_cli.commands.options import DataSpec, Json, Landmarks
+from slt_cli.commands.options import DataSpec, Json, Landmarks, Layout, SignerFrom
 from slt_cli.errors import SltError
 
 data_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown",
-    help="Inspect a data source or convert it to .npz (GISLR, .pose, .npz, synthetic).")
+    help="Inspect a data source or convert it to .npz (GISLR, .pose, MediaPipe frame folders, "
+         "OpenPose JSON, .npz, synthetic).")
 
 ConfigPath = Annotated[Path | None, typer.Option(
     "--config", help="A stages.toml to take [data] settings from.", show_default=False)]
@@ -25,11 +26,11 @@ ConfigPath = Annotated[Path | None, typer.Option(
 @data_app.command("inspect")
 @guarded
 def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = None,
-            json: Json = False) -> None:
+            layout: Layout = None, signer_from: SignerFrom = None, json: Json = False) -> None:
     """Sequences, classes, signers, per-class counts, lengths and missing landmarks."""
     from slt_cli.data.summary import summarise_raw, summarise_store
 
-    store, raw, source = _open(spec, landmarks, config)
+    store, raw, source = _open(spec, landmarks, config, layout, signer_from)
     summary = summarise_store(source, store) if store is not None else summarise_raw(source, raw)
     if json:
         console.print_json(summary.to_dict())
@@ -42,6 +43,7 @@ def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = No
 def convert(spec: DataSpec,
             out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
             landmarks: Landmarks = None, config: ConfigPath = None,
+            layout: Layout = None, signer_from: SignerFrom = None,
             overwrite: Annotated[bool, typer.Option(
                 "--overwrite", help="Replace OUT if it exists.")] = False) -> None:
     """Write any data source as an .npz file (x, y, classes, lengths, joints, ...).
@@ -53,28 +55,31 @@ def convert(spec: DataSpec,
     if out.suffix != ".npz":
         raise SltError(f"{out}: the output must be a .npz file")
     check_output(out, overwrite=overwrite)
-    store, raw, _ = _open(spec, landmarks, config)
+    store, raw, _ = _open(spec, landmarks, config, layout, signer_from)
     shape, blocks, arrays = store_arrays(store) if store is not None else raw_arrays(raw)
     size = write_npz(out, shape, blocks, arrays)
     console.err.print(f"wrote {out}: {shape[0]:,} sequences x {shape[1]} frames x {shape[2]} "
                       f"landmarks x {shape[3]} ({size / 1e6:,.1f} MB)", highlight=False)
 
 
-def _open(spec: str, landmarks: str | None, config: Path | None) -> tuple[Any, Any, str]:
+def _open(spec: str, landmarks: str | None, config: Path | None, layout: str | None,
+          signer_from: str | None) -> tuple[Any, Any, str]:
     """(store, None, source) for a corpus, else (None, RawData, source)."""
-    from slt_cli.config import find_config, load_config
+    from slt_cli.config import find_config, load_config, with_overrides
     from slt_cli.data import load_source
     from slt_cli.data.corpus import open_corpus
     from slt_cli.data.landmarks import parse_landmarks
-    from slt_cli.data.sources import source_for
+    from slt_cli.data.sources import ReadOptions, source_for
 
-    chosen = landmarks or load_config(find_config(config)).data.landmarks
+    data = with_overrides(load_config(find_config(config)), data_layout=layout,
+                          data_signer_from=signer_from).data
+    chosen = landmarks or data.landmarks
     parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
     reporter = console.RichReporter()
-    kind = source_for(spec)
+    kind, options = source_for(spec), ReadOptions.of(data)
     if not kind.corpus:  # an .npz with MediaPipe names takes the selection too
         return None, load_source(spec, landmarks=chosen, reporter=reporter), spec
     source = kind.canonical(spec)
     with reporter.running():
-        store = open_corpus(source, chosen, reporter)
+        store = open_corpus(source, chosen, reporter, options)
     return store, None, source

@@ -1,5 +1,6 @@
 """The ``.npz`` source: arrays ``x``, ``y`` and optional ``classes``, ``split``,
-``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted.
+``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted. Other
+arrays (what other tools add) are named in a note and ignored.
 
 Two rules for what MediaPipe-based recorders write (training and ``slt predict``
 alike): a landmark whose channels are all exactly 0.0 in a frame was not detected,
@@ -16,7 +17,7 @@ import numpy as np
 
 from slt_cli.data.base import MAX_CLASSES, SPLITS, RawData, far_coordinate
 from slt_cli.data.landmarks import select_named
-from slt_cli.data.npzfile import read_npz
+from slt_cli.data.npzfile import member_names, read_npz
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
@@ -32,14 +33,15 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
     """
     if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such data file", hint="Give a .npz path or 'synthetic'.")
-    arrays = read_npz(path)  # no pickle; shapes checked against the file before reading
+    unknown = sorted(set(member_names(path)) - set(KNOWN_ARRAYS))
+    if unknown and reporter is not None:  # other tools' extras (e.g. fps): not ours to refuse
+        reporter.note(f"{path.name}: ignored unknown array(s) {', '.join(unknown)}; slt reads "
+                      f"{', '.join(KNOWN_ARRAYS)}")
+    # no pickle; shapes checked against the file before reading; unknown arrays not read
+    arrays = read_npz(path, KNOWN_ARRAYS)
 
     def fail(message: str) -> DataError:
         return DataError(f"{path}: {message}", hint="The format: docs/data.md, '.npz files'.")
-
-    unknown = sorted(set(arrays) - set(KNOWN_ARRAYS))
-    if unknown:
-        raise fail(f"unknown array(s) {', '.join(unknown)}; expected {', '.join(KNOWN_ARRAYS)}")
     for required in ("x", "y"):
         if required not in arrays:
             raise fail(f"missing array {required!r}")

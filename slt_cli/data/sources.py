@@ -45,8 +45,7 @@ class ReadOptions:
     @classmethod
     def of(cls, data: DataConfig) -> ReadOptions:
         """The options a ``[data]`` table (a run's, or a checkpoint's) sets."""
-        return cls(**{f.name: getattr(data, f.name) for f in dataclasses.fields(cls)
-                      if hasattr(data, f.name)})
+        return cls(**{f.name: getattr(data, f.name) for f in dataclasses.fields(cls)})
 
 
 Scan = Callable[[Path, str, ReadOptions], "Corpus"]
@@ -130,6 +129,18 @@ def _scan_pose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
     return scan_pose(root, landmarks)
 
 
+def _scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
+    from slt_cli.data.mediapipe import scan_mediapipe
+
+    return scan_mediapipe(root, landmarks, options)
+
+
+def _scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
+    from slt_cli.data.openpose import scan_openpose
+
+    return scan_openpose(root, landmarks, options)
+
+
 def _read_parquet(path: Path, landmarks: str) -> np.ndarray:
     from slt_cli.data.gislr import read_parquet_input
 
@@ -150,6 +161,8 @@ SOURCES: dict[str, Source] = {source.kind: source for source in (
            input_suffixes=(".parquet",), read_input=_read_parquet),
     Source("pose", "pose:DIR", ".pose files", extra="pose", scan=_scan_pose,
            input_suffixes=(".pose",), read_input=_read_pose),
+    Source("mediapipe", "mediapipe:DIR", "MediaPipe frame folders", scan=_scan_mediapipe),
+    Source("openpose", "openpose:DIR", "OpenPose JSON folders", scan=_scan_openpose),
 )}
 
 
