@@ -26,12 +26,23 @@ ConfigPath = Annotated[Path | None, typer.Option(
 @data_app.command("inspect")
 @guarded
 def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = None,
-            layout: Layout = None, signer_from: SignerFrom = None, json: Json = False) -> None:
-    """Sequences, classes, signers, per-class counts, lengths and missing landmarks."""
+            layout: Layout = None, signer_from: SignerFrom = None, json: Json = False,
+            plot: Annotated[Path | None, typer.Option(
+                "--plot", help="Also draw a few sequences as skeleton filmstrips into this "
+                ".png (or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
+            ) -> None:
+    """Sequences, classes, signers (per class and per signer), lengths, missing and
+    zero-filled landmarks, and classes too few people sign for a signer-held-out split."""
     from slt_cli.data.summary import summarise_raw, summarise_store
 
+    if plot is not None:
+        from slt_cli import plots
+
+        plots.check_output(plot)  # before anything is read
     store, raw, source = _open(spec, landmarks, config, layout, signer_from)
     summary = summarise_store(source, store) if store is not None else summarise_raw(source, raw)
+    if plot is not None:
+        _filmstrips(store, raw, source, plot)
     if json:
         console.print_json(summary.to_dict())
     else:
@@ -60,6 +71,22 @@ def convert(spec: DataSpec,
     size = write_npz(out, shape, blocks, arrays)
     console.err.print(f"wrote {out}: {shape[0]:,} sequences x {shape[1]} frames x {shape[2]} "
                       f"landmarks x {shape[3]} ({size / 1e6:,.1f} MB)", highlight=False)
+
+
+def _filmstrips(store: Any, raw: Any, source: str, path: Path) -> None:
+    from slt_cli.filmstrip import pick, save_filmstrips
+
+    data = store if store is not None else raw
+    if store is not None:
+        def read(row: int) -> Any:
+            x, lengths = store.padded([row])
+            return x[0, :lengths[0]]
+    else:
+        def read(row: int) -> Any:
+            return raw.x[row, :raw.lengths[row]]
+    strips = pick(data.y, data.lengths, data.classes, data.signer, read)
+    save_filmstrips(strips, data.joints, source, path)
+    console.err.print(f"wrote {path}", highlight=False)
 
 
 def _open(spec: str, landmarks: str | None, config: Path | None, layout: str | None,

@@ -101,7 +101,7 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
     store = open_corpus(spec, landmarks, reporter, options)
     x, lengths = store.padded(np.arange(len(store)))
     return RawData(x=x, y=store.y, classes=store.classes, lengths=lengths,
-                   split=store.split, signer=store.signer, joints=store.joints)
+                   split=store.split, signer=store.signer, joints=store.joints, zeros=store.zeros)
 
 
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,

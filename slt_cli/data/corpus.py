@@ -116,8 +116,8 @@ def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
             if isinstance(result, str):
                 message, _, hint = result.partition("\n")
                 raise DataError(message, hint or None)
-            frames, lengths, missing = result
-            writer.append(frames, lengths, missing)
+            frames, lengths, missing, zeros = result
+            writer.append(frames, lengths, missing, zeros)
             done += len(lengths)
             reporter.task_progress(task=task, done=done, total=count, unit="sequences")
         return writer.publish()
@@ -126,24 +126,31 @@ def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
 
 
 def read_chunk(job: tuple[Callable[[Path], np.ndarray], Path, Sequence[str]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """Worker: read a run of sequence files into (frames float16, lengths, missing).
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Worker: read a run of sequence files into (frames float16, lengths, missing,
+    zero-filled): the last two count, per landmark, the frames where it is missing and
+    where it was missing because the file held zeros (readers that know say so by
+    returning ``(frames, zeros)``).
 
     A bad file comes back as the text ``message\nhint`` (an exception's hint would not
     survive pickling).
     """
     reader, root, names = job
-    parts, lengths = [], []
+    parts, lengths, zeros = [], [], 0
     for name in names:
         try:
             sequence = reader(root / name)
         except DataError as exc:
             return f"{exc.message}\n{exc.hint or ''}"
+        if isinstance(sequence, tuple):  # (frames, zero-filled frames per landmark)
+            sequence, zero = sequence
+            zeros = zeros + zero
         parts.append(sequence.astype(np.float16))
         lengths.append(len(sequence))
     frames = np.concatenate(parts)
     missing = np.isnan(frames).any(axis=-1).sum(axis=0).astype(np.int64)
-    return frames, np.asarray(lengths, np.int64), missing
+    zeros = np.broadcast_to(np.asarray(zeros, np.int64), missing.shape).copy()
+    return frames, np.asarray(lengths, np.int64), missing, zeros
 
 
 def ordered_map(func: Callable, jobs: Sequence, workers: int) -> Iterator:

@@ -176,8 +176,9 @@ def read_vector(path: Path) -> np.ndarray:
 
 
 def read_sequence(folder: Path, *, length: int, order: tuple[str, ...],
-                  slots: np.ndarray) -> np.ndarray:
-    """One sequence folder's kept landmarks as float32 ``(T, J, 3)``, NaN = missing.
+                  slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sequence folder's kept landmarks as float32 ``(T, J, 3)``, NaN = missing, and
+    per landmark the number of frames in which its part was written as zeros.
 
     Raises:
         DataError: naming a frame file that is missing, unreadable or of another length.
@@ -190,7 +191,13 @@ def read_sequence(folder: Path, *, length: int, order: tuple[str, ...],
                             f"{length}", hint="Every frame of a folder tree must be recorded "
                                               "with the same layout.")
         frames.append(vector)
-    return holistic(np.stack(frames), order)[:, slots].astype(np.float32)
+    stacked = np.stack(frames)
+    points = holistic(stacked, order)[:, slots]
+    zeros = np.zeros(points.shape[:2], bool)
+    for part in order:  # which kept points lie in a part the frame held as zeros
+        kept = (slots >= OFFSETS[part]) & (slots < OFFSETS[part] + PART_SIZES[part])
+        zeros[:, kept] = np.isnan(part_block(stacked, order, part)[:, :1, 0])
+    return points.astype(np.float32), zeros.sum(axis=0)
 
 
 def holistic(frames: np.ndarray, order: tuple[str, ...]) -> np.ndarray:

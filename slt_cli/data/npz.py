@@ -62,6 +62,7 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         raise fail("'x' holds infinite values; use NaN for missing landmarks")
     if far := far_coordinate(x):
         raise fail(f"'x' holds {far}")
+    zeros = (x == 0).all(axis=-1).sum(axis=(0, 1)).astype(np.int64)
     x, note = zeros_as_missing(x)
     if note and reporter is not None:
         reporter.note(f"{path.name}: {note}")
@@ -93,7 +94,8 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
           or lengths.min() < 1 or lengths.max() > frames):
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
     raw = RawData(x=x, y=y.astype(np.int64), classes=classes,
-                  lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
+                  lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints,
+                  zeros=zeros)
     return _without_empty(raw, path, fail, reporter)
 
 
@@ -151,7 +153,8 @@ def select_npz(raw: RawData, landmarks: str, reporter: Reporter | None = None) -
         reporter.note(f"kept {len(kept)} of {len(raw.joints)} landmarks ({landmarks}); "
                       "set [data] landmarks to change")
     return dataclasses.replace(raw, x=np.ascontiguousarray(raw.x[:, :, list(kept)]),
-                               joints=tuple(raw.joints[i] for i in kept))
+                               joints=tuple(raw.joints[i] for i in kept),
+                               zeros=None if raw.zeros is None else raw.zeros[list(kept)])
 
 
 def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:

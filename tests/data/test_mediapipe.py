@@ -5,6 +5,7 @@ of ../shared/datasets/mediapipe-dev read to the landmarks its npz holds."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,24 @@ def test_real_samples_read_to_the_npz_landmarks(sample: str, signer: int, order:
         gaps = [np.nanmax(np.abs(x[c] - ours)) if (np.isnan(x[c]) == np.isnan(ours)).all()
                 else np.inf for c in candidates]
         assert min(gaps) < 2e-3, f"{sample} sequence {i} matches no npz sequence of its class"
+
+
+def test_inspect_reports_quality_and_draws_filmstrips(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    root = tmp_path / "mp"
+    write_mediapipe(root, signs=("yes", "no"), sequences=2)
+    with open(root / "signers.csv", "w", newline="", encoding="utf-8") as file:
+        csv.writer(file).writerows([["folder", "signer"], ["yes", "ann"], ["no/0", "bob"],
+                                    ["no/1", "ann"]])
+    image = tmp_path / "strips.png"
+    result = CliRunner().invoke(app, ["data", "inspect", f"mediapipe:{root}", "--json",
+                                      "--landmarks", "hands+pose", "--plot", str(image)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["few_signers"] == ["yes"]  # only ann signs it
+    assert report["per_signer"] == {"min": 1, "median": 2.0, "max": 3}
+    zeros, missing = report["zero_filled"], report["missing"]
+    assert 0.3 < zeros["left_hand"] == missing["left_hand"] and zeros["pose"] == 0.0
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = CliRunner().invoke(app, ["data", "inspect", f"mediapipe:{root}"])
+    assert "classes with < 2 signers │" in table.stdout and "written as zeros" in table.stdout
