@@ -320,6 +320,10 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
 
+def _spread(values: dict[str, float]) -> str:
+    return f"min {values['min']:,} · median {values['median']:g} · max {values['max']:,}"
+
+
 def summary_table(summary: Any) -> Table:
     """``slt data inspect``: one row per fact about a data source."""
     table = Table(title=f"{summary.source}", title_justify="left")
@@ -329,9 +333,7 @@ def summary_table(summary: Any) -> Table:
     table.add_row("classes", f"{summary.classes:,}")
     table.add_row("signers", "–" if summary.signers is None else f"{summary.signers:,}")
     table.add_row("landmarks", f"{summary.landmarks} × {summary.channels}-D")
-    counts = summary.per_class
-    table.add_row("sequences per class", f"min {counts['min']:,} · median {counts['median']:g} "
-                                         f"· max {counts['max']:,}")
+    table.add_row("sequences per class", _spread(summary.per_class))
     lengths = summary.lengths
     table.add_row("frames per sequence", " · ".join(
         f"{key} {value:.1f}" if key == "mean" else f"{key} {value:g}"
@@ -339,12 +341,8 @@ def summary_table(summary: Any) -> Table:
     if summary.splits:
         table.add_row("splits", ", ".join(f"{k} {v:,}" for k, v in summary.splits.items()))
     if summary.per_signer:
-        spread = summary.per_signer
-        table.add_row("sequences per signer", f"min {spread['min']:,} · median "
-                                              f"{spread['median']:g} · max {spread['max']:,}")
-        spread = summary.signers_per_class
-        table.add_row("signers per class", f"min {spread['min']:,} · median "
-                                           f"{spread['median']:g} · max {spread['max']:,}")
+        table.add_row("sequences per signer", _spread(summary.per_signer))
+        table.add_row("signers per class", _spread(summary.signers_per_class))
         few = summary.few_signers
         table.add_row("classes with < 2 signers",
                       "none" if not few else f"{len(few)}: " + ", ".join(few[:8])
