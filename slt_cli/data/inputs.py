@@ -10,6 +10,9 @@
   checkpoint's ``[data] landmarks`` picked them.
 - ``.pose``: one pose-format file; MediaPipe Holistic files keep the same selection,
   other layouts every point.
+- a folder of one sequence's frames: ``<frame>.npy`` MediaPipe vectors (as in
+  ``mediapipe:DIR``; their order found from the frames unless the checkpoint's
+  ``[data] layout`` states it) or OpenPose ``*_keypoints.json`` (as in ``openpose:DIR``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from slt_cli.data.base import far_coordinate
-from slt_cli.data.sources import input_source, input_suffixes
+from slt_cli.data.sources import ReadOptions, input_folders, input_source, input_suffixes
 from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.files import open_regular
 
@@ -40,16 +43,18 @@ class Sequences:
 
 
 def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
-                   joints: tuple[str, ...] | None = None) -> Sequences:
-    """Read one input file.
+                   joints: tuple[str, ...] | None = None,
+                   options: ReadOptions | None = None) -> Sequences:
+    """Read one input file (or folder of one sequence's frames).
 
     Args:
-        path: An ``.npz``, ``.parquet`` or ``.pose`` file.
+        path: An ``.npz``, ``.parquet`` or ``.pose`` file, or a folder of frames.
         landmarks: The landmark groups to keep from MediaPipe-named input.
         classes: The checkpoint's class names (name the labels of an ``.npz`` ``y``
             when the file has no ``classes`` of its own).
         joints: The names of the landmarks the checkpoint takes, when it knows them:
             an ``.npz`` with ``joints`` gives exactly these, in this order.
+        options: How frame folders are read (the checkpoint's ``[data]`` settings).
 
     Raises:
         DataError: naming the file, when it is missing, unreadable, of an unknown
@@ -57,18 +62,21 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
     """
     source = input_source(path)
     if source is None:
-        raise DataError(f"{path}: cannot classify a {path.suffix or 'suffix-less'} file",
-                        hint=f"Give {', '.join(input_suffixes())} files.")
+        what = "folder" if path.is_dir() else f"{path.suffix or 'suffix-less'} file"
+        raise DataError(f"{path}: cannot classify a {what}",
+                        hint=f"Give {', '.join(input_suffixes())} files, or folders of one "
+                             f"sequence's frames: {', '.join(input_folders())}.")
     if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such file")
-    try:
-        open_regular(path).close()  # a FIFO or a device is refused, never read
-    except UnreadableFile as exc:
-        raise DataError(str(exc)) from None
+    if not path.is_dir():
+        try:
+            open_regular(path).close()  # a FIFO or a device is refused, never read
+        except UnreadableFile as exc:
+            raise DataError(str(exc)) from None
     if source.read_input is None:  # an .npz: many sequences, labels, landmark names
         return _read_npz(path, classes, landmarks, joints)
     source.require()
-    one = source.read_input(path, landmarks)
+    one = source.read_input(path, landmarks, options or ReadOptions())
     if far := far_coordinate(one[None]):
         raise DataError(f"{path}: holds {far}", hint="NaN marks a missing landmark.")
     return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),

@@ -102,6 +102,24 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
         notes=(note,))
 
 
+def read_sequence_input(folder: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+    """One sequence folder on its own (``slt predict``): its kept landmarks as float32
+    ``(T, J, 3)``, the parts' order stated by ``options.layout`` or found from its frames.
+
+    Raises:
+        DataError: naming the frame file that is missing, unreadable or does not fit.
+    """
+    names = frame_files(folder)
+    length = len(read_vector(folder / names[0]))
+    if length not in FRAME_PARTS:
+        raise DataError(f"{folder / names[0]}: holds {length} values; slt knows MediaPipe "
+                        f"frames of {', '.join(map(str, FRAME_PARTS))} values")
+    order, _ = _order(folder.parent, {folder.name: names}, length, options.layout)
+    chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
+    slots = np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen], np.int64)
+    return read_sequence(folder, length=length, order=order, slots=slots)[0]
+
+
 def _sequence_folders(root: Path, top: bool) -> list[tuple[str, str, str]]:
     """(relative sequence folder, class, signer folder) of every sequence, sorted;
     hidden folders (``.slt-cache``) skipped, sign names lower-cased."""

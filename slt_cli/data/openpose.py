@@ -105,6 +105,19 @@ def scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
                                  min_confidence=options.min_confidence, person=options.person))
 
 
+def read_clip_input(folder: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+    """One clip folder on its own (``slt predict``): float32 ``(T, J, 2)``, NaN = missing.
+
+    Raises:
+        DataError: as ``read_clip``, or when the selection keeps none of OpenPose's points.
+    """
+    points = [_slot(lm.part, lm.index) for lm in select_landmarks(landmarks)]
+    if not any(points):
+        raise DataError(f"landmarks {landmarks!r} keep none of OpenPose's points")
+    return read_clip(folder, points=tuple(p for p in points if p is not None),
+                     min_confidence=options.min_confidence, person=options.person)
+
+
 def _slot(part: str, index: int) -> tuple[str, int] | None:
     """Where a MediaPipe landmark is in an OpenPose frame: (part, index) or None."""
     if part in ("left_hand", "right_hand"):

@@ -50,7 +50,7 @@ class ReadOptions:
 
 Scan = Callable[[Path, str, ReadOptions], "Corpus"]
 Load = Callable[[str, str, ReadOptions, "Reporter | None"], "RawData"]
-ReadInput = Callable[[Path, str], np.ndarray]
+ReadInput = Callable[[Path, str, ReadOptions], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,10 @@ class Source:
         scan: For a corpus: lists a folder into a ``cache.Corpus`` (None otherwise).
         load: For an in-memory source: reads a spec whole (None for a corpus).
         input_suffixes: Single files of this kind ``slt predict`` classifies.
-        read_input: Reads one such file to float32 ``(T, J, C)``, NaN = missing.
+        input_folder: A pattern whose matches mark a folder as one sequence of this
+            kind (``*.npy`` frames), which ``slt predict`` classifies too.
+        read_input: Reads one such file or folder to float32 ``(T, J, C)``, NaN =
+            missing.
     """
 
     kind: str
@@ -75,6 +78,7 @@ class Source:
     scan: Scan | None = None
     load: Load | None = None
     input_suffixes: tuple[str, ...] = ()
+    input_folder: str | None = None
     read_input: ReadInput | None = None
 
     @property
@@ -141,16 +145,28 @@ def _scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
     return scan_openpose(root, landmarks, options)
 
 
-def _read_parquet(path: Path, landmarks: str) -> np.ndarray:
+def _read_parquet(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
     from slt_cli.data.gislr import read_parquet_input
 
     return read_parquet_input(path, landmarks)
 
 
-def _read_pose(path: Path, landmarks: str) -> np.ndarray:
+def _read_pose(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
     from slt_cli.data.posefile import read_pose_input
 
     return read_pose_input(path, landmarks)
+
+
+def _read_frames(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+    from slt_cli.data.mediapipe import read_sequence_input
+
+    return read_sequence_input(path, landmarks, options)
+
+
+def _read_clip(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+    from slt_cli.data.openpose import read_clip_input
+
+    return read_clip_input(path, landmarks, options)
 
 
 SOURCES: dict[str, Source] = {source.kind: source for source in (
@@ -161,8 +177,10 @@ SOURCES: dict[str, Source] = {source.kind: source for source in (
            input_suffixes=(".parquet",), read_input=_read_parquet),
     Source("pose", "pose:DIR", ".pose files", extra="pose", scan=_scan_pose,
            input_suffixes=(".pose",), read_input=_read_pose),
-    Source("mediapipe", "mediapipe:DIR", "MediaPipe frame folders", scan=_scan_mediapipe),
-    Source("openpose", "openpose:DIR", "OpenPose JSON folders", scan=_scan_openpose),
+    Source("mediapipe", "mediapipe:DIR", "MediaPipe frame folders", scan=_scan_mediapipe,
+           input_folder="*.npy", read_input=_read_frames),
+    Source("openpose", "openpose:DIR", "OpenPose JSON folders", scan=_scan_openpose,
+           input_folder="*_keypoints.json", read_input=_read_clip),
 )}
 
 
@@ -192,11 +210,21 @@ def is_corpus_spec(spec: str) -> bool:
 
 
 def input_source(path: Path) -> Source | None:
-    """The source whose single files have ``path``'s suffix (None: no source reads it)."""
+    """The source whose single files have ``path``'s suffix, or, for a folder, whose
+    frame files it holds (None: no source reads it)."""
     for source in SOURCES.values():
-        if path.suffix in source.input_suffixes:
+        if path.is_dir():
+            if source.input_folder and next(path.glob(source.input_folder), None):
+                return source
+        elif path.suffix in source.input_suffixes:
             return source
     return None
+
+
+def input_folders() -> tuple[str, ...]:
+    """What marks a folder as one sequence, per source: ``*.npy (mediapipe)``, ..."""
+    return tuple(f"{source.input_folder} ({source.kind})" for source in SOURCES.values()
+                 if source.input_folder)
 
 
 def input_suffixes() -> tuple[str, ...]:

@@ -189,3 +189,23 @@ def test_inspect_reports_quality_and_draws_filmstrips(tmp_path: Path) -> None:
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = CliRunner().invoke(app, ["data", "inspect", f"mediapipe:{root}"])
     assert "classes with < 2 signers │" in table.stdout and "written as zeros" in table.stdout
+
+
+def test_train_on_frame_folders_then_predict_one_folder(tmp_path: Path, tiny_toml: Path) -> None:
+    root = tmp_path / "mp"
+    write_mediapipe(root, order=("pose", "left_hand", "right_hand", "face"), frames=8,
+                    sequences=4)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--config", str(tiny_toml), "--data",
+                                  f"mediapipe:{root}", "--stages", "1", "--epochs-per-stage",
+                                  "1", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert trained.exit_code == 0, trained.output
+    assert "in the order pose+left_hand+right_hand+face" in trained.stderr
+    result = runner.invoke(app, ["predict", "best_model_stage_1", str(root / "Yes" / "1"),
+                                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert row["input"] == str(root / "Yes" / "1") and len(row["top"]) == 3
+    refused = runner.invoke(app, ["predict", "best_model_stage_1", str(tmp_path),
+                                  "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert refused.exit_code == 2 and "cannot classify a folder" in refused.stderr
