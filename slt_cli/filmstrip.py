@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,16 +128,19 @@ def _limits(xy: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
     return (float(low[0] - pad), float(high[0] + pad)), (float(low[1] - pad), float(high[1] + pad))
 
 
-def _draw(axes: object, xy: np.ndarray, parts: dict[int, tuple[str, int]]) -> None:
-    """One frame: bones as lines, landmarks as dots, coloured by part."""
+def _draw(axes: Any, xy: np.ndarray, parts: dict[int, tuple[str, int]]) -> None:
+    """One frame: bones as lines, landmarks as dots, coloured by part (one collection
+    per part: a figure of 32 frames draws in well under a second)."""
+    from matplotlib.collections import LineCollection
+
     where = {(part, index): j for j, (part, index) in parts.items()}
     for part, bones in (("pose", POSE_BONES), ("left_hand", HAND_BONES),
                         ("right_hand", HAND_BONES)):
-        for a, b in bones:
-            ja, jb = where.get((part, a)), where.get((part, b))
-            if ja is None or jb is None or not np.isfinite(xy[[ja, jb]]).all():
-                continue
-            axes.plot(xy[[ja, jb], 0], xy[[ja, jb], 1], color=COLOURS[part], linewidth=0.8)
+        pairs = [(where[(part, a)], where[(part, b)]) for a, b in bones
+                 if (part, a) in where and (part, b) in where]
+        segments = [xy[[ja, jb]] for ja, jb in pairs if np.isfinite(xy[[ja, jb]]).all()]
+        if segments:
+            axes.add_collection(LineCollection(segments, colors=COLOURS[part], linewidths=0.8))
     for part in ("face", "pose", "other", "left_hand", "right_hand"):
         columns = [j for j, (p, _) in parts.items() if p == part]
         if columns:

@@ -44,7 +44,7 @@ MAX_FRAME_BYTES = 1 << 20  # a frame of 1704 float64 values is 14 KB
 OFFSETS = {part: sum(list(PART_SIZES.values())[:i]) for i, part in enumerate(PART_SIZES)}
 NOSE_TIP = 1  # face mesh point on the nose tip; pose point 0 is the nose
 WRISTS = {"left_hand": 15, "right_hand": 16}  # pose wrists
-SAMPLE_SEQUENCES, SAMPLE_FRAMES = 40, 10
+SAMPLE_SEQUENCES, SAMPLE_FRAMES = 32, 5  # frames read to find the order
 LAYOUT_HINT = "State the order with --layout or [data] layout, e.g. pose+face+left_hand+right_hand."
 
 
