@@ -162,7 +162,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: tuple[StageConfig, ...] = ()
     presets: Mapping[str, StageConfig] = field(default_factory=dict)  # [continue.<type>]
-    source: str = BUILT_IN  # where it was read from, for messages
+    source: str = field(default=BUILT_IN, compare=False)  # where it was read from, for messages
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain values, shaped like stages.toml, so
