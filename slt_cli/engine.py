@@ -29,7 +29,7 @@ from slt_cli.checkpoints import (
 )
 from slt_cli.config import Config, DataConfig, StageConfig, continue_preset
 from slt_cli.data import PreparedData, load_configured
-from slt_cli.data.transforms import mirror_permutation
+from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
 from slt_cli.devices import device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
@@ -206,7 +206,7 @@ class Trainer:
         model = self._build(checked_record(name, sidecar, data), self.config.run.seed)
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         chosen = data.split(split)
-        target = TensorSplit.from_split(chosen, self.device)
+        target = self._tensors(data, split, data_config)
         # As validation scored it in training: the checkpoint's own setting decides.
         mirror = (mirror_permutation(data.joints)
                   if sidecar.config.run.mirror_average else None)
@@ -259,9 +259,18 @@ class Trainer:
     def _prepare(self, plan: RunPlan, data: PreparedData) -> _Run:
         return _Run(plan_config=plan.config, data=data,
                     model=self._build(plan.record, plan.config.run.seed),
-                    train=TensorSplit.from_split(data.splits["train"], self.device),
-                    val=TensorSplit.from_split(data.splits["val"], self.device),
+                    train=self._tensors(data, "train", plan.data),
+                    val=self._tensors(data, "val", plan.data),
                     devices=self._device_count(plan.config))
+
+    def _tensors(self, data: PreparedData, split: str, settings: DataConfig) -> TensorSplit:
+        """A split on the device as the network sees it (dominant hand on the right,
+        when ``settings`` asks)."""
+        tensors = TensorSplit.from_split(data.split(split), self.device)
+        swap = dominant_hand_swap(data.joints, settings.dominant_hand)
+        if swap is None:
+            return tensors
+        return TensorSplit(right_handed(tensors.x, *swap), tensors.y)
 
     def _report_start(self, plan: RunPlan, run: _Run) -> None:
         config = plan.config
@@ -276,6 +285,10 @@ class Trainer:
         if config.run.mirror_average and mirror_permutation(run.data.joints) is None:
             self.reporter.note("mirror_average is on, but the landmarks have no left/right "
                                "names to swap: clips are scored unmirrored")
+        if (plan.data.dominant_hand == "right"
+                and dominant_hand_swap(run.data.joints, "right") is None):
+            self.reporter.note("dominant_hand is right, but the landmarks name no left and "
+                               "right hand: clips are kept as recorded")
         if run.data.num_frames == 1:
             self.reporter.note("every clip is a single frame: the temporal augmentations "
                                "(speed, time_mask) are off")

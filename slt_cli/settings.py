@@ -21,6 +21,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
 MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
 ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits`
 NORMALISE_MODES = ("parts", "sequence")
+HAND_MODES = ("keep", "right")  # [data] dominant_hand
 MAX_STAGE_NAME = 64
 
 
@@ -57,6 +58,9 @@ class DataConfig:
     normalise: str = "sequence"  # sequence (one cloud) or parts (body, each hand, face apart)
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
+    # "right": a clip whose left hand is seen in more frames than its right is mirrored,
+    # so every clip signs with its right hand; "keep": clips as recorded
+    dominant_hand: str = "keep"
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
@@ -69,6 +73,8 @@ class DataConfig:
         found += [("landmarks", problem) for problem in _landmark_problems(self.landmarks)]
         if self.normalise not in NORMALISE_MODES:
             found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
+        if self.dominant_hand not in HAND_MODES:
+            found.append(("dominant_hand", f"must be one of {', '.join(HAND_MODES)}"))
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))
         if self.frames < 0:
