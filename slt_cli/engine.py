@@ -27,10 +27,10 @@ from slt_cli.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.config import Config, DataConfig, StageConfig, continue_preset
+from slt_cli.config import Config, DataConfig, continue_preset
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
-from slt_cli.devices import device_count, resolve_device, resolve_precision
+from slt_cli.devices import describe, device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
@@ -276,8 +276,8 @@ class Trainer:
         config = plan.config
         self.reporter.run_started(
             stages=[(step.saved_idx, step.stage.name) for step in plan.steps[plan.position:]],
-            device=self._describe_device(config), devices=run.devices * self.world.size,
-            batch_size=run.batch_size * self.world.size,
+            device=describe(self.device, config.run, self.world),
+            devices=run.devices * self.world.size, batch_size=run.batch_size * self.world.size,
             train_size=len(run.train), val_size=len(run.val))
         if config.run.compile and run.devices > 1:
             self.reporter.note("compile is off with DataParallel; start with torchrun "
@@ -297,7 +297,7 @@ class Trainer:
                   snapshot: tuple[State, dict[str, Any]] | None) -> tuple[StageResult, _Start]:
         """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
         step, config, data = plan.step, plan.config, run.data
-        stage = fit_to_data(step.stage, data)
+        stage = step.fitted(data.num_frames)
         if start.state is not None and snapshot is None:
             load_state(run.model, start.state, start.checkpoint)
 
@@ -415,24 +415,3 @@ class Trainer:
         if self.world.distributed:
             return 1
         return device_count(self.device, config.run.multi_gpu)
-
-    def _describe_device(self, config: Config) -> str:
-        run = config.run
-        parts = [str(self.device)]
-        if resolve_precision(run.precision, self.device) == "bf16":
-            parts.append("bf16")
-        if run.compile:
-            parts.append("compiled")
-        if self.world.distributed:
-            parts.append(f"{self.world.size} processes, DistributedDataParallel")
-        return ", ".join(parts)
-
-
-def fit_to_data(stage: StageConfig, data: PreparedData) -> StageConfig:
-    """``stage`` as it can run on ``data``: on single-frame clips (static handshapes,
-    fingerspelled letters) a time mask would blank the whole clip and keep its label,
-    and a tempo change does nothing, so both are off."""
-    if data.num_frames > 1 or not (stage.augment.speed or stage.augment.time_mask):
-        return stage
-    return dataclasses.replace(stage, augment=dataclasses.replace(stage.augment, speed=0.0,
-                                                                  time_mask=0.0))

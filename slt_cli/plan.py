@@ -34,6 +34,16 @@ class Step:
     best_name: str
     final_name: str | None  # stage_N_<name>; None for ``continue``
 
+    def fitted(self, frames: int) -> StageConfig:
+        """The stage as it can run on clips of ``frames`` frames: on single-frame clips
+        (static handshapes, fingerspelled letters) a time mask would blank the whole
+        clip and keep its label, and a tempo change does nothing, so both are off."""
+        augment = self.stage.augment
+        if frames > 1 or not (augment.speed or augment.time_mask):
+            return self.stage
+        return dataclasses.replace(self.stage, augment=dataclasses.replace(
+            augment, speed=0.0, time_mask=0.0))
+
     def to_json(self) -> dict[str, Any]:
         return {"stage_idx": self.stage_idx, "saved_idx": self.saved_idx,
                 "stage": dataclasses.asdict(self.stage), "best_name": self.best_name,
