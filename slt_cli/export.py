@@ -378,6 +378,10 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
                           "normalise": pre.normalise, "data_source": source,
                           "steps": [*normalise,
                                     f"resample linearly to {pre.frames} frames",
+                                    *(["dominant hand: a clip whose left hand is seen in more "
+                                       "frames than its right is mirrored (x negated, "
+                                       "left/right landmarks swapped)"]
+                                      if model.classifier.right_handed else []),
                                     "features: coordinates, " + ("frame differences, "
                                                                  if pre.motion else "")
                                     + "presence flags (NaN -> 0)",
@@ -385,6 +389,7 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
                                        "left/right mirror (x negated, left/right landmarks "
                                        "swapped); logits are the log of the two passes' mean "
                                        "probabilities"] if model.classifier.mirrored else [])],
-                          "mirror_average": model.classifier.mirrored},
+                          "mirror_average": model.classifier.mirrored,
+                          "dominant_hand": pre.dominant_hand},
         "parity": [asdict(p) for p in parity],
     }

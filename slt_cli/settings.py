@@ -23,6 +23,7 @@ ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits
 NORMALISE_MODES = ("parts", "sequence")
 SIGNER_RULES = ("csv", "top")  # [data] signer_from of mediapipe folders
 PERSON_CHOICES = ("first", "best")  # [data] person of openpose folders
+HAND_MODES = ("keep", "right")  # [data] dominant_hand
 MAX_STAGE_NAME = 64
 
 
@@ -63,6 +64,9 @@ class DataConfig:
     signer_from: str = "csv"  # mediapipe: signers.csv (when there), or top (one per top folder)
     min_confidence: float = 0.0  # openpose: points of at most this confidence are missing
     person: str = "first"  # openpose: the first person of each frame, or the most confident (best)
+    # "right": a clip whose left hand is seen in more frames than its right is mirrored,
+    # so every clip signs with its right hand; "keep": clips as recorded
+    dominant_hand: str = "keep"
 
     def problems(self) -> list[tuple[str, str]]:
         found = _reader_problems(self)
@@ -75,6 +79,8 @@ class DataConfig:
         found += [("landmarks", problem) for problem in _landmark_problems(self.landmarks)]
         if self.normalise not in NORMALISE_MODES:
             found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
+        if self.dominant_hand not in HAND_MODES:
+            found.append(("dominant_hand", f"must be one of {', '.join(HAND_MODES)}"))
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))
         if self.frames < 0:
@@ -168,7 +174,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: tuple[StageConfig, ...] = ()
     presets: Mapping[str, StageConfig] = field(default_factory=dict)  # [continue.<type>]
-    source: str = BUILT_IN  # where it was read from, for messages
+    source: str = field(default=BUILT_IN, compare=False)  # where it was read from, for messages
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain values, shaped like stages.toml, so

@@ -67,7 +67,7 @@ def train(
     folder = checkpoint_folder(checkpoint_dir, settings)
     reporter = console.RichReporter()
     if resume and folds is None:  # the interrupted run there may be a cross-validation
-        from slt_cli.folds import unfinished_folds
+        from slt_cli.foldsummary import unfinished_folds
 
         folds = unfinished_folds(folder)
     if folds is not None:
