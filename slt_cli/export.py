@@ -338,14 +338,15 @@ def _onnx(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
 def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: int,
               reference: Reference | None, parity: list[Parity]) -> dict[str, Any]:
     from slt_cli.data.landmarks import parse_joint
-    from slt_cli.data.sources import is_corpus_spec
+    from slt_cli.data.sources import find_source
 
     pre = model.preprocessing
     source = model.sidecar.config.data.source
     names = pre.joints or (reference.joints if reference else None)
     # Corpora, and .npz files with MediaPipe names, take the selection.
-    selected = is_corpus_spec(source) or (
-        source.endswith(".npz") and bool(names) and None not in map(parse_joint, names))
+    kind = find_source(source)
+    selected = kind is not None and (kind.corpus or (
+        kind.kind == "npz" and bool(names) and None not in map(parse_joint, names)))
     layout = pre.layout
     if layout is None:
         normalise = ["centre on the mean landmark and scale to unit spread (NaN ignored)"]

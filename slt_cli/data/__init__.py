@@ -143,10 +143,10 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
                             seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
                             fold=fold, normalise_mode=normalise_mode,
                             options=options or ReadOptions())
-    return prepare(load_source(spec, landmarks=landmarks, reporter=reporter, options=options),
-                   frames=frames,
-                   motion=motion, val_fraction=val_fraction, seed=seed, source=spec,
-                   folds=folds, fold=fold, reporter=reporter, normalise_mode=normalise_mode)
+    raw = load_source(spec, landmarks=landmarks, reporter=reporter, options=options)
+    return prepare(raw, frames=frames, motion=motion, val_fraction=val_fraction, seed=seed,
+                   source=spec, folds=folds, fold=fold, reporter=reporter,
+                   normalise_mode=normalise_mode)
 
 
 def load_configured(data: DataConfig, seed: int,

@@ -189,24 +189,31 @@ def usages() -> str:
     return ", ".join(source.usage for source in SOURCES.values())
 
 
+def find_source(spec: str) -> Source | None:
+    """The source a spec names: by its ``kind:`` prefix, else a ``.npz`` path; None
+    when no source reads it."""
+    kind = spec.partition(":")[0]
+    if kind in SOURCES:
+        return SOURCES[kind]
+    return SOURCES["npz"] if Path(spec).suffix == ".npz" else None
+
+
 def source_for(spec: str) -> Source:
-    """The source a spec names: by its ``kind:`` prefix, else a ``.npz`` path.
+    """``find_source``, for a spec that must name a source.
 
     Raises:
         DataError: for a spec no source reads.
     """
-    kind = spec.partition(":")[0]
-    if kind in SOURCES:
-        return SOURCES[kind]
-    if Path(spec).suffix == ".npz":
-        return SOURCES["npz"]
-    raise DataError(f"unknown data source {spec!r}", hint=f"Use {usages()}.")
+    found = find_source(spec)
+    if found is None:
+        raise DataError(f"unknown data source {spec!r}", hint=f"Use {usages()}.")
+    return found
 
 
 def is_corpus_spec(spec: str) -> bool:
     """Whether ``spec`` names a corpus (converted once, read from the cache)."""
-    kind = spec.partition(":")[0]
-    return kind in SOURCES and SOURCES[kind].corpus
+    found = find_source(spec)
+    return found is not None and found.corpus
 
 
 def input_source(path: Path) -> Source | None:
