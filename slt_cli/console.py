@@ -347,6 +347,27 @@ def ensemble_table(result: Any) -> Table:
     return table
 
 
+def distill_table(result: Any) -> Table:
+    """``slt distill``: teachers and student on the same validation clips, then the
+    exported student's size and latency."""
+    table = Table(title=f"{result.name}: distilled (alpha {result.alpha:g}, T "
+                        f"{result.temperature:g}), scored on the val split of {result.source}",
+                  title_justify="left")
+    for column in ("model", "parameters", "val acc", "agrees with teachers"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_row(escape(", ".join(result.teachers)), f"{result.teacher_parameters:,}",
+                  f"{result.teacher_val_accuracy:.4f}", "–")
+    table.add_row(f"[bold]{escape(result.name)}[/] (epoch {result.best_epoch}/{result.epochs})",
+                  f"{result.parameters:,}", f"[bold]{result.val_accuracy:.4f}[/]",
+                  f"{result.agreement:.4f}")
+    if result.footprint is not None:
+        figures = result.footprint
+        table.caption = (f"ONNX {figures.path}: {figures.size_mb:.3f} MB, "
+                         f"{figures.ms_per_sequence:.3f} ms per sequence (CPU, one thread)")
+        table.caption_justify = "left"
+    return table
+
+
 def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
     """``slt predict``: per sequence the top label, its probability and the next ones."""
     table = Table(title=f"predictions of {model}")
