@@ -252,7 +252,9 @@ def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table
     for r in records:
         table.add_row(r["name"], f"{r.get('stage_idx')} {r.get('stage_name')}",
                       _number(r.get("val_loss")), _number(r.get("val_accuracy")),
-                      duration(r.get("training_time") or 0), r.get("parent") or "–",
+                      duration(r.get("training_time") or 0),
+                      f"teachers: {', '.join(r['teachers'])}" if r.get("teachers")
+                      else r.get("parent") or "–",
                       str(r.get("created_at", ""))[:19].replace("T", " "))
     return table
 
@@ -269,6 +271,20 @@ def analysis_table(analysis: Any) -> Table:
                       arrow(row.accuracy_change, higher_is_better=True),
                       best_epoch(row.best_epoch), duration(row.training_time),
                       "–" if row.stage_time is None else duration(row.stage_time))
+    return table
+
+
+def students_table(analysis: Any) -> Table:
+    """``slt analyze``: each distilled student against the best of its teachers."""
+    table = Table(title="distilled students (slt distill)", title_justify="left")
+    for column in ("checkpoint", "teachers", "alpha", "T", "parameters", "val acc",
+                   "Δ acc vs teachers"):
+        table.add_column(column, justify="left" if column in ("checkpoint", "teachers")
+                         else "right")
+    for row in analysis.students:
+        table.add_row(escape(row.checkpoint), escape(", ".join(row.teachers)), f"{row.alpha:g}",
+                      f"{row.temperature:g}", f"{row.parameters:,}", f"{row.val_accuracy:.4f}",
+                      arrow(row.accuracy_change, higher_is_better=True))
     return table
 
 

@@ -38,15 +38,18 @@ def analyze(
     analysis = compare(records)
     if json:
         console.print_json(analysis.to_dict())
-    elif not analysis.stages:
+    elif not analysis.stages and not analysis.students:
         raise SltError(f"no best_model_stage_N checkpoints in {folder}",
                        hint="Run `slt train` first, or pass --checkpoint-dir.")
     else:
-        console.out.print(console.analysis_table(analysis))
+        if analysis.stages:
+            console.out.print(console.analysis_table(analysis))
         if analysis.loss_reduction_pct is not None:
             console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
                               f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points",
                               highlight=False)
+        if analysis.students:  # distilled students, beside their teachers
+            console.out.print(console.students_table(analysis))
     if plot is not None:
         _plot_curves(folder, records, plot)
 
