@@ -274,20 +274,6 @@ def analysis_table(analysis: Any) -> Table:
     return table
 
 
-def students_table(analysis: Any) -> Table:
-    """``slt analyze``: each distilled student against the best of its teachers."""
-    table = Table(title="distilled students (slt distill)", title_justify="left")
-    for column in ("checkpoint", "teachers", "alpha", "T", "parameters", "val acc",
-                   "Δ acc vs teachers"):
-        table.add_column(column, justify="left" if column in ("checkpoint", "teachers")
-                         else "right")
-    for row in analysis.students:
-        table.add_row(escape(row.checkpoint), escape(", ".join(row.teachers)), f"{row.alpha:g}",
-                      f"{row.temperature:g}", f"{row.parameters:,}", f"{row.val_accuracy:.4f}",
-                      arrow(row.accuracy_change, higher_is_better=True))
-    return table
-
-
 def evaluation_table(result: Any) -> Table:
     table = Table(title=f"{result.checkpoint} on the {result.split} split of {result.source} "
                         f"({result.count} sequences)", title_justify="left")
@@ -360,27 +346,6 @@ def ensemble_table(result: Any) -> Table:
     table.add_row(f"[bold]{result.name}[/]", f"{result.method} ensemble",
                   f"{result.val_loss:.4f}", f"[bold]{result.val_accuracy:.4f}[/] "
                   f"{arrow(result.val_accuracy - best, higher_is_better=True)}")
-    return table
-
-
-def distill_table(result: Any) -> Table:
-    """``slt distill``: teachers and student on the same validation clips, then the
-    exported student's size and latency."""
-    table = Table(title=f"{result.name}: distilled (alpha {result.alpha:g}, T "
-                        f"{result.temperature:g}), scored on the val split of {result.source}",
-                  title_justify="left")
-    for column in ("model", "parameters", "val acc", "agrees with teachers"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    table.add_row(escape(", ".join(result.teachers)), f"{result.teacher_parameters:,}",
-                  f"{result.teacher_val_accuracy:.4f}", "–")
-    table.add_row(f"[bold]{escape(result.name)}[/] (epoch {result.best_epoch}/{result.epochs})",
-                  f"{result.parameters:,}", f"[bold]{result.val_accuracy:.4f}[/]",
-                  f"{result.agreement:.4f}")
-    if result.footprint is not None:
-        figures = result.footprint
-        table.caption = (f"ONNX {figures.path}: {figures.size_mb:.3f} MB, "
-                         f"{figures.ms_per_sequence:.3f} ms per sequence (CPU, one thread)")
-        table.caption_justify = "left"
     return table
 
 

@@ -14,6 +14,8 @@ from slt_cli.commands.shared import check_device, checkpoint_folder
 from slt_cli.errors import BudgetMissed, SltError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from slt_cli.distill import DistillResult
 
 
@@ -71,9 +73,9 @@ def distill(
     from slt_cli.distill import DEFAULT_STUDENT, STUDENT_PRESETS, check_request
 
     check_request(teachers, name, alpha, temperature, epochs, student)
-    model: dict[str, Any] = (STUDENT_PRESETS[student] if student is not None
-                             else {"name": settings.model.name, **settings.model.settings}
-                             if config is not None else STUDENT_PRESETS[DEFAULT_STUDENT])
+    model: dict[str, Any] = STUDENT_PRESETS[student or DEFAULT_STUDENT]
+    if student is None and config is not None:  # the [model] of the file named
+        model = {"name": settings.model.name, **settings.model.settings}
     from slt_cli.distill import distill as run_distill
 
     reporter = console.RichReporter()
@@ -85,8 +87,32 @@ def distill(
                              device=device, reporter=reporter)
     for note in result.notes:
         reporter.note(note)
-    console.out.print(console.distill_table(result))
+    console.out.print(distill_table(result))
     _check_budgets(result, max_mb, max_ms)
+
+
+def distill_table(result: DistillResult) -> Table:
+    """Teachers and student on the same validation clips, then the exported student's
+    size and latency."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{result.name}: distilled (alpha {result.alpha:g}, T "
+                        f"{result.temperature:g}), scored on the val split of {result.source}",
+                  title_justify="left")
+    for column in ("model", "parameters", "val acc", "agrees with teachers"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_row(escape(", ".join(result.teachers)), f"{result.teacher_parameters:,}",
+                  f"{result.teacher_val_accuracy:.4f}", "–")
+    table.add_row(f"[bold]{escape(result.name)}[/] (epoch {result.best_epoch}/{result.epochs})",
+                  f"{result.parameters:,}", f"[bold]{result.val_accuracy:.4f}[/]",
+                  f"{result.agreement:.4f}")
+    if result.footprint is not None:
+        figures = result.footprint
+        table.caption = (f"ONNX {figures.path}: {figures.size_mb:.3f} MB, "
+                         f"{figures.ms_per_sequence:.3f} ms per sequence (CPU, one thread)")
+        table.caption_justify = "left"
+    return table
 
 
 def _check_budgets(result: DistillResult, max_mb: float | None, max_ms: float | None) -> None:
