@@ -137,6 +137,11 @@ def summary(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
             "ms": statistics.median(r[key]["ms"] for r in rows)}
 
 
+def save(report: dict[str, Any], path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="*")
@@ -166,6 +171,8 @@ def main() -> None:
                 folder = scratch / f"{Path(spec).stem}-seed{job.seed}"
                 folders.append(folder)
                 rows.append(run_job(job, options, folder))
+                report[spec] = {"runs": rows}
+                save(report, options.json)  # after each run: a late stop keeps the others
             entry: dict[str, Any] = {"runs": rows, "summary": {
                 key: summary(rows, key) for key in ("teacher", "student", "control")}}
             if not options.no_ensemble:
@@ -179,9 +186,7 @@ def main() -> None:
                                   "singles": {n: s["test_accuracy"]
                                               for n, s in part["singles"].items()},
                                   "best_on_val": part["best_on_val"]}), flush=True)
-            if options.json:  # after each dataset, so a late failure keeps the first
-                Path(options.json).write_text(json.dumps(report, indent=1) + "\n",
-                                              encoding="utf-8")
+            save(report, options.json)
 
 
 if __name__ == "__main__":
