@@ -292,6 +292,21 @@ def evaluation_table(result: Any) -> Table:
     return table
 
 
+def group_table(result: Any, by: str) -> Table:
+    """``slt evaluate --by signer|class``: accuracy of each signer (or class), the
+    weakest first, and the mean over them."""
+    rows = result.by_group(by)
+    mean = sum(acc for _, _, acc in rows) / max(1, len(rows))
+    table = Table(title=f"accuracy by {by} (weakest first; mean over {len(rows)} {by}s "
+                        f"{mean:.4f})", title_justify="left")
+    for column in (by, "sequences", "accuracy"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for i, (name, count, acc) in enumerate(rows):
+        mark = " ← worst" if i == 0 and len(rows) > 1 else ""
+        table.add_row(name, f"{count:,}", f"{acc:.4f}{mark}")
+    return table
+
+
 def confusion_table(pairs: Sequence[Any]) -> Table:
     """``slt evaluate``: the most-confused (true, predicted) pairs, most sequences first."""
     table = Table(title="most confused (true → predicted)", title_justify="left")
@@ -307,6 +322,10 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
 
+def _spread(values: dict[str, float]) -> str:
+    return f"min {values['min']:,} · median {values['median']:g} · max {values['max']:,}"
+
+
 def summary_table(summary: Any) -> Table:
     """``slt data inspect``: one row per fact about a data source."""
     table = Table(title=f"{summary.source}", title_justify="left")
@@ -316,17 +335,24 @@ def summary_table(summary: Any) -> Table:
     table.add_row("classes", f"{summary.classes:,}")
     table.add_row("signers", "–" if summary.signers is None else f"{summary.signers:,}")
     table.add_row("landmarks", f"{summary.landmarks} × {summary.channels}-D")
-    counts = summary.per_class
-    table.add_row("sequences per class", f"min {counts['min']:,} · median {counts['median']:g} "
-                                         f"· max {counts['max']:,}")
+    table.add_row("sequences per class", _spread(summary.per_class))
     lengths = summary.lengths
     table.add_row("frames per sequence", " · ".join(
         f"{key} {value:.1f}" if key == "mean" else f"{key} {value:g}"
         for key, value in lengths.items()))
     if summary.splits:
         table.add_row("splits", ", ".join(f"{k} {v:,}" for k, v in summary.splits.items()))
+    if summary.per_signer:
+        table.add_row("sequences per signer", _spread(summary.per_signer))
+        table.add_row("signers per class", _spread(summary.signers_per_class))
+        few = summary.few_signers
+        table.add_row("classes with < 2 signers",
+                      "none" if not few else f"{len(few)}: " + ", ".join(few[:8])
+                      + (" …" if len(few) > 8 else ""))
     for group, share in summary.missing.items():
-        table.add_row(f"missing {group}", f"{share:.1%}")
+        zeros = (summary.zero_filled or {}).get(group)
+        table.add_row(f"missing {group}", f"{share:.1%}" + (
+            "" if zeros is None else f" ({zeros:.1%} written as zeros)"))
     if summary.cache:
         table.add_row("cache", summary.cache)
     return table

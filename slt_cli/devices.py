@@ -7,7 +7,8 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
-from slt_cli.config import DEVICE_CHOICES
+from slt_cli.config import DEVICE_CHOICES, RunConfig
+from slt_cli.distributed import World
 from slt_cli.errors import SltError
 
 
@@ -35,6 +36,18 @@ def resolve_device(choice: str, local_rank: int | None = None) -> torch.device:
                            hint="Start at most one process per GPU (--nproc_per_node).")
         return torch.device("cuda", local_rank)
     return torch.device(choice)
+
+
+def describe(device: torch.device, run: RunConfig, world: World) -> str:
+    """How a run trains, for its first line: ``cuda:0, bf16, compiled``."""
+    parts = [str(device)]
+    if resolve_precision(run.precision, device) == "bf16":
+        parts.append("bf16")
+    if run.compile:
+        parts.append("compiled")
+    if world.distributed:
+        parts.append(f"{world.size} processes, DistributedDataParallel")
+    return ", ".join(parts)
 
 
 def resolve_precision(choice: str, device: torch.device) -> str:

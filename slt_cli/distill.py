@@ -47,15 +47,15 @@ from slt_cli.checkpoints import (
     weights_path,
 )
 from slt_cli.config import Config
-from slt_cli.data import load_configured
-from slt_cli.data.transforms import mirror_permutation
+from slt_cli.data import PreparedData, load_configured
+from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
 from slt_cli.devices import autocast, resolve_device, resolve_precision
-from slt_cli.engine import fit_to_data
 from slt_cli.ensemble import check_layout
 from slt_cli.errors import CheckpointError, SltError
 from slt_cli.extras import installed
 from slt_cli.lock import folder_lock
 from slt_cli.models.ensemble import Ensemble
+from slt_cli.plan import Step
 from slt_cli.records import build_network, checked_record, load_state, model_record, stage_sidecar
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.sidecar import Distillation, Teacher
@@ -220,10 +220,11 @@ def distill(config: Config, teachers: Sequence[str], name: str, *,
     record = model_record(student["name"], settings, data)
     model = build_network(record, seed=run.seed).to(target)
     stage = config.stages[stage_idx - 1]
-    stage = fit_to_data(stage if epochs is None else dataclasses.replace(stage, epochs=epochs),
-                        data)
-    train = TensorSplit.from_split(data.splits["train"], target)
-    val = TensorSplit.from_split(data.splits["val"], target)
+    if epochs is not None:
+        stage = dataclasses.replace(stage, epochs=epochs)
+    stage = Step(stage_idx, stage_idx, stage, name, None).fitted(data.num_frames)
+    train, val = (_tensors(data, split, data_config.dominant_hand, target)
+                  for split in ("train", "val"))
     mirror = mirror_permutation(data.joints)
     setup = StageSetup(stage_idx=stage_idx, batch_size=run.batch_size, devices=1, seed=run.seed,
                        monitor=run.monitor, min_batches=run.min_batches_per_epoch,
@@ -304,6 +305,15 @@ def measure_footprint(folder: Path, name: str, *, count: int = 32,
                 times.append(time.perf_counter() - started)
     return Footprint(path=exported.path, size_mb=exported.size / MB,
                      ms_per_sequence=statistics.median(times) * 1e3)
+
+
+def _tensors(data: PreparedData, split: str, dominant_hand: str,
+             device: torch.device) -> TensorSplit:
+    """A split on the device as the networks see it (as ``Trainer`` makes it: the
+    dominant hand on the right when ``[data] dominant_hand`` asks)."""
+    tensors = TensorSplit.from_split(data.split(split), device)
+    swap = dominant_hand_swap(data.joints, dominant_hand)
+    return tensors if swap is None else TensorSplit(right_handed(tensors.x, *swap), tensors.y)
 
 
 def _count(network: nn.Module) -> int:

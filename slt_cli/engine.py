@@ -17,50 +17,30 @@ from typing import Any
 
 from torch import nn
 
-from slt_cli.archive import archive_existing, dependants
 from slt_cli.checkpoints import (
     ARCHIVE_FOLDER,
-    EXPORT_FOLDER,
     best_checkpoint_name,
     free_name,
     load_weights,
     new_run_id,
     read_sidecar,
-    save_checkpoint,
-    settle,
     sidecar_path,
     stage_checkpoint_name,
-    update_sidecar,
 )
-from slt_cli.config import (
-    Config,
-    DataConfig,
-    StageConfig,
-    build_config,
-    continue_preset,
-    settings_from_dict,
-)
+from slt_cli.config import Config, DataConfig, continue_preset
 from slt_cli.data import PreparedData, load_configured
-from slt_cli.data.transforms import mirror_permutation
-from slt_cli.devices import device_count, resolve_device, resolve_precision
+from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
+from slt_cli.devices import describe, device_count, resolve_device, resolve_precision
 from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
-from slt_cli.files import own_folder
-from slt_cli.history import EpochRow, append_row, forget_from
-from slt_cli.lock import folder_lock
+from slt_cli.history import EpochRow
 from slt_cli.metrics import improvement, split_scores
-from slt_cli.records import (
-    build_network,
-    checked_record,
-    load_state,
-    model_record,
-    stage_from_dict,
-    stage_sidecar,
-)
+from slt_cli.plan import RunPlan, Step
+from slt_cli.records import build_network, checked_record, load_state, model_record, stage_sidecar
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.results import Evaluation, RunResult, StageResult
-from slt_cli.resume import RESUME_FOLDER, clear_resume, has_resume, load_resume, save_resume
+from slt_cli.runfolder import RunFolder
 from slt_cli.training import (
     StageInterrupted,
     StageRun,
@@ -80,12 +60,31 @@ class _Start:
     metrics: tuple[float, float] | None  # (val_loss, val_accuracy)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one plan shares."""
+
+    plan_config: Config
+    data: PreparedData
+    model: nn.Module
+    train: TensorSplit  # moved to the device once per run, not once per stage
+    val: TensorSplit
+    devices: int  # GPUs this process drives
+
+    @property
+    def batch_size(self) -> int:
+        """Sequences per step in this process (all its DataParallel GPUs together)."""
+        return self.plan_config.run.batch_size * self.devices
+
+
 class Trainer:
     """The engine. ``Trainer(config).train()`` runs every stage of ``config``.
 
-    Every run follows a *plan*: a JSON-ready list of steps (one stage each, with the
-    names it saves under) and how far it got. The plan is saved with the training
-    state after every epoch, so ``resume()`` can carry on from it.
+    Every run follows a ``plan.RunPlan``: its steps (one stage each, with the names it
+    saves under) and how far it got. The plan is saved with the training state after
+    every epoch, so ``resume()`` can carry on from it. The doors never change the
+    Trainer: what a run uses (a continued checkpoint's data, a resumed run's config)
+    is in its plan.
 
     Args:
         config: A loaded, checked configuration (``config.load_config``).
@@ -107,7 +106,7 @@ class Trainer:
         self.device = resolve_device(device, self.world.local_rank
                                      if self.world.distributed else None)
         join_process_group(self.world, self.device)
-        self.devices = self._device_count()
+        self.folder = RunFolder(self.checkpoint_dir, writes=self.world.is_main)
         self.reporter = (reporter or Reporter()) if self.world.is_main else Reporter()
         self._stop = threading.Event()
 
@@ -132,28 +131,18 @@ class Trainer:
         selected = list(stages) if stages else list(range(1, len(config.stages) + 1))
         data = self._data(config.data, config.run.seed)
         record = model_record(config.model.name, config.model.settings, data)
-        steps = [{"stage_idx": i, "saved_idx": i,
-                  "stage": dataclasses.asdict(config.stages[i - 1]),
-                  "best_name": best_checkpoint_name(i),
-                  "final_name": stage_checkpoint_name(i, config.stages[i - 1].name)}
-                 for i in selected]
+        steps = tuple(Step(stage_idx=i, saved_idx=i, stage=config.stages[i - 1],
+                           best_name=best_checkpoint_name(i),
+                           final_name=stage_checkpoint_name(i, config.stages[i - 1].name))
+                      for i in selected)
         run_id = new_run_id()
-        with self._holding_folder(run_id, refuse_interrupted=True):
-            start = self._saved_start(selected[0] - 1, record)
-            overwritten = [name for step in steps
-                           for name in (step["best_name"], step["final_name"])]
-            orphaned = dependants(self.checkpoint_dir, overwritten) if self.world.is_main else []
-            archived = (archive_existing(self.checkpoint_dir, [*overwritten, *orphaned], run_id)
-                        if self.world.is_main else [])
-            if archived:
-                trained_from = (f", {len(orphaned)} of them trained from the stages this run "
-                                f"replaces ({', '.join(orphaned)})" if orphaned else "")
-                self.reporter.note(f"moved {len(archived)} earlier checkpoint(s) to "
-                                   f"{self.checkpoint_dir / ARCHIVE_FOLDER / run_id}"
-                                   f"{trained_from}")
-            plan = self._plan("train", run_id, data, record, steps, start,
+        with self._holding(run_id, refuse_interrupted=True):
+            start = self._saved_start(config, selected[0] - 1, record)
+            archived = self._archive([name for step in steps
+                                      for name in (step.best_name, step.final_name)], run_id)
+            plan = self._plan("train", run_id, config, data, record, steps, start,
                               threshold=-1.0 if force else config.run.improvement_threshold)
-            return self._execute(plan, data, self._build(record), start.state, archived=archived)
+            return self._execute(plan, data, start.state, archived=archived)
 
     def continue_from(self, name: str, preset: str, *, epochs: int | None = None) -> StageResult:
         """Train further from checkpoint ``name`` with ``[continue.<preset>]``.
@@ -168,51 +157,43 @@ class Trainer:
         sidecar = read_sidecar(self.checkpoint_dir, name)
         # The checkpoint's data and seed (which fix its split, a cross-validation fold's
         # too) travel on into the new sidecar and resume state, not the current config's.
-        self.config = dataclasses.replace(
+        config = dataclasses.replace(
             self.config, data=sidecar.config.data,
             run=dataclasses.replace(self.config.run, seed=sidecar.config.run.seed))
-        data = self._data(self.config.data, self.config.run.seed)
+        data = self._data(config.data, config.run.seed)
         record = checked_record(name, sidecar, data)
         run_id = new_run_id()
-        with self._holding_folder(run_id, refuse_interrupted=True):
+        with self._holding(run_id, refuse_interrupted=True):
             start = _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
                            (sidecar.val_loss, sidecar.val_accuracy))
-            step = {"stage_idx": sidecar.stage_idx + 1, "saved_idx": sidecar.stage_idx,
-                    "stage": dataclasses.asdict(stage),
-                    "best_name": free_name(self.checkpoint_dir, f"{name}_{preset}"),
-                    "final_name": None}
-            plan = self._plan("continue", run_id, data, record, [step], start, threshold=-1.0)
-            return self._execute(plan, data, self._build(record), start.state).stages[0]
+            step = Step(stage_idx=sidecar.stage_idx + 1, saved_idx=sidecar.stage_idx,
+                        stage=stage, best_name=free_name(self.checkpoint_dir, f"{name}_{preset}"),
+                        final_name=None)
+            plan = self._plan("continue", run_id, config, data, record, (step,), start,
+                              threshold=-1.0)
+            return self._execute(plan, data, start.state).stages[0]
 
     def resume(self, kind: str = "train") -> RunResult:
         """Carry on the interrupted ``kind`` run (``train`` or ``continue``) in the
         checkpoint folder from its last saved position, as if it had never stopped."""
-        with self._holding_folder("resume", refuse_interrupted=False):
-            plan, tensors = load_resume(self.checkpoint_dir)
-            if plan["kind"] != kind:
+        with self._holding("resume", refuse_interrupted=False):
+            plan, values, tensors = self.folder.load_state()
+            if plan.kind != kind:
                 raise SltError(f"the interrupted run in {self.checkpoint_dir} is "
-                               f"`slt {plan['kind']}`, not `slt {kind}`",
-                               hint=f"Resume it with `slt {plan['kind']} --resume`.")
-            self.config = build_config(plan["config"], f"run {plan['run_id']}")
-            self.devices = self._device_count()
-            data = self._data(settings_from_dict(DataConfig, plan["data"], "the resume state",
-                                                 "data"), plan["data_seed"])
-            for index, step in enumerate(plan["steps"]):  # edited on disk: checked as TOML is
-                settings_from_dict(StageConfig, step["stage"], "the resume state",
-                                   f"steps[{index}].stage")
-            record = plan["record"]
+                               f"`slt {plan.kind}`, not `slt {kind}`",
+                               hint=f"Resume it with `slt {plan.kind} --resume`.")
+            data = self._data(plan.data, plan.data_seed)
+            record = plan.record
             if model_record(record["name"], record["settings"], data) != record:
-                raise DataError(f"the data of run {plan['run_id']} changed since it stopped",
+                raise DataError(f"the data of run {plan.run_id} changed since it stopped",
                                 hint="Put the data back as it was, or start a new run.")
-            self.reporter.note(f"resuming run {plan['run_id']} at step {plan['position'] + 1}, "
-                               f"epoch {plan['stage']['epoch']}")
-            if self.world.is_main:  # the epochs it trains again are recorded again
-                ahead = plan["steps"][plan["position"]:]
-                forget_from(self.checkpoint_dir, plan["run_id"], {
-                    s["saved_idx"]: plan["stage"]["epoch"] if i == 0 else 0
-                    for i, s in enumerate(ahead)})
-            return self._execute(plan, data, self._build(record), None,
-                                 snapshot=(tensors, plan["stage"]))
+            self.reporter.note(f"resuming run {plan.run_id} at step {plan.position + 1}, "
+                               f"epoch {values['epoch']}")
+            # the epochs it trains again are recorded again
+            self.folder.forget(plan.run_id, {
+                step.saved_idx: values["epoch"] if i == 0 else 0
+                for i, step in enumerate(plan.steps[plan.position:])})
+            return self._execute(plan, data, None, snapshot=(tensors, values))
 
     def evaluate(self, name: str, *, data_spec: str | None = None,
                  split: str = "val") -> Evaluation:
@@ -222,14 +203,15 @@ class Trainer:
         if data_spec is not None:
             data_config = dataclasses.replace(data_config, source=data_spec)
         data = self._data(data_config, sidecar.config.run.seed)
-        model = self._build(checked_record(name, sidecar, data))
+        model = self._build(checked_record(name, sidecar, data), self.config.run.seed)
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         chosen = data.split(split)
-        target = TensorSplit.from_split(chosen, self.device)
+        target = self._tensors(data, split, data_config)
         # As validation scored it in training: the checkpoint's own setting decides.
         mirror = (mirror_permutation(data.joints)
                   if sidecar.config.run.mirror_average else None)
-        logits = predict_logits(model, target, data.motion, self._batch_size(),
+        logits = predict_logits(model, target, data.motion,
+                                self.config.run.batch_size * self._device_count(self.config),
                                 resolve_precision(self.config.run.precision, self.device),
                                 mirror)
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
@@ -238,105 +220,117 @@ class Trainer:
 
     # --- running a plan ----------------------------------------------------------------
 
-    def _plan(self, kind: str, run_id: str, data: PreparedData, record: dict[str, Any],
-              steps: list[dict[str, Any]], start: _Start, threshold: float) -> dict[str, Any]:
+    def _plan(self, kind: str, run_id: str, config: Config, data: PreparedData,
+              record: dict[str, Any], steps: tuple[Step, ...], start: _Start,
+              threshold: float) -> RunPlan:
         # As loaded: the frame count the data decided, so a resume never recomputes it.
-        data_config = dataclasses.replace(self.config.data, source=data.source,
+        data_config = dataclasses.replace(config.data, source=data.source,
                                           frames=data.num_frames)
-        return {"kind": kind, "run_id": run_id, "config": self.config.to_dict(),
-                "data": dataclasses.asdict(data_config), "data_seed": self.config.run.seed,
-                "record": record, "steps": steps, "threshold": threshold, "position": 0,
-                "results": [], "start": {"checkpoint": start.checkpoint,
-                                         "metrics": start.metrics}}
+        return RunPlan(kind=kind, run_id=run_id, config=config, data=data_config,
+                       data_seed=config.run.seed, record=record, steps=steps,
+                       threshold=threshold, start_checkpoint=start.checkpoint,
+                       start_metrics=start.metrics)
 
-    def _execute(self, plan: dict[str, Any], data: PreparedData, model: nn.Module,
-                 start_state: State | None, *, archived: Sequence[str] = (),
+    def _execute(self, plan: RunPlan, data: PreparedData, start_state: State | None, *,
+                 archived: Sequence[str] = (),
                  snapshot: tuple[State, dict[str, Any]] | None = None) -> RunResult:
         """Run ``plan``'s steps from its position; that step may be half done
         (``snapshot``). Clears the resume state when the plan is done."""
-        steps = plan["steps"]
-        self.reporter.run_started(
-            stages=[(s["saved_idx"], s["stage"]["name"]) for s in steps[plan["position"]:]],
-            device=self._describe_device(), devices=self.devices * self.world.size,
-            batch_size=self._batch_size() * self.world.size,
-            train_size=len(data.splits["train"]), val_size=len(data.splits["val"]))
-        if self.config.run.compile and self.devices > 1:
-            self.reporter.note("compile is off with DataParallel; start with torchrun "
-                               "(DistributedDataParallel) to compile on several GPUs")
-        if self.config.run.mirror_average and mirror_permutation(data.joints) is None:
-            self.reporter.note("mirror_average is on, but the landmarks have no left/right "
-                               "names to swap: clips are scored unmirrored")
-        if data.num_frames == 1:
-            self.reporter.note("every clip is a single frame: the temporal augmentations "
-                               "(speed, time_mask) are off")
-        metrics = plan["start"]["metrics"]
-        start = _Start(start_state, plan["start"]["checkpoint"],
-                       tuple(metrics) if metrics is not None else None)
+        run = self._prepare(plan, data)
+        self._report_start(plan, run)
+        start = _Start(start_state, plan.start_checkpoint, plan.start_metrics)
         stopped = None
-        for position in range(plan["position"], len(steps)):
-            plan["position"] = position
-            result, start = self._run_step(plan, steps[position], model, data, start, snapshot)
+        for position in range(plan.position, len(plan.steps)):
+            plan = plan.at(position)
+            result, start = self._run_step(plan, run, start, snapshot)
             snapshot = None
-            plan["results"].append(dataclasses.asdict(result))
-            plan["start"] = {"checkpoint": start.checkpoint, "metrics": start.metrics}
-            if position < len(steps) - 1 and result.gain is not None and (
-                    result.gain < plan["threshold"]):
+            plan = plan.after(result)
+            if position < len(plan.steps) - 1 and result.gain is not None and (
+                    result.gain < plan.threshold):
                 stopped = (f"stage {result.stage_idx} ({result.name}) improved "
-                           f"{self.config.run.monitor} by {result.gain:+.4f}, less than the "
-                           f"threshold {plan['threshold']}; use --force to run every stage")
+                           f"{plan.config.run.monitor} by {result.gain:+.4f}, less than the "
+                           f"threshold {plan.threshold}; use --force to run every stage")
                 self.reporter.note(stopped)
                 break
-        if self.world.is_main:
-            clear_resume(self.checkpoint_dir)
+        self.folder.clear_state()
         barrier(self.world)  # every process returns once rank 0's files are written
-        return RunResult(run_id=plan["run_id"],
-                         stages=tuple(StageResult(**r) for r in plan["results"]),
-                         stopped=stopped, archived=tuple(archived))
+        return plan.outcome(stopped, tuple(archived))
 
-    def _run_step(self, plan: dict[str, Any], step: dict[str, Any], model: nn.Module,
-                  data: PreparedData, start: _Start,
+    def _prepare(self, plan: RunPlan, data: PreparedData) -> _Run:
+        return _Run(plan_config=plan.config, data=data,
+                    model=self._build(plan.record, plan.config.run.seed),
+                    train=self._tensors(data, "train", plan.data),
+                    val=self._tensors(data, "val", plan.data),
+                    devices=self._device_count(plan.config))
+
+    def _tensors(self, data: PreparedData, split: str, settings: DataConfig) -> TensorSplit:
+        """A split on the device as the network sees it (dominant hand on the right,
+        when ``settings`` asks)."""
+        tensors = TensorSplit.from_split(data.split(split), self.device)
+        swap = dominant_hand_swap(data.joints, settings.dominant_hand)
+        if swap is None:
+            return tensors
+        return TensorSplit(right_handed(tensors.x, *swap), tensors.y)
+
+    def _report_start(self, plan: RunPlan, run: _Run) -> None:
+        config = plan.config
+        self.reporter.run_started(
+            stages=[(step.saved_idx, step.stage.name) for step in plan.steps[plan.position:]],
+            device=describe(self.device, config.run, self.world),
+            devices=run.devices * self.world.size, batch_size=run.batch_size * self.world.size,
+            train_size=len(run.train), val_size=len(run.val))
+        if config.run.compile and run.devices > 1:
+            self.reporter.note("compile is off with DataParallel; start with torchrun "
+                               "(DistributedDataParallel) to compile on several GPUs")
+        if config.run.mirror_average and mirror_permutation(run.data.joints) is None:
+            self.reporter.note("mirror_average is on, but the landmarks have no left/right "
+                               "names to swap: clips are scored unmirrored")
+        if (plan.data.dominant_hand == "right"
+                and dominant_hand_swap(run.data.joints, "right") is None):
+            self.reporter.note("dominant_hand is right, but the landmarks name no left and "
+                               "right hand: clips are kept as recorded")
+        if run.data.num_frames == 1:
+            self.reporter.note("every clip is a single frame: the temporal augmentations "
+                               "(speed, time_mask) are off")
+
+    def _run_step(self, plan: RunPlan, run: _Run, start: _Start,
                   snapshot: tuple[State, dict[str, Any]] | None) -> tuple[StageResult, _Start]:
         """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
-        stage = fit_to_data(stage_from_dict(step["stage"]), data)
+        step, config, data = plan.step, plan.config, run.data
+        stage = step.fitted(data.num_frames)
         if start.state is not None and snapshot is None:
-            load_state(model, start.state, start.checkpoint)
+            load_state(run.model, start.state, start.checkpoint)
 
         def save(name: str, state: State, metrics: EpochMetrics, seconds: float) -> None:
-            if not self.world.is_main:  # the others hold the same weights: one writer
-                return
-            sidecar = stage_sidecar(self.config, step["saved_idx"], stage, metrics, seconds,
-                                    plan["record"], data, start.checkpoint, plan["run_id"],
-                                    stage_time=seconds)  # all of the stage so far
-            save_checkpoint(self.checkpoint_dir, name, state, sidecar)
+            if self.folder.writes:  # the others hold the same weights: one writer
+                self.folder.save(name, state, stage_sidecar(
+                    config, step.saved_idx, stage, metrics, seconds, plan.record, data,
+                    start.checkpoint, plan.run_id, stage_time=seconds))  # the stage so far
 
         def save_resume_state(stage_run: StageRun) -> None:
             tensors, values = stage_run.snapshot()  # every process: it sums their metrics
-            if self.world.is_main:
-                save_resume(self.checkpoint_dir, {**plan, "stage": values}, tensors)
+            self.folder.save_state(plan, values, tensors)
 
         def end_epoch(stage_run: StageRun) -> None:
-            if self.world.is_main and stage_run.last is not None:  # before the resume state
-                append_row(self.checkpoint_dir, EpochRow.from_metrics(
-                    stage_run.last, run_id=plan["run_id"], kind=plan["kind"],
-                    stage_idx=step["saved_idx"], checkpoint=step["best_name"],
+            if stage_run.last is not None:  # before the resume state
+                self.folder.log(EpochRow.from_metrics(
+                    stage_run.last, run_id=plan.run_id, kind=plan.kind,
+                    stage_idx=step.saved_idx, checkpoint=step.best_name,
                     parent=start.checkpoint))
             save_resume_state(stage_run)
 
-        run = self.config.run
-        setup = StageSetup(stage_idx=step["stage_idx"], batch_size=self._batch_size(),
-                           devices=self.devices, seed=run.seed, monitor=run.monitor,
-                           motion=data.motion, min_batches=run.min_batches_per_epoch,
+        settings = config.run
+        setup = StageSetup(stage_idx=step.stage_idx, batch_size=run.batch_size,
+                           devices=run.devices, seed=settings.seed, monitor=settings.monitor,
+                           motion=data.motion, min_batches=settings.min_batches_per_epoch,
                            mirror=mirror_permutation(data.joints),
-                           precision=resolve_precision(run.precision, self.device),
-                           compile=run.compile, world=self.world,
+                           precision=resolve_precision(settings.precision, self.device),
+                           compile=settings.compile, world=self.world,
                            score_start=start.state is not None,
-                           mirror_average=run.mirror_average)
-        stage_run = StageRun(model, stage,
-                             TensorSplit.from_split(data.splits["train"], self.device),
-                             TensorSplit.from_split(data.splits["val"], self.device), setup,
-                             self.reporter)
+                           mirror_average=settings.mirror_average)
+        stage_run = StageRun(run.model, stage, run.train, run.val, setup, self.reporter)
         self.reporter.stage_started(
-            stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
+            stage_idx=step.saved_idx, name=stage.name, description=stage.description,
             epochs=stage.epochs, batches=stage_run.batches,
             start=start.checkpoint or "fresh weights")
         if snapshot is not None:
@@ -345,72 +339,65 @@ class Trainer:
             save_resume_state(stage_run)  # resumable from its very first batch
         try:
             outcome = stage_run.run(
-                on_best=lambda state, metrics: save(step["best_name"], state, metrics,
+                on_best=lambda state, metrics: save(step.best_name, state, metrics,
                                                     stage_run.elapsed),
                 on_epoch_end=end_epoch, should_stop=self._stop.is_set)
         except StageInterrupted:
             save_resume_state(stage_run)
             raise RunInterrupted(
-                f"stopped in stage {step['saved_idx']} ({stage.name}), epoch {stage_run.epoch},"
+                f"stopped in stage {step.saved_idx} ({stage.name}), epoch {stage_run.epoch},"
                 f" after batch {stage_run.batch}; the state to resume from is saved",
-                hint=f"Carry on with: slt {plan['kind']} --resume "
+                hint=f"Carry on with: slt {plan.kind} --resume "
                      f"--checkpoint-dir {self.checkpoint_dir}") from None
-        if step["final_name"] is not None:
-            save(step["final_name"], outcome.final_state, outcome.final, outcome.seconds)
-        if self.world.is_main:  # the best was saved mid-stage: give it the whole stage's time
-            update_sidecar(self.checkpoint_dir, step["best_name"],
-                           stage_time=round(outcome.seconds, 3))
+        if step.final_name is not None:
+            save(step.final_name, outcome.final_state, outcome.final, outcome.seconds)
+        # the best was saved mid-stage: give it the whole stage's time
+        self.folder.update(step.best_name, stage_time=round(outcome.seconds, 3))
         if outcome.epochs_run < stage.epochs:
             self.reporter.note(
-                f"stage {step['saved_idx']} ({stage.name}) stopped early at epoch "
+                f"stage {step.saved_idx} ({stage.name}) stopped early at epoch "
                 f"{outcome.epochs_run} of {stage.epochs}: no gain for {stage.patience} epoch"
                 f"{'s' if stage.patience > 1 else ''}")
         best = (outcome.best.val_loss, outcome.best.val_accuracy)
         gain = None if start.metrics is None else improvement(best, start.metrics,
-                                                              self.config.run.monitor)
+                                                              settings.monitor)
         result = StageResult(
-            stage_idx=step["saved_idx"], name=stage.name, description=stage.description,
+            stage_idx=step.saved_idx, name=stage.name, description=stage.description,
             val_loss=best[0], val_accuracy=best[1], best_epoch=outcome.best.epoch,
-            epochs=stage.epochs, training_time=outcome.seconds, checkpoint=step["best_name"],
-            final_checkpoint=step["final_name"], parent=start.checkpoint, gain=gain,
+            epochs=stage.epochs, training_time=outcome.seconds, checkpoint=step.best_name,
+            final_checkpoint=step.final_name, parent=start.checkpoint, gain=gain,
             epochs_run=outcome.epochs_run)
         self.reporter.stage_done(result)
-        return result, _Start(outcome.best_state, step["best_name"], best)
+        return result, _Start(outcome.best_state, step.best_name, best)
 
     @contextmanager
-    def _holding_folder(self, run_id: str, *, refuse_interrupted: bool) -> Iterator[None]:
+    def _holding(self, run_id: str, *, refuse_interrupted: bool) -> Iterator[None]:
         """Hold the checkpoint folder while the block runs: rank 0 (the only process
         without torchrun) takes the lock and tidies what a killed run left; the other
         processes wait for that, then only read."""
-        if not self.world.is_main:
-            barrier(self.world)
-            yield
-            return
-        with folder_lock(self.checkpoint_dir, run_id):
-            for name in (ARCHIVE_FOLDER, RESUME_FOLDER, EXPORT_FOLDER):  # before any write
-                own_folder(self.checkpoint_dir, name)
-            settle(self.checkpoint_dir)
-            if refuse_interrupted:
-                self._refuse_over_interrupted_run()
+        with self.folder.hold(run_id, refuse_interrupted=refuse_interrupted):
             barrier(self.world)
             yield
 
-    def _refuse_over_interrupted_run(self) -> None:
-        if has_resume(self.checkpoint_dir):
-            raise SltError(f"{self.checkpoint_dir} holds an interrupted run",
-                           hint="Carry it on with `slt train --resume` (or `slt continue "
-                                "--resume`), or use another --checkpoint-dir.")
+    def _archive(self, names: list[str], run_id: str) -> list[str]:
+        """Move aside the earlier files of ``names`` and what was trained from them."""
+        archived, orphaned = self.folder.archive(names, run_id)
+        if archived:
+            trained_from = (f", {len(orphaned)} of them trained from the stages this run "
+                            f"replaces ({', '.join(orphaned)})" if orphaned else "")
+            self.reporter.note(f"moved {len(archived)} earlier checkpoint(s) to "
+                               f"{self.checkpoint_dir / ARCHIVE_FOLDER / run_id}{trained_from}")
+        return archived
 
     # --- shared machinery --------------------------------------------------------------
 
-    def _saved_start(self, stage_idx: int, record: dict[str, Any]) -> _Start:
+    def _saved_start(self, config: Config, stage_idx: int, record: dict[str, Any]) -> _Start:
         """Start from ``best_model_stage_{stage_idx}`` on disk when it exists."""
         name = best_checkpoint_name(stage_idx)
         if stage_idx < 1 or not sidecar_path(self.checkpoint_dir, name).is_file():
             return _Start(None, None, None)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        if (sidecar.model != record
-                or sidecar.config.data.normalise != self.config.data.normalise):
+        if sidecar.model != record or sidecar.config.data.normalise != config.data.normalise:
             raise CheckpointError(
                 f"{name} was trained with another model or data than this config",
                 hint="Run from stage 1 (--stages all), or use the config it was trained with.")
@@ -420,36 +407,11 @@ class Trainer:
     def _data(self, data_config: DataConfig, seed: int) -> PreparedData:
         return load_configured(data_config, seed, self.reporter)
 
-    def _build(self, record: Mapping[str, Any]) -> nn.Module:
-        return build_network(record, seed=self.config.run.seed).to(self.device)
+    def _build(self, record: Mapping[str, Any], seed: int) -> nn.Module:
+        return build_network(record, seed=seed).to(self.device)
 
-    def _batch_size(self) -> int:
-        """Sequences per step in this process (all its DataParallel GPUs together)."""
-        return self.config.run.batch_size * self.devices
-
-    def _device_count(self) -> int:
+    def _device_count(self, config: Config) -> int:
         """GPUs one process drives: one under torchrun, else all when multi_gpu."""
         if self.world.distributed:
             return 1
-        return device_count(self.device, self.config.run.multi_gpu)
-
-    def _describe_device(self) -> str:
-        run = self.config.run
-        parts = [str(self.device)]
-        if resolve_precision(run.precision, self.device) == "bf16":
-            parts.append("bf16")
-        if run.compile:
-            parts.append("compiled")
-        if self.world.distributed:
-            parts.append(f"{self.world.size} processes, DistributedDataParallel")
-        return ", ".join(parts)
-
-
-def fit_to_data(stage: StageConfig, data: PreparedData) -> StageConfig:
-    """``stage`` as it can run on ``data``: on single-frame clips (static handshapes,
-    fingerspelled letters) a time mask would blank the whole clip and keep its label,
-    and a tempo change does nothing, so both are off."""
-    if data.num_frames > 1 or not (stage.augment.speed or stage.augment.time_mask):
-        return stage
-    return dataclasses.replace(stage, augment=dataclasses.replace(stage.augment, speed=0.0,
-                                                                  time_mask=0.0))
+        return device_count(self.device, config.run.multi_gpu)

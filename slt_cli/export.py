@@ -255,16 +255,17 @@ def reference_sequences(model: LoadedModel, limit: int) -> tuple[Reference | Non
     the same source, landmarks and split as training; (None, why) when the data
     cannot be read any more."""
     from slt_cli.data import load_source
-    from slt_cli.data.corpus import is_corpus_spec, open_corpus
+    from slt_cli.data.corpus import open_corpus
     from slt_cli.data.preprocess import split_labels
+    from slt_cli.data.sources import ReadOptions, is_corpus_spec
 
     data, seed = model.sidecar.config.data, model.sidecar.config.run.seed
-    source = data.source
+    source, options = data.source, ReadOptions.of(data)
     try:
         corpus = is_corpus_spec(source)
         landmarks = model.preprocessing.landmarks
-        raw = (open_corpus(source, landmarks) if corpus
-               else load_source(source, landmarks=landmarks))
+        raw = (open_corpus(source, landmarks, options=options) if corpus
+               else load_source(source, landmarks=landmarks, options=options))
         labels = split_labels(raw.y, raw.signer, raw.split, data.val_fraction,
                               seed)
     except DataError as exc:
@@ -336,15 +337,16 @@ def _onnx(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
 
 def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: int,
               reference: Reference | None, parity: list[Parity]) -> dict[str, Any]:
-    from slt_cli.data.corpus import is_corpus_spec
     from slt_cli.data.landmarks import parse_joint
+    from slt_cli.data.sources import find_source
 
     pre = model.preprocessing
     source = model.sidecar.config.data.source
     names = pre.joints or (reference.joints if reference else None)
-    # GISLR and .pose corpora, and .npz files with MediaPipe names, take the selection.
-    selected = is_corpus_spec(source) or (
-        source.endswith(".npz") and bool(names) and None not in map(parse_joint, names))
+    # Corpora, and .npz files with MediaPipe names, take the selection.
+    kind = find_source(source)
+    selected = kind is not None and (kind.corpus or (
+        kind.kind == "npz" and bool(names) and None not in map(parse_joint, names)))
     layout = pre.layout
     if layout is None:
         normalise = ["centre on the mean landmark and scale to unit spread (NaN ignored)"]
@@ -377,6 +379,10 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
                           "normalise": pre.normalise, "data_source": source,
                           "steps": [*normalise,
                                     f"resample linearly to {pre.frames} frames",
+                                    *(["dominant hand: a clip whose left hand is seen in more "
+                                       "frames than its right is mirrored (x negated, "
+                                       "left/right landmarks swapped)"]
+                                      if model.classifier.right_handed else []),
                                     "features: coordinates, " + ("frame differences, "
                                                                  if pre.motion else "")
                                     + "presence flags (NaN -> 0)",
@@ -384,6 +390,7 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
                                        "left/right mirror (x negated, left/right landmarks "
                                        "swapped); logits are the log of the two passes' mean "
                                        "probabilities"] if model.classifier.mirrored else [])],
-                          "mirror_average": model.classifier.mirrored},
+                          "mirror_average": model.classifier.mirrored,
+                          "dominant_hand": pre.dominant_hand},
         "parity": [asdict(p) for p in parity],
     }

@@ -7,100 +7,38 @@ test in every fold. Each fold is an ordinary run of the engine into its own
 checkpoint folder, ``CHECKPOINT_DIR/fold_i/`` (own lock, resume state, archive), with
 ``data.folds = K`` and ``data.fold = i`` in its configuration, so every sidecar says
 which split it was scored on and ``evaluate``, ``continue`` and ``--resume`` rebuild
-that split.
-
-``CHECKPOINT_DIR/folds.json`` is rewritten after each fold: what was asked (config,
-stages, force), each finished fold's results, and per stage the mean, sample
-standard deviation, min and max across folds of the best validation accuracy and
-loss. Until the last fold it says ``"complete": false``, which is what
-``--folds K --resume`` carries on from.
+that split. The parent folder is held through the same ``RunFolder`` as a fold's,
+and keeps the summary, ``folds.json`` (``foldsummary.FoldsSummary``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import statistics
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from slt_cli import __version__
-from slt_cli.checkpoints import (
-    ARCHIVE_FOLDER,
-    FOLDS_FILE,
-    atomic_write_bytes,
-    new_run_id,
-    settle,
+from slt_cli.checkpoints import FOLDS_FILE, new_run_id
+from slt_cli.config import Config
+from slt_cli.errors import ConfigError, RunInterrupted, SltError
+from slt_cli.foldsummary import (
+    FoldsRequest,
+    FoldsSummary,
+    FoldStage,
+    fold_folder,
+    unfinished_folds,
 )
-from slt_cli.config import Config, build_config
-from slt_cli.errors import (
-    CheckpointError,
-    ConfigError,
-    RunInterrupted,
-    SltError,
-    UnreadableFile,
-)
-from slt_cli.files import load_json, own_folder
-from slt_cli.lock import folder_lock
 from slt_cli.reporting import Reporter
-from slt_cli.results import RunResult, StageResult
-from slt_cli.resume import has_resume
+from slt_cli.results import RunResult
+from slt_cli.runfolder import RunFolder
 
 if TYPE_CHECKING:
     from slt_cli.engine import Trainer
 
-SCHEMA_VERSION = 1
-
-
-def fold_folder(directory: Path, fold: int) -> Path:
-    """Where fold ``fold`` (1-based) keeps its checkpoints: ``directory/fold_<fold>``."""
-    return directory / f"fold_{fold}"
-
-
-def unfinished_folds(directory: Path) -> int | None:
-    """K of the unfinished cross-validation run in ``directory``, or None when there is
-    none (so ``slt train --resume`` there carries that run on)."""
-    try:
-        summary = load_json(directory / FOLDS_FILE)
-    except UnreadableFile:
-        return None
-    if isinstance(summary, dict) and summary.get("complete") is False:
-        folds = summary.get("folds")
-        return folds if isinstance(folds, int) else None
-    return None
-
-
-@dataclass(frozen=True)
-class Spread:
-    """One metric across folds: mean, sample standard deviation, min, max, and each value."""
-
-    mean: float
-    std: float  # sample standard deviation (n - 1); 0.0 for a single fold
-    min: float
-    max: float
-    values: tuple[float, ...]  # fold by fold
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        return cls(mean=statistics.fmean(values),
-                   std=statistics.stdev(values) if len(values) > 1 else 0.0,
-                   min=min(values), max=max(values), values=tuple(values))
-
-
-@dataclass(frozen=True)
-class FoldStage:
-    """One stage across the folds that reached it (a fold can stop early)."""
-
-    stage_idx: int
-    name: str
-    folds: tuple[int, ...]  # the folds (1-based) whose run trained this stage
-    val_accuracy: Spread
-    val_loss: Spread
+__all__ = ["CrossValidation", "CrossValidationResult", "fold_folder", "unfinished_folds"]
 
 
 @dataclass(frozen=True)
@@ -109,21 +47,6 @@ class CrossValidationResult:
     runs: tuple[RunResult, ...]  # fold 1 first
     stages: tuple[FoldStage, ...]
     summary_path: Path
-
-
-def summarise(runs: Sequence[tuple[int, RunResult]]) -> tuple[FoldStage, ...]:
-    """Per stage, the spread of the best validation accuracy and loss over ``runs``
-    (``(fold, result)`` pairs)."""
-    reached: dict[int, list[tuple[int, StageResult]]] = {}
-    for fold, run in runs:
-        for stage in run.stages:
-            reached.setdefault(stage.stage_idx, []).append((fold, stage))
-    return tuple(
-        FoldStage(stage_idx=index, name=pairs[0][1].name,
-                  folds=tuple(fold for fold, _ in pairs),
-                  val_accuracy=Spread.of([stage.val_accuracy for _, stage in pairs]),
-                  val_loss=Spread.of([stage.val_loss for _, stage in pairs]))
-        for index, pairs in sorted(reached.items()))
 
 
 class CrossValidation:
@@ -150,7 +73,8 @@ class CrossValidation:
         self.directory = Path(checkpoint_dir or config.run.checkpoint_dir)
         self.device = device
         self.reporter = reporter or Reporter()
-        self.is_main = world_from_environment().is_main  # under torchrun, rank 0 writes
+        # under torchrun, rank 0 writes
+        self.folder = RunFolder(self.directory, writes=world_from_environment().is_main)
         self._trainer: Trainer | None = None
         self._stop = threading.Event()
 
@@ -167,66 +91,60 @@ class CrossValidation:
         Raises:
             SltError: when the folder holds an unfinished cross-validation run.
         """
-        selected = list(stages) if stages else list(range(1, len(self.config.stages) + 1))
-        request = {"config": self.config.to_dict(), "stages": selected, "force": force}
+        selected = tuple(stages) if stages else tuple(range(1, len(self.config.stages) + 1))
+        summary = FoldsSummary(self.folds, FoldsRequest(self.config, selected, force))
         with self._holding():
             # Only rank 0 looks: it may already have written the new summary when
             # another process would read it.
-            earlier = self._read_summary() if self.is_main else None
-            if earlier is not None and not earlier.get("complete"):
-                raise SltError(f"{self.directory} holds an unfinished {earlier['folds']}-fold "
-                               f"run ({len(earlier['runs'])} of {earlier['folds']} folds done)",
-                               hint=f"Carry it on with `slt train --folds {earlier['folds']} "
+            earlier = FoldsSummary.read(self.directory) if self.folder.writes else None
+            if earlier is not None and not earlier.complete:
+                raise SltError(f"{self.directory} holds an unfinished {earlier.folds}-fold "
+                               f"run ({len(earlier.runs)} of {earlier.folds} folds done)",
+                               hint=f"Carry it on with `slt train --folds {earlier.folds} "
                                     f"--resume --checkpoint-dir {self.directory}`, or use "
                                     "another --checkpoint-dir.")
             if earlier is not None:
-                self._archive_summary()
-            done: list[tuple[int, RunResult]] = []
-            self._write_summary(request, done)  # from now on, --resume knows what was asked
+                target = self.folder.archive_file(FOLDS_FILE, new_run_id())
+                self.reporter.note(f"moved the earlier {FOLDS_FILE} to {target}")
+            self._write(summary)  # from now on, --resume knows what was asked
             try:
-                return self._run_folds(request, done)
+                return self._run_folds(summary)
             except SltError as exc:
                 # Refused before any fold trained (data that cannot make K folds): leave
                 # nothing behind that would ask for a --resume.
-                if (self.is_main and not done and not isinstance(exc, RunInterrupted)
-                        and not has_resume(fold_folder(self.directory, 1))):
-                    (self.directory / FOLDS_FILE).unlink(missing_ok=True)
+                if self.folder.writes and not isinstance(exc, RunInterrupted) and not (
+                        RunFolder(fold_folder(self.directory, 1)).interrupted()
+                        or FoldsSummary.read(self.directory).runs):
+                    self.folder.discard(FOLDS_FILE)
                 raise
 
     def resume(self) -> CrossValidationResult:
         """Carry on the unfinished cross-validation run in the folder: finished folds
         are kept, an interrupted fold resumes where it stopped, the others start."""
         with self._holding():
-            earlier = self._read_summary()
+            earlier = FoldsSummary.read(self.directory)
             if earlier is None:
                 raise SltError(f"no cross-validation run to resume in {self.directory} "
                                f"(no {FOLDS_FILE})",
                                hint="Start one with `slt train --folds K`.")
-            if earlier.get("complete"):
-                raise SltError(f"the {earlier['folds']}-fold run in {self.directory} is "
+            if earlier.complete:
+                raise SltError(f"the {earlier.folds}-fold run in {self.directory} is "
                                "finished; there is nothing to resume",
                                hint=f"Its summary is in {self.directory / FOLDS_FILE}.")
-            if earlier["folds"] != self.folds:
+            if earlier.folds != self.folds:
                 raise SltError(f"the unfinished run in {self.directory} has "
-                               f"{earlier['folds']} folds, not {self.folds}",
-                               hint=f"Resume it with --folds {earlier['folds']}.")
-            self.config = build_config(earlier["request"]["config"], FOLDS_FILE)
-            try:
-                done = [(entry["fold"], _run_from_dict(entry)) for entry in earlier["runs"]]
-            except (KeyError, TypeError) as exc:
-                raise CheckpointError(f"{self.directory / FOLDS_FILE}: damaged fold results "
-                                      f"({exc!r})", hint="Move it away and start a new run."
-                                      ) from None
-            return self._run_folds(earlier["request"], done)
+                               f"{earlier.folds} folds, not {self.folds}",
+                               hint=f"Resume it with --folds {earlier.folds}.")
+            return self._run_folds(earlier)
 
     # --- inside ----------------------------------------------------------------------
 
-    def _run_folds(self, request: dict[str, Any],
-                   done: list[tuple[int, RunResult]]) -> CrossValidationResult:
-        """Train every fold not in ``done`` (appending to it), rewriting the summary."""
+    def _run_folds(self, summary: FoldsSummary) -> CrossValidationResult:
+        """Train every fold ``summary`` lacks, rewriting the summary after each."""
         from slt_cli.engine import Trainer
 
-        finished = {fold for fold, _ in done}
+        request = summary.request
+        finished = {fold for fold, _ in summary.runs}
         for fold in range(1, self.folds + 1):
             if fold in finished:
                 continue
@@ -234,26 +152,25 @@ class CrossValidation:
                 raise self._interrupted(f"stopped before fold {fold} of {self.folds}; the "
                                         "folds before it are saved")
             folder = fold_folder(self.directory, fold)
-            config = dataclasses.replace(self.config, data=dataclasses.replace(
-                self.config.data, folds=self.folds, fold=fold))
+            config = dataclasses.replace(request.config, data=dataclasses.replace(
+                request.config.data, folds=self.folds, fold=fold))
             self._trainer = Trainer(config, checkpoint_dir=folder, device=self.device,
                                     reporter=self.reporter)
-            resuming = has_resume(folder)
+            resuming = self._trainer.folder.interrupted()
             self.reporter.note(f"fold {fold} of {self.folds}"
                                f"{' (resumed)' if resuming else ''}: checkpoints in {folder}")
             try:
                 result = (self._trainer.resume("train") if resuming else
-                          self._trainer.train(request["stages"], force=request["force"]))
+                          self._trainer.train(request.stages, force=request.force))
             except RunInterrupted as exc:
                 raise self._interrupted(f"fold {fold} of {self.folds}: {exc.message}") from None
             finally:
                 self._trainer = None
-            done.append((fold, result))
-            self._write_summary(request, done)
+            summary = summary.with_run(fold, result)
+            self._write(summary)
         return CrossValidationResult(
-            folds=self.folds, runs=tuple(run for _, run in sorted(done, key=lambda p: p[0])),
-            stages=summarise(sorted(done, key=lambda p: p[0])),
-            summary_path=self.directory / FOLDS_FILE)
+            folds=self.folds, runs=tuple(run for _, run in summary.runs),
+            stages=summary.stages, summary_path=self.directory / FOLDS_FILE)
 
     def _interrupted(self, message: str) -> RunInterrupted:
         return RunInterrupted(message, hint=f"Carry on with: slt train --folds {self.folds} "
@@ -262,59 +179,8 @@ class CrossValidation:
     @contextmanager
     def _holding(self) -> Iterator[None]:
         """Hold the parent folder for the whole run (each fold's Trainer holds its own)."""
-        if not self.is_main:
-            yield
-            return
-        with folder_lock(self.directory, new_run_id()):
-            settle(self.directory)  # a killed write of folds.json
+        with self.folder.hold(new_run_id()):
             yield
 
-    def _read_summary(self) -> dict[str, Any] | None:
-        path = self.directory / FOLDS_FILE
-        if not (path.exists() or path.is_symlink()):
-            return None
-        try:
-            summary = load_json(path)
-            if not (isinstance(summary, dict) and isinstance(summary.get("folds"), int)
-                    and isinstance(summary.get("runs"), list)
-                    and isinstance(summary.get("request", {}).get("config"), dict)):
-                raise ValueError("not a folds summary")
-        except UnreadableFile as exc:
-            raise CheckpointError(f"damaged cross-validation summary: {exc}",
-                                  hint="Move it away to start a new run; the fold folders "
-                                       "are intact.") from None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{path}: damaged cross-validation summary ({exc})",
-                                  hint="Move it away to start a new run; the fold folders "
-                                       "are intact.") from None
-        return summary
-
-    def _archive_summary(self) -> None:
-        """Keep a finished run's summary: moved into ``archive/<run_id>/``."""
-        target = own_folder(self.directory, ARCHIVE_FOLDER) / new_run_id()
-        target.mkdir(parents=True, exist_ok=True)
-        (self.directory / FOLDS_FILE).replace(target / FOLDS_FILE)
-        self.reporter.note(f"moved the earlier {FOLDS_FILE} to {target}")
-
-    def _write_summary(self, request: dict[str, Any],
-                       done: list[tuple[int, RunResult]]) -> None:
-        if not self.is_main:
-            return
-        ordered = sorted(done, key=lambda pair: pair[0])
-        summary = {
-            "schema_version": SCHEMA_VERSION, "slt_version": __version__,
-            "folds": self.folds, "complete": len(done) == self.folds,
-            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "request": request,
-            "runs": [{"fold": fold, "folder": fold_folder(self.directory, fold).name,
-                      **dataclasses.asdict(run)} for fold, run in ordered],
-            "stages": [dataclasses.asdict(stage) for stage in summarise(ordered)],
-        }
-        text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
-        atomic_write_bytes(self.directory / FOLDS_FILE, text.encode("utf-8"))
-
-
-def _run_from_dict(entry: dict[str, Any]) -> RunResult:
-    return RunResult(run_id=entry["run_id"],
-                     stages=tuple(StageResult(**stage) for stage in entry["stages"]),
-                     stopped=entry["stopped"], archived=tuple(entry["archived"]))
+    def _write(self, summary: FoldsSummary) -> None:
+        self.folder.write_json(FOLDS_FILE, summary.to_json(self.directory))

@@ -23,11 +23,13 @@ from slt_cli.checkpoints import load_weights, read_sidecar
 from slt_cli.data.landmarks import PartsLayout, normalisation_layout
 from slt_cli.data.parts import normalise  # the one normaliser, by parts or one cloud
 from slt_cli.data.transforms import (
+    dominant_hand_swap,
     feature_count,
     features,
     mean_probabilities,
     mirror_clips,
     mirror_permutation,
+    right_handed,
 )
 from slt_cli.errors import DataError
 from slt_cli.records import build_network, load_state
@@ -44,13 +46,26 @@ class Preprocessing:
     normalise: str = "sequence"  # "parts" or "sequence" (checkpoints from before: sequence)
     joints: tuple[str, ...] | None = None  # the raw landmarks' names, when the data had them
     mirror_average: bool = False  # scores are the mean of the clip's and its mirror's
+    dominant_hand: str = "keep"  # "right": clips whose left hand is seen more are mirrored
 
     @classmethod
     def of(cls, sidecar: Sidecar) -> Preprocessing:
         data = sidecar.config.data
         return cls(frames=data.frames, motion=data.motion, landmarks=data.landmarks,
                    normalise=data.normalise, joints=sidecar.joints,
-                   mirror_average=sidecar.config.run.mirror_average)
+                   mirror_average=sidecar.config.run.mirror_average,
+                   dominant_hand=data.dominant_hand)
+
+    @property
+    def prepared_joints(self) -> tuple[str, ...] | None:
+        layout = self.layout
+        return layout.prepared_joints if layout is not None else self.joints
+
+    @property
+    def hand_swap(self) -> tuple[list[int], list[int], list[int]] | None:
+        """(left hand, right hand, mirror) of the prepared landmarks when clips are
+        turned right-handed (``transforms.right_handed``), as in training."""
+        return dominant_hand_swap(self.prepared_joints, self.dominant_hand)
 
     @property
     def layout(self) -> PartsLayout | None:
@@ -63,8 +78,7 @@ class Preprocessing:
         (as validation scored them in training); None otherwise."""
         if not self.mirror_average:
             return None
-        layout = self.layout
-        return mirror_permutation(layout.prepared_joints if layout is not None else self.joints)
+        return mirror_permutation(self.prepared_joints)
 
     @property
     def added_joints(self) -> int:
@@ -111,6 +125,11 @@ class RawClassifier(nn.Module):
         self.mirrored = mirror is not None
         self.register_buffer("mirror", torch.tensor(mirror if mirror is not None else [],
                                                     dtype=torch.long), persistent=False)
+        swap = preprocessing.hand_swap
+        self.right_handed = swap is not None
+        for name, index in zip(("left_hand", "right_hand", "hand_mirror"), swap or ([],) * 3,
+                               strict=True):
+            self.register_buffer(name, torch.tensor(index, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = lengths.clamp(min=1).to(torch.float64) - 1
@@ -118,6 +137,8 @@ class RawClassifier(nn.Module):
 
     def logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         prepared = resample(normalise(x, self.layout), last, self.grid)
+        if self.right_handed:
+            prepared = right_handed(prepared, self.left_hand, self.right_hand, self.hand_mirror)
         logits = self.network(features(prepared, self.motion))
         if not self.mirrored:
             return logits

@@ -89,6 +89,9 @@ def split_scores(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[
         "per_class": {classes[c]: hits[targets == c].float().mean().item()
                       for c in sorted(set(targets.tolist()))},
         "per_signer": {} if signers is None else per_group(hits.cpu().numpy(), signers),
+        "signer_sequences": {} if signers is None else {
+            str(group): int(count) for group, count in zip(*np.unique(signers, return_counts=True),
+                                                          strict=True)},
         "confusion": tuple(map(tuple, confusion.tolist())),
     }
 

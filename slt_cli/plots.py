@@ -127,7 +127,7 @@ def save_training_curves(curves: TrainingCurves, path: Path) -> None:
     with the stage boundaries and each stage's saved best epoch marked."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = _new_figure(figsize=(10, 7.5))
+    figure = new_figure(figsize=(10, 7.5))
     loss_axes, accuracy_axes = figure.subplots(2, 1, sharex=True)
     starts = [curve for curve in curves.stages if curve.start_x is not None]
     for index, curve in enumerate(curves.stages):
@@ -173,7 +173,7 @@ def save_training_curves(curves: TrainingCurves, path: Path) -> None:
     runs = list(dict.fromkeys(curve.run_id for curve in curves.stages))
     figure.suptitle(f"best_model_stage_N: every epoch of run{'s' if len(runs) > 1 else ''} "
                     f"{', '.join(runs)}", fontsize=10)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def save_confusion(evaluation: Evaluation, path: Path) -> None:
@@ -186,7 +186,7 @@ def save_confusion(evaluation: Evaluation, path: Path) -> None:
     classes = evaluation.classes
     shares = np.array(row_normalised(evaluation.confusion), dtype=float)
     side = min(14.0, max(6.0, 3.0 + 0.11 * len(classes)))
-    figure = _new_figure(figsize=(side + 1.5, side))
+    figure = new_figure(figsize=(side + 1.5, side))
     axes = figure.subplots()
     image = axes.imshow(np.ma.masked_invalid(shares), vmin=0.0, vmax=1.0,
                         cmap=colormaps["Blues"].with_extremes(bad="0.88"),
@@ -214,7 +214,7 @@ def save_confusion(evaluation: Evaluation, path: Path) -> None:
     axes.set_ylabel(f"true ({what})", fontsize=text)
     axes.set_title(f"{evaluation.checkpoint}: {evaluation.split} split, accuracy "
                    f"{evaluation.accuracy:.3f} over {evaluation.count} sequences", fontsize=text)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _label_stages(axes: Any, stages: Sequence[StageCurve]) -> None:
@@ -235,14 +235,15 @@ def _require_matplotlib() -> None:
     require("plot", "drawing figures")
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """An empty figure (no pyplot, no display); SltError when matplotlib is missing."""
     _require_matplotlib()
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize, dpi=120, layout="constrained")
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
     """Render in memory, then write the file atomically (temp file, fsync, rename)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format=path.suffix.lower().lstrip("."))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from slt_cli import __version__
-from slt_cli.config import AugmentConfig, Config, StageConfig
+from slt_cli.config import Config, StageConfig
 from slt_cli.data import PreparedData
 from slt_cli.data.transforms import feature_count
 from slt_cli.errors import CheckpointError, DataError
@@ -104,13 +104,6 @@ def load_state(model: nn.Module, state: State, name: str | None) -> None:
                  f"{len(reshaped)} of another shape (first: {first}); the files were mixed up "
                  "or edited.")
     model.load_state_dict(state)
-
-
-def stage_from_dict(values: dict[str, Any]) -> StageConfig:
-    """A stage's settings back from the JSON a plan stores. A plan read from disk is
-    checked first (``config.settings_from_dict``, when ``Trainer.resume`` loads it); a
-    plan made in this process holds the stages the caller gave."""
-    return StageConfig(**{**values, "augment": AugmentConfig(**values["augment"])})
 
 
 def stage_sidecar(config: Config, stage_idx: int, stage: StageConfig, metrics: EpochMetrics,

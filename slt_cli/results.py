@@ -62,6 +62,25 @@ class Evaluation:
     classes: tuple[str, ...] = ()  # every class of the model, in the order of its outputs
     confusion: tuple[tuple[int, ...], ...] = ()  # [true][predicted] counts, in that order
     per_signer: dict[str, float] = field(default_factory=dict)  # accuracy per signer id
+    signer_sequences: dict[str, int] = field(default_factory=dict)  # sequences per signer id
+
+    @property
+    def worst_signer(self) -> tuple[str, float] | None:
+        """The signer scored lowest (fewest sequences first on a tie), or None."""
+        if not self.per_signer:
+            return None
+        return min(self.per_signer.items(),
+                   key=lambda item: (item[1], self.signer_sequences.get(item[0], 0), item[0]))
+
+    def by_group(self, by: str) -> list[tuple[str, int, float]]:
+        """(signer or class, sequences, accuracy) rows, the weakest first."""
+        if by == "signer":
+            rows = [(who, self.signer_sequences.get(who, 0), acc)
+                    for who, acc in self.per_signer.items()]
+        else:
+            counts = {self.classes[i]: sum(row) for i, row in enumerate(self.confusion)}
+            rows = [(name, counts.get(name, 0), acc) for name, acc in self.per_class.items()]
+        return sorted(rows, key=lambda row: (row[2], row[1], row[0]))
 
     def most_confused(self, top: int = 10) -> tuple[ConfusedPair, ...]:
         return most_confused(self.confusion, self.classes, top)
@@ -71,6 +90,10 @@ class Evaluation:
         data = asdict(self)
         del data["confusion"], data["classes"]
         data["most_confused"] = [asdict(pair) for pair in self.most_confused()]
+        worst = self.worst_signer
+        data["worst_signer"] = None if worst is None else {
+            "signer": worst[0], "accuracy": worst[1],
+            "sequences": self.signer_sequences.get(worst[0], 0)}
         return data
 
 

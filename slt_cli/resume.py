@@ -76,10 +76,6 @@ def load_resume(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
     if hashlib.sha256(blob).hexdigest() != plan.get("tensors_sha256"):
         raise CheckpointError(f"{path}: resume tensors do not match their hash",
                               hint="Start a new run; the saved checkpoints are intact.")
-    # A run stopped before [data] normalise existed normalised its data as one cloud.
-    for data in (plan.get("data"), plan.get("config", {}).get("data")):
-        if isinstance(data, dict):
-            data.setdefault("normalise", "sequence")
     return plan, load_tensors(blob)
 
 

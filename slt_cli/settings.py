@@ -21,6 +21,9 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
 MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
 ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits`
 NORMALISE_MODES = ("parts", "sequence")
+SIGNER_RULES = ("csv", "top")  # [data] signer_from of mediapipe folders
+PERSON_CHOICES = ("first", "best")  # [data] person of openpose folders
+HAND_MODES = ("keep", "right")  # [data] dominant_hand
 MAX_STAGE_NAME = 64
 
 
@@ -57,9 +60,16 @@ class DataConfig:
     normalise: str = "sequence"  # sequence (one cloud) or parts (body, each hand, face apart)
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
+    layout: str = "auto"  # mediapipe: order of a frame's parts, e.g. pose+face+left_hand+right_hand
+    signer_from: str = "csv"  # mediapipe: signers.csv (when there), or top (one per top folder)
+    min_confidence: float = 0.0  # openpose: points of at most this confidence are missing
+    person: str = "first"  # openpose: the first person of each frame, or the most confident (best)
+    # "right": a clip whose left hand is seen in more frames than its right is mirrored,
+    # so every clip signs with its right hand; "keep": clips as recorded
+    dominant_hand: str = "keep"
 
     def problems(self) -> list[tuple[str, str]]:
-        found = []
+        found = _reader_problems(self)
         if self.folds == 1 or self.folds < 0:
             found.append(("folds", "must be 0 (no cross-validation) or >= 2"))
         elif self.folds and not 1 <= self.fold <= self.folds:
@@ -69,6 +79,8 @@ class DataConfig:
         found += [("landmarks", problem) for problem in _landmark_problems(self.landmarks)]
         if self.normalise not in NORMALISE_MODES:
             found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
+        if self.dominant_hand not in HAND_MODES:
+            found.append(("dominant_hand", f"must be one of {', '.join(HAND_MODES)}"))
         if not 0.0 < self.val_fraction < 1.0:
             found.append(("val_fraction", "must be between 0 and 1"))
         if self.frames < 0:
@@ -162,7 +174,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: tuple[StageConfig, ...] = ()
     presets: Mapping[str, StageConfig] = field(default_factory=dict)  # [continue.<type>]
-    source: str = BUILT_IN  # where it was read from, for messages
+    source: str = field(default=BUILT_IN, compare=False)  # where it was read from, for messages
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain values, shaped like stages.toml, so
@@ -185,6 +197,22 @@ def _positive(obj: Any, *names: str) -> list[tuple[str, str]]:
 
 
 @functools.lru_cache(maxsize=64)
+def _reader_problems(data: DataConfig) -> list[tuple[str, str]]:
+    """What is wrong with the settings that say how mediapipe and openpose folders are read."""
+    from slt_cli.data.mediapipe import layout_problem
+
+    found = []
+    if problem := layout_problem(data.layout):
+        found.append(("layout", problem))
+    if data.signer_from not in SIGNER_RULES:
+        found.append(("signer_from", f"must be one of {', '.join(SIGNER_RULES)}"))
+    if not 0.0 <= data.min_confidence < 1.0:
+        found.append(("min_confidence", "must be >= 0 and below 1"))
+    if data.person not in PERSON_CHOICES:
+        found.append(("person", f"must be one of {', '.join(PERSON_CHOICES)}"))
+    return found
+
+
 def _landmark_problems(spec: str) -> tuple[str, ...]:
     """What is wrong with a ``[data] landmarks`` spec, once per spec: ``slt list`` checks
     the same spec in every sidecar."""

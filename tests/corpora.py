@@ -153,3 +153,124 @@ def write_pose_folder(root: Path, *, signers: int = 3, signs: int = 3, repeats: 
         writer.writerow(["file", "label", "signer"] + (["split"] if with_split else []))
         writer.writerows(rows)
     return root
+
+
+# --- frame folders: MediaPipe vectors and OpenPose JSON -----------------------------------
+
+MP_PART_ORDER = ("pose", "face", "left_hand", "right_hand")  # the tutorial's
+
+
+def mediapipe_parts(sign: int, frames: int, rng: np.random.Generator, *,
+                    face_points: int = 468) -> dict[str, np.ndarray]:
+    """One person's MediaPipe Holistic parts, ``part -> (frames, points, values)`` as the
+    Python API gives them: pose (x, y, z, visibility), face and hands (x, y, z); the face
+    mesh's nose tip (point 1) on the pose nose, each hand's wrist on its own side's pose
+    wrist; the right hand moves with the sign, the left rests and is mostly undetected
+    (all zeros, as recorders write it)."""
+    t = np.linspace(0.0, 1.0, frames)[:, None]
+    pose = np.zeros((frames, 33, 4))
+    pose[:, :, :2] = rng.uniform(0.3, 0.7, size=(33, 2))
+    pose[:, 0, :2] = [0.5, 0.3]  # nose
+    pose[:, 11, :2], pose[:, 12, :2] = [0.62, 0.5], [0.38, 0.5]  # shoulders (left on the right)
+    pose[:, 15, :2] = [0.68, 0.8]  # left wrist, resting
+    pose[:, 16, :2] = np.concatenate([0.35 + 0.1 * np.cos(2 * np.pi * (1 + sign) * t),
+                                      0.6 + 0.1 * np.sin(2 * np.pi * t)], axis=1)
+    pose[:, :, 2] = rng.normal(0, 0.3, size=(frames, 33))
+    pose[:, :, 3] = rng.uniform(0.2, 1.0, size=(frames, 33))
+    face = np.concatenate([np.broadcast_to([0.5, 0.3], (frames, face_points, 2))
+                           + rng.uniform(-0.06, 0.06, size=(face_points, 2)),
+                           rng.normal(0, 0.02, size=(frames, face_points, 1))], axis=2)
+    face[:, 1] = [0.5, 0.3, -0.05]  # the nose tip
+    hands = {}
+    for part, wrist in (("left_hand", 15), ("right_hand", 16)):
+        offsets = rng.uniform(-0.05, 0.05, size=(21, 2))
+        offsets[0] = 0
+        xy = pose[:, wrist, None, :2] + offsets
+        hands[part] = np.concatenate([xy, rng.normal(0, 0.02, size=(frames, 21, 1))], axis=2)
+    hands["left_hand"][rng.random(frames) < 0.7] = 0.0
+    hands["right_hand"][rng.random(frames) < 0.2] = 0.0
+    pose += rng.normal(0, 0.002, size=pose.shape)
+    return {"pose": pose, "face": face, **hands}
+
+
+def flat_frames(parts: dict[str, np.ndarray], order: tuple[str, ...],
+                hand_values: int = 3) -> np.ndarray:
+    """Parts as a recorder writes them: ``(frames, values)`` flat, in ``order``."""
+    blocks = []
+    for part in order:
+        block = parts[part]
+        if part.endswith("hand") and hand_values == 4:
+            block = np.concatenate([block, np.zeros(block.shape[:2] + (1,))], axis=2)
+        blocks.append(block.reshape(len(block), -1))
+    return np.concatenate(blocks, axis=1)
+
+
+def write_mediapipe(root: Path, *, order: tuple[str, ...] = MP_PART_ORDER, face_points: int = 468,
+                    hand_values: int = 3, signs: tuple[str, ...] = ("Yes", "no", "Please"),
+                    sequences: int = 2, frames: int = 6, seed: int = 0
+                    ) -> dict[str, dict[str, np.ndarray]]:
+    """The tutorial layout ``root/<sign>/<sequence>/<frame>.npy`` (float64 vectors).
+
+    Returns:
+        Each sequence folder (relative, e.g. ``Yes/0``) -> the parts written there.
+    """
+    written = {}
+    for s, sign in enumerate(signs):
+        for q in range(sequences):
+            parts = mediapipe_parts(s, frames, np.random.default_rng([seed, s, q]),
+                                    face_points=face_points)
+            folder = root / sign / str(q)
+            folder.mkdir(parents=True, exist_ok=True)
+            for f, vector in enumerate(flat_frames(parts, order, hand_values)):
+                np.save(folder / f"{f}.npy", vector)
+            written[f"{sign}/{q}"] = parts
+    return written
+
+
+def openpose_person(parts: dict[str, np.ndarray], frame: int, scale: float = 640.0,
+                    confidence: float = 0.9) -> dict:
+    """One person of an OpenPose frame (the published keys), in pixels, from
+    ``mediapipe_parts``: BODY_25 has MediaPipe's nose, shoulders, elbows and wrists at
+    its own indices; undetected points are 0, 0, 0."""
+    body = np.zeros((25, 3))
+    for body_index, pose_index in ((0, 0), (2, 12), (3, 14), (4, 16), (5, 11), (6, 13), (7, 15)):
+        body[body_index] = [*parts["pose"][frame, pose_index, :2] * scale, confidence]
+    body[1] = [*(parts["pose"][frame, 11, :2] + parts["pose"][frame, 12, :2]) * scale / 2, 0.8]
+
+    def hand(part: str) -> list[float]:
+        points = parts[part][frame]
+        if (points == 0).all():
+            return [0.0] * 63
+        return np.concatenate([points[:, :2] * scale, np.full((21, 1), confidence)],
+                              axis=1).ravel().tolist()
+
+    return {"person_id": [-1], "pose_keypoints_2d": body.ravel().tolist(),
+            "face_keypoints_2d": [0.0] * 210, "hand_left_keypoints_2d": hand("left_hand"),
+            "hand_right_keypoints_2d": hand("right_hand"), "pose_keypoints_3d": [],
+            "face_keypoints_3d": [], "hand_left_keypoints_3d": [], "hand_right_keypoints_3d": []}
+
+
+def write_openpose(root: Path, *, signs: int = 3, clips: int = 2, frames: int = 6,
+                   extra_person: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """OpenPose's output for clips (``root/<clip>/<clip>_<000000000012>_keypoints.json``)
+    and ``labels.csv`` (folder, label, signer); with ``extra_person``, a faint second
+    person is listed first in every frame."""
+    written, rows = {}, []
+    for s in range(signs):
+        for c in range(clips):
+            parts = mediapipe_parts(s, frames, np.random.default_rng([9, s, c]))
+            name = f"clip_{s}_{c}"
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for f in range(frames):
+                people = [openpose_person(parts, f)]
+                if extra_person:
+                    people.insert(0, openpose_person(parts, f, scale=100.0, confidence=0.1))
+                (root / name / f"{name}_{f:012d}_keypoints.json").write_text(
+                    json.dumps({"version": 1.3, "people": people}), encoding="utf-8")
+            written[name] = parts
+            rows.append([name, f"sign{s}", f"person{c}"])
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["folder", "label", "signer"])
+        writer.writerows(rows)
+    return written

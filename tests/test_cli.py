@@ -88,6 +88,9 @@ def test_continue_and_evaluate(trained: Path, tiny_toml: Path) -> None:
     people = report["per_signer"]
     assert len(people) == 2
     assert sum(people.values()) / len(people) == pytest.approx(report["accuracy"])
+    assert report["worst_signer"]["accuracy"] == min(people.values())
+    by = slt("evaluate", "best_model_stage_2", "--split", "test", "--by", "signer")
+    assert by.exit_code == 0 and "accuracy by signer" in by.stdout and "← worst" in by.stdout
     table = slt("evaluate", "best_model_stage_2", "--split", "test")
     assert table.exit_code == 0 and "top-5 accuracy" in table.stdout
     assert "weakest signers" in table.stdout

@@ -269,22 +269,6 @@ def signalled_once_training(args: list[str], signum: int) -> tuple[int, str]:
     return process.returncode, rest
 
 
-def test_ctrl_c_saves_resume_state_and_exits_130(tiny_toml: Path, tmp_path: Path,
-                                                 reference: Path) -> None:
-    config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
-    folder = tmp_path / "interrupted"
-    args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force"]
-    returncode, rest = signalled_once_training(args, signal.SIGINT)
-    assert returncode == 130, rest
-    assert "stopping after this batch" in rest
-    assert "Carry on with: slt train --resume" in rest and "Traceback" not in rest
-    assert has_resume(folder)
-    finish = slt_process(*args, "--resume")
-    assert finish.returncode == 0, finish.stderr
-    assert "resuming run" in finish.stderr
-    assert_same_checkpoints(folder, reference)
-
-
 def test_kill_nine_at_random_moments(tiny_toml: Path, tmp_path: Path, reference: Path) -> None:
     config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
     args_for = lambda folder: ["train", "--config", str(config_path), "--checkpoint-dir",  # noqa: E731
@@ -304,23 +288,26 @@ def test_kill_nine_at_random_moments(tiny_toml: Path, tmp_path: Path, reference:
         assert_same_checkpoints(folder, reference)
 
 
-@pytest.mark.parametrize("folds", [None, 2])
-def test_sigterm_stops_like_ctrl_c_and_exits_143(tiny_toml: Path, tmp_path: Path,
-                                                 reference: Path, folds: int | None) -> None:
-    # What kill, timeout, Slurm and Kubernetes send: finish the batch, save, say how to
-    # carry on; train and train --folds (continue shares the same handler).
+@pytest.mark.parametrize(("signum", "folds"), [(signal.SIGINT, None), (signal.SIGTERM, 2)])
+def test_ctrl_c_or_sigterm_saves_resume_state_and_exits_130_or_143(
+        tiny_toml: Path, tmp_path: Path, reference: Path, signum: int,
+        folds: int | None) -> None:
+    # Ctrl-C, or what kill, timeout, Slurm and Kubernetes send: finish the batch, save,
+    # say how to carry on; train and train --folds (continue shares the same handler).
     config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
-    folder = tmp_path / "terminated"
+    folder = tmp_path / "interrupted"
     args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force",
             *(["--folds", str(folds)] if folds else [])]
-    returncode, rest = signalled_once_training(args, signal.SIGTERM)
-    assert returncode == 143, rest
-    assert "stopping after this batch; SIGTERM again to quit at once" in rest
+    returncode, rest = signalled_once_training(args, signum)
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert returncode == 128 + signum, rest
+    assert f"stopping after this batch; {name} again to quit at once" in rest
     resume = f"slt train --folds {folds} --resume" if folds else "slt train --resume"
     assert f"Carry on with: {resume}" in rest and "Traceback" not in rest
     assert has_resume(folder / "fold_1" if folds else folder)
     finish = slt_process(*args, "--resume")
     assert finish.returncode == 0, finish.stderr
+    assert ("resuming run" in finish.stderr) if not folds else ("(resumed)" in finish.stderr)
     assert_no_leftovers(folder)
     if not folds:
         assert_same_checkpoints(folder, reference)
@@ -334,30 +321,47 @@ def export_pair_agrees(out: Path) -> None:
     assert metadata["file_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
 
 
-def test_kill_nine_at_every_export_fault_point(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    # Each kill leaves either nothing, or a pair whose FILE.json names FILE's hash, or a
-    # FILE whose FILE.json waits under slt's temporary name; the next export finishes or
-    # tidies it (here with --force, as a user replacing the file would).
+def killed_export_then_finished(checkpoint: Path, out: Path, kill_at: int) -> bool:
+    """Kill ``slt export`` at its ``kill_at``-th fault point, check what it left, then
+    export again with --force (as a user replacing the file would). False when the
+    export has fewer fault points (it finished untouched).
+
+    Each kill leaves either nothing, or a pair whose FILE.json names FILE's hash, or a
+    FILE whose FILE.json waits under slt's temporary name; the next export finishes or
+    tidies it."""
     args = ["export", "best_model_stage_1", "--format", "torchscript", "--samples", "2",
-            "--checkpoint-dir", str(tiny_checkpoint)]
+            "--checkpoint-dir", str(checkpoint), "--out", str(out)]
+    out.parent.mkdir()
+    first = slt_process(*args, kill_at=kill_at)
+    if first.returncode == 0:
+        return False
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    meta = out.with_name("m.pt.json")
+    if meta.exists():
+        export_pair_agrees(out)
+    elif out.exists():  # killed between the renames: the .json is pending
+        assert [p.name for p in out.parent.glob(".m.pt.json.slt-*.tmp")]
+    again = slt_process(*args, "--force")
+    assert again.returncode == 0, again.stderr
+    export_pair_agrees(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.pt", "m.pt.json"]
+    return True
+
+
+def test_kill_nine_between_the_export_renames(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    # fault points 1 and 2 follow each temporary file; 3 is the instant between renames
+    assert killed_export_then_finished(tiny_checkpoint, tmp_path / "k3" / "m.pt", 3)
+    assert (tmp_path / "k3" / "m.pt").exists()
+
+
+@pytest.mark.slow
+def test_kill_nine_at_every_export_fault_point(tiny_checkpoint: Path, tmp_path: Path) -> None:
     killed = 0
     for kill_at in range(1, 20):
-        out = tmp_path / f"k{kill_at}" / "m.pt"
-        out.parent.mkdir()
-        first = slt_process(*args, "--out", str(out), kill_at=kill_at)
-        if first.returncode == 0:
+        if not killed_export_then_finished(tiny_checkpoint, tmp_path / f"k{kill_at}" / "m.pt",
+                                           kill_at):
             break
-        assert first.returncode == -signal.SIGKILL, first.stderr
         killed += 1
-        meta = out.with_name("m.pt.json")
-        if meta.exists():
-            export_pair_agrees(out)
-        elif out.exists():  # killed between the renames: the .json is pending
-            assert [p.name for p in out.parent.glob(".m.pt.json.slt-*.tmp")]
-        again = slt_process(*args, "--out", str(out), "--force")
-        assert again.returncode == 0, again.stderr
-        export_pair_agrees(out)
-        assert sorted(p.name for p in out.parent.iterdir()) == ["m.pt", "m.pt.json"]
     assert killed >= 3  # both temporary files and the instant between the renames
 
 

@@ -17,12 +17,13 @@ pytestmark = [
 ]
 
 
-def test_data_parallel_training_saves_bare_weights_that_load_on_cpu(tiny_toml: Path,
-                                                                     tmp_path: Path) -> None:
+def test_data_parallel_training_saves_bare_weights_that_load_on_cpu(
+        tiny_toml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(tiny_toml)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, multi_gpu=True))
+    # DataParallel's scatter/gather path, even on a one-GPU machine
+    monkeypatch.setattr("slt_cli.engine.device_count", lambda device, multi_gpu: 2)
     trainer = Trainer(config, checkpoint_dir=tmp_path, device="cuda")
-    trainer.devices = 2  # DataParallel's scatter/gather path, even on a one-GPU machine
     result = trainer.train(force=True)
     assert len(result.stages) == 2
     sidecar = read_sidecar(tmp_path, "best_model_stage_2")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from slt_cli import RecordingReporter, Trainer, load_config
-from slt_cli import engine as engine_module
+from slt_cli import runfolder as runfolder_module
 from slt_cli.checkpoints import list_checkpoints
 from slt_cli.history import (
     COLUMNS,
@@ -76,7 +76,7 @@ def test_a_run_killed_between_its_row_and_its_resume_state_records_each_epoch_on
     config = load_config(tiny_toml)
     Trainer(config, checkpoint_dir=tmp_path / "straight").train(force=True)
     calls = []
-    real_save = engine_module.save_resume
+    real_save = runfolder_module.save_resume
 
     def dies_at_the_end_of_epoch_2(*args: object) -> None:
         calls.append(args)
@@ -84,12 +84,12 @@ def test_a_run_killed_between_its_row_and_its_resume_state_records_each_epoch_on
             raise SystemExit("killed")
         real_save(*args)
 
-    monkeypatch.setattr(engine_module, "save_resume", dies_at_the_end_of_epoch_2)
+    monkeypatch.setattr(runfolder_module, "save_resume", dies_at_the_end_of_epoch_2)
     folder = tmp_path / "killed"
     with pytest.raises(SystemExit):
         Trainer(config, checkpoint_dir=folder).train(force=True)
     assert [(r.stage_idx, r.epoch) for r in read_history(folder)[0]] == [(1, 1), (1, 2)]
-    monkeypatch.setattr(engine_module, "save_resume", real_save)
+    monkeypatch.setattr(runfolder_module, "save_resume", real_save)
     Trainer(config, checkpoint_dir=folder).resume()  # trains epoch 2 of stage 1 again
 
     with (folder / METRICS_FILE).open(newline="") as handle:

@@ -11,12 +11,13 @@ import typer
 
 from slt_cli import console
 from slt_cli.commands import guarded
-from slt_cli.commands.options import DataSpec, Json, Landmarks
+from slt_cli.commands.options import DataSpec, Json, Landmarks, Layout, SignerFrom
 from slt_cli.errors import SltError
 
 data_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown",
-    help="Inspect a data source or convert it to .npz (GISLR, .pose, .npz, synthetic).")
+    help="Inspect a data source or convert it to .npz (GISLR, .pose, MediaPipe frame folders, "
+         "OpenPose JSON, .npz, synthetic).")
 
 ConfigPath = Annotated[Path | None, typer.Option(
     "--config", help="A stages.toml to take [data] settings from.", show_default=False)]
@@ -25,12 +26,23 @@ ConfigPath = Annotated[Path | None, typer.Option(
 @data_app.command("inspect")
 @guarded
 def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = None,
-            json: Json = False) -> None:
-    """Sequences, classes, signers, per-class counts, lengths and missing landmarks."""
+            layout: Layout = None, signer_from: SignerFrom = None, json: Json = False,
+            plot: Annotated[Path | None, typer.Option(
+                "--plot", help="Also draw a few sequences as skeleton filmstrips into this "
+                ".png (or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
+            ) -> None:
+    """Sequences, classes, signers (per class and per signer), lengths, missing and
+    zero-filled landmarks, and classes too few people sign for a signer-held-out split."""
     from slt_cli.data.summary import summarise_raw, summarise_store
 
-    store, raw, source = _open(spec, landmarks, config)
+    if plot is not None:
+        from slt_cli import plots
+
+        plots.check_output(plot)  # before anything is read
+    store, raw, source = _open(spec, landmarks, config, layout, signer_from)
     summary = summarise_store(source, store) if store is not None else summarise_raw(source, raw)
+    if plot is not None:
+        _filmstrips(store, raw, source, plot)
     if json:
         console.print_json(summary.to_dict())
     else:
@@ -42,6 +54,7 @@ def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = No
 def convert(spec: DataSpec,
             out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
             landmarks: Landmarks = None, config: ConfigPath = None,
+            layout: Layout = None, signer_from: SignerFrom = None,
             overwrite: Annotated[bool, typer.Option(
                 "--overwrite", help="Replace OUT if it exists.")] = False) -> None:
     """Write any data source as an .npz file (x, y, classes, lengths, joints, ...).
@@ -53,26 +66,47 @@ def convert(spec: DataSpec,
     if out.suffix != ".npz":
         raise SltError(f"{out}: the output must be a .npz file")
     check_output(out, overwrite=overwrite)
-    store, raw, _ = _open(spec, landmarks, config)
+    store, raw, _ = _open(spec, landmarks, config, layout, signer_from)
     shape, blocks, arrays = store_arrays(store) if store is not None else raw_arrays(raw)
     size = write_npz(out, shape, blocks, arrays)
     console.err.print(f"wrote {out}: {shape[0]:,} sequences x {shape[1]} frames x {shape[2]} "
                       f"landmarks x {shape[3]} ({size / 1e6:,.1f} MB)", highlight=False)
 
 
-def _open(spec: str, landmarks: str | None, config: Path | None) -> tuple[Any, Any, str]:
-    """(store, None, source) for a corpus, else (None, RawData, source)."""
-    from slt_cli.config import find_config, load_config
-    from slt_cli.data import load_source
-    from slt_cli.data.corpus import canonical_spec, is_corpus_spec, open_corpus
-    from slt_cli.data.landmarks import parse_landmarks
+def _filmstrips(store: Any, raw: Any, source: str, path: Path) -> None:
+    from slt_cli.filmstrip import pick, save_filmstrips
 
-    chosen = landmarks or load_config(find_config(config)).data.landmarks
+    data = store if store is not None else raw
+    if store is not None:
+        def read(row: int) -> Any:
+            x, lengths = store.padded([row])
+            return x[0, :lengths[0]]
+    else:
+        def read(row: int) -> Any:
+            return raw.x[row, :raw.lengths[row]]
+    strips = pick(data.y, data.lengths, data.classes, data.signer, read)
+    save_filmstrips(strips, data.joints, source, path)
+    console.err.print(f"wrote {path}", highlight=False)
+
+
+def _open(spec: str, landmarks: str | None, config: Path | None, layout: str | None,
+          signer_from: str | None) -> tuple[Any, Any, str]:
+    """(store, None, source) for a corpus, else (None, RawData, source)."""
+    from slt_cli.config import find_config, load_config, with_overrides
+    from slt_cli.data import load_source
+    from slt_cli.data.corpus import open_corpus
+    from slt_cli.data.landmarks import parse_landmarks
+    from slt_cli.data.sources import ReadOptions, source_for
+
+    data = with_overrides(load_config(find_config(config)), data_layout=layout,
+                          data_signer_from=signer_from).data
+    chosen = landmarks or data.landmarks
     parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
     reporter = console.RichReporter()
-    if not is_corpus_spec(spec):  # an .npz with MediaPipe names takes the selection too
+    kind, options = source_for(spec), ReadOptions.of(data)
+    if not kind.corpus:  # an .npz with MediaPipe names takes the selection too
         return None, load_source(spec, landmarks=chosen, reporter=reporter), spec
-    source = canonical_spec(spec)
+    source = kind.canonical(spec)
     with reporter.running():
-        store = open_corpus(source, chosen, reporter)
+        store = open_corpus(source, chosen, reporter, options)
     return store, None, source

@@ -27,6 +27,9 @@ def evaluate(
     confusion: Annotated[Path | None, typer.Option(
         "--confusion", help="Also draw the row-normalised confusion matrix into this .png "
         "(or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Also show accuracy per signer or per class, the weakest first.",
+        show_default=False)] = None,
 ) -> None:
     """Score a checkpoint: loss, accuracy, top-5, per-class and per-signer accuracy, worst
     confusions."""
@@ -35,6 +38,8 @@ def evaluate(
 
     if split not in SPLITS:
         raise SltError(f"--split {split!r}: expected val, test or train")
+    if by not in (None, "signer", "class"):
+        raise SltError(f"--by {by!r}: expected signer or class")
     check_device(device)
     if confusion is not None:
         from slt_cli import plots
@@ -50,9 +55,15 @@ def evaluate(
     if confusion is not None:
         plots.save_confusion(result, confusion)
         console.err.print(f"wrote {confusion}", highlight=False)
+    if by == "signer" and not result.per_signer:
+        raise SltError(f"{result.source} names no signers, so there is no accuracy by signer",
+                       hint="Give the data signer ids (a signer array, signers.csv, a signer "
+                            "column).")
     if json:
         console.print_json(result.to_dict())
         return
     console.out.print(console.evaluation_table(result))
+    if by is not None:
+        console.out.print(console.group_table(result, by))
     if pairs := result.most_confused():
         console.out.print(console.confusion_table(pairs))

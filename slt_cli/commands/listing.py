@@ -22,7 +22,7 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
     if json:
         console.print_json(summary)
     elif not records and (folder / FOLDS_FILE).is_file():
-        from slt_cli.folds import fold_folder
+        from slt_cli.foldsummary import fold_folder
 
         console.err.print(f"no checkpoints in {folder} itself: it holds a cross-validation "
                           f"run; list a fold with --checkpoint-dir {fold_folder(folder, 1)}")

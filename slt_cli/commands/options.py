@@ -26,7 +26,16 @@ Resume = Annotated[bool, typer.Option(
     "but --checkpoint-dir and --device are taken from that run).")]
 Model = Annotated[str, typer.Argument(help="Checkpoint to use, e.g. best_model_stage_5.")]
 DataSpec = Annotated[str, typer.Argument(
-    help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR or pose:DIR.")]
+    help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR, pose:DIR, mediapipe:DIR or "
+         "openpose:DIR.")]
+Layout = Annotated[str | None, typer.Option(
+    "--layout", help="mediapipe:DIR frames: the order of their parts, e.g. "
+    "pose+face+left_hand+right_hand, or auto (found from the data) [default: [data] layout].",
+    show_default=False)]
+SignerFrom = Annotated[str | None, typer.Option(
+    "--signer-from", help="mediapipe:DIR signers: csv (signers.csv, when there) or top (one "
+    "signer per top folder, DIR/<signer>/<sign>/<sequence>) [default: [data] signer_from].",
+    show_default=False)]
 Landmarks = Annotated[str | None, typer.Option(
     help="Landmark groups for corpora and MediaPipe-named .npz, e.g. hands+pose+lips "
          "[default: [data] landmarks of the config].", show_default=False)]

@@ -16,7 +16,8 @@ def predict(
     model: Model,
     inputs: Annotated[list[Path], typer.Argument(
         help="Sequences to classify: .npz files (x, optional lengths and y), GISLR .parquet "
-             "or .pose files.", show_default=False)],
+             "or .pose files, or folders of one sequence's MediaPipe <frame>.npy or OpenPose "
+             "*_keypoints.json frames.", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per sequence.")] = 5,
     json: Json = False,
     checkpoint_dir: CheckpointDir = None,
@@ -35,6 +36,7 @@ def predict(
     import numpy as np
 
     from slt_cli.data.inputs import read_sequences
+    from slt_cli.data.sources import ReadOptions
     from slt_cli.devices import resolve_device
     from slt_cli.inference import load_model, predict_probabilities
 
@@ -42,7 +44,8 @@ def predict(
     rows: list[dict[str, Any]] = []
     for path in inputs:
         sequences = read_sequences(path, landmarks=loaded.preprocessing.landmarks,
-                                   classes=loaded.classes, joints=loaded.preprocessing.joints)
+                                   classes=loaded.classes, joints=loaded.preprocessing.joints,
+                                   options=ReadOptions.of(loaded.sidecar.config.data))
         for note in sequences.notes:
             console.err.print(note, highlight=False)
         loaded.check_layout(sequences.x.shape[2], sequences.x.shape[3], str(path))

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from slt_cli import console
-from slt_cli.commands.options import CheckpointDir, Compile, ConfigPath, Device, Precision, Resume
+from slt_cli.commands.options import (
+    CheckpointDir,
+    Compile,
+    ConfigPath,
+    Device,
+    Layout,
+    Precision,
+    Resume,
+    SignerFrom,
+)
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
 
 
@@ -18,9 +27,11 @@ def train(
         help="Run every selected stage whatever the improvement (threshold -1.0).")] = False,
     config: ConfigPath = None,
     data: Annotated[str | None, typer.Option(
-        help="Data spec: synthetic[:classes=60,signers=12,seed=0], a .npz path, gislr:DIR "
-             "or pose:DIR.",
+        help="Data spec: synthetic[:classes=60,signers=12,seed=0], a .npz path, gislr:DIR, "
+             "pose:DIR, mediapipe:DIR or openpose:DIR.",
         show_default=False)] = None,
+    layout: Layout = None,
+    signer_from: SignerFrom = None,
     checkpoint_dir: CheckpointDir = None,
     epochs_per_stage: Annotated[int | None, typer.Option(
         min=1, help="Override every stage's epochs.", show_default=False)] = None,
@@ -48,14 +59,15 @@ def train(
 
     check_device(device)
     settings = with_overrides(load_config(find_config(config)), run_seed=seed,
-                              run_multi_gpu=multi_gpu, data_source=data,
+                              run_multi_gpu=multi_gpu, data_source=data, data_layout=layout,
+                              data_signer_from=signer_from,
                               stage_epochs=epochs_per_stage, run_compile=compile_,
                               run_precision=precision)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
     reporter = console.RichReporter()
     if resume and folds is None:  # the interrupted run there may be a cross-validation
-        from slt_cli.folds import unfinished_folds
+        from slt_cli.foldsummary import unfinished_folds
 
         folds = unfinished_folds(folder)
     if folds is not None:

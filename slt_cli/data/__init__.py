@@ -2,15 +2,15 @@
 
 Specs: ``synthetic`` or ``synthetic:classes=60,signers=12,seed=0`` (generated in
 memory), a path to a ``.npz`` file (``npz:PATH`` also works), or a corpus folder:
-``gislr:DIR`` (Kaggle GISLR parquet) or ``pose:DIR`` (``.pose`` files), converted once
-into a memory-mapped cache (``corpus.py``).
+``gislr:DIR`` (Kaggle GISLR parquet), ``pose:DIR`` (``.pose`` files), ``mediapipe:DIR``
+(frame folders of flat MediaPipe vectors) or ``openpose:DIR`` (per-frame OpenPose
+JSON), converted once into a memory-mapped cache (``corpus.py``). Which is which is
+the registry's to say (``sources.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,13 +24,13 @@ from slt_cli.data.preprocess import (
     resample,
     split_labels,
 )
+from slt_cli.data.sources import SYNTHETIC, ReadOptions, source_for
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
 if TYPE_CHECKING:
     from slt_cli.config import DataConfig
 
-SYNTHETIC = "synthetic"
 DEFAULT_NORMALISE = "sequence"  # as DataConfig.normalise
 
 
@@ -79,32 +79,29 @@ class PreparedData:
 
 
 def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
-                reporter: Reporter | None = None) -> RawData:
+                reporter: Reporter | None = None,
+                options: ReadOptions | None = None) -> RawData:
     """Read (or generate) the raw sequences a spec names, all in memory.
+
+    Args:
+        spec: A data spec (``sources.usages()``).
+        landmarks: The groups kept of MediaPipe-named data.
+        reporter: Told what reading changed, and a corpus's conversion progress.
+        options: How frame-folder and OpenPose corpora are read (defaults when None).
 
     Raises:
         DataError: for an unknown source, bad options or a malformed file.
     """
-    kind, _, rest = spec.partition(":")
-    if kind in ("gislr", "pose"):
-        from slt_cli.data.corpus import open_corpus
+    source = source_for(spec)
+    options = options or ReadOptions()
+    if source.load is not None:
+        return source.load(spec, landmarks, options, reporter)
+    from slt_cli.data.corpus import open_corpus
 
-        store = open_corpus(spec, landmarks, reporter)
-        x, lengths = store.padded(np.arange(len(store)))
-        return RawData(x=x, y=store.y, classes=store.classes, lengths=lengths,
-                       split=store.split, signer=store.signer, joints=store.joints)
-    if kind == SYNTHETIC:
-        from slt_cli.data.synthetic import SyntheticSpec, generate
-
-        return generate(_parse_options(SyntheticSpec, rest, spec))
-    path = Path(rest if kind == "npz" else spec)
-    if path.suffix == ".npz" or kind == "npz":
-        from slt_cli.data.npz import load_npz, select_npz
-
-        return select_npz(load_npz(path, reporter), landmarks, reporter)
-    raise DataError(f"unknown data source {spec!r}",
-                    hint="Use 'synthetic', 'synthetic:classes=60,signers=12', a .npz path, "
-                         "gislr:DIR or pose:DIR.")
+    store = open_corpus(spec, landmarks, reporter, options)
+    x, lengths = store.padded(np.arange(len(store)))
+    return RawData(x=x, y=store.y, classes=store.classes, lengths=lengths,
+                   split=store.split, signer=store.signer, joints=store.joints, zeros=store.zeros)
 
 
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
@@ -134,42 +131,42 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
 def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
               landmarks: str = DEFAULT_LANDMARKS, reporter: Reporter | None = None,
               folds: int = 0, fold: int = 0,
-              normalise_mode: str = DEFAULT_NORMALISE) -> PreparedData:
+              normalise_mode: str = DEFAULT_NORMALISE,
+              options: ReadOptions | None = None) -> PreparedData:
     """``load_source`` then ``prepare``: the one call the engine makes.
 
-    A corpus (``gislr:``, ``pose:``) goes through its cache instead: converted on first
-    use (progress to ``reporter``), its splits then memory-mapped from disk.
+    A corpus (``sources.Source.corpus``) goes through its cache instead: converted on
+    first use (progress to ``reporter``), its splits then memory-mapped from disk.
     """
-    if spec.partition(":")[0] in ("gislr", "pose"):
+    if source_for(spec).corpus:
         return _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
                             seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
-                            fold=fold, normalise_mode=normalise_mode)
-    return prepare(load_source(spec, landmarks=landmarks, reporter=reporter), frames=frames,
-                   motion=motion, val_fraction=val_fraction, seed=seed, source=spec,
-                   folds=folds, fold=fold, reporter=reporter, normalise_mode=normalise_mode)
+                            fold=fold, normalise_mode=normalise_mode,
+                            options=options or ReadOptions())
+    raw = load_source(spec, landmarks=landmarks, reporter=reporter, options=options)
+    return prepare(raw, frames=frames, motion=motion, val_fraction=val_fraction, seed=seed,
+                   source=spec, folds=folds, fold=fold, reporter=reporter,
+                   normalise_mode=normalise_mode)
 
 
 def load_configured(data: DataConfig, seed: int,
                     reporter: Reporter | None = None) -> PreparedData:
     """``load_data`` with every setting of a ``[data]`` table (a run's, or the one a
     checkpoint's sidecar records, cross-validation fold included)."""
-    source = data.source
-    path = Path(source.removeprefix("npz:"))
-    if path.suffix == ".npz" and path.exists():
-        source = str(path.resolve())  # a sidecar must find it from any folder
+    source = source_for(data.source).canonical(data.source)  # found from any folder
     return load_data(source, frames=data.frames, motion=data.motion,
                      val_fraction=data.val_fraction, seed=seed, landmarks=data.landmarks,
                      reporter=reporter, folds=data.folds, fold=data.fold,
-                     normalise_mode=data.normalise)
+                     normalise_mode=data.normalise, options=ReadOptions.of(data))
 
 
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
                  landmarks: str, reporter: Reporter | None, folds: int, fold: int,
-                 normalise_mode: str) -> PreparedData:
-    from slt_cli.data.corpus import canonical_spec, open_corpus, prepared_splits
+                 normalise_mode: str, options: ReadOptions) -> PreparedData:
+    from slt_cli.data.corpus import open_corpus, prepared_splits
 
-    source = canonical_spec(spec)
-    store = open_corpus(source, landmarks, reporter)
+    source = source_for(spec).canonical(spec)
+    store = open_corpus(source, landmarks, reporter, options)
     labels = split_labels(store.y, store.signer, store.split, val_fraction, seed, folds=folds,
                           fold=fold)
     _report_absent(store.y, labels, store.classes, source, folds, fold, reporter)
@@ -209,22 +206,5 @@ def _unseen(y: np.ndarray, trained: np.ndarray, validated: np.ndarray,
             "it); accuracy is measured on the classes present")
 
 
-def _parse_options(cls: type, text: str, spec: str) -> object:
-    """``classes=60,signers=12`` into ``cls(classes=60, signers=12)`` (int fields)."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, int] = {}
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in known:
-            raise DataError(f"data spec {spec!r}: unknown option {item!r}",
-                            hint=f"Options: {', '.join(known)} (e.g. classes=60).")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            raise DataError(f"data spec {spec!r}: {key} must be an integer") from None
-    return cls(**values)
-
-
-__all__ = ["PreparedData", "RawData", "Split", "load_configured", "load_data", "load_source",
-           "prepare"]
+__all__ = ["SYNTHETIC", "PreparedData", "RawData", "ReadOptions", "Split", "load_configured",
+           "load_data", "load_source", "prepare"]

@@ -23,6 +23,8 @@ class RawData:
             source has no split of its own.
         signer: int64 ``(N,)`` signer ids, or None when unknown.
         joints: The J landmark names, or None when the source does not name them.
+        zeros: int64 ``(J,)``: the frames in which each landmark was written as zeros
+            (and made missing), or None when the source does not say.
     """
 
     x: np.ndarray
@@ -32,6 +34,7 @@ class RawData:
     split: np.ndarray | None = None
     signer: np.ndarray | None = None
     joints: tuple[str, ...] | None = None
+    zeros: np.ndarray | None = None
 
     @property
     def num_sequences(self) -> int:

@@ -50,7 +50,7 @@ class Corpus:
     """What a corpus reader found before reading any landmark.
 
     Attributes:
-        kind: ``gislr`` or ``pose``; names the store.
+        kind: The source's kind (``gislr``, ``pose``, ...); names the store.
         root: The corpus folder.
         sequences: One file per sequence, relative to ``root``.
         key_files: Every file whose name, size and time key the store (the
@@ -63,7 +63,10 @@ class Corpus:
         joints: The J landmark names.
         channels: C, 2 or 3.
         settings: Reader settings that change the result (the landmark selection).
-        reader: Picklable ``reader(path) -> float32 (T, J, C)``; raises DataError.
+        reader: Picklable ``reader(path) -> float32 (T, J, C)``, or ``(that, zeros)`` with
+            zeros int ``(J,)`` counting the frames where a landmark was zero-filled
+            (and is now NaN); raises DataError.
+        notes: What the scan found that a user should hear (a detected frame layout).
     """
 
     kind: str
@@ -79,6 +82,7 @@ class Corpus:
     channels: int
     settings: str
     reader: Callable[[Path], np.ndarray]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Store:
     split: np.ndarray | None
     joints: tuple[str, ...]
     missing: np.ndarray  # int64 (J,): frames in which each landmark is missing
+    zeros: np.ndarray | None = None  # int64 (J,): of those, the frames the files held as zeros
 
     @property
     def lengths(self) -> np.ndarray:
@@ -192,7 +197,9 @@ def open_store(folder: Path, key: str) -> Store:
     return Store(folder=folder, key=key, frames=frames, offsets=offsets.astype(np.int64),
                  y=arrays["y"].astype(np.int64), classes=tuple(manifest["classes"]),
                  signer=arrays.get("signer"), split=arrays.get("split"),
-                 joints=tuple(joints), missing=np.asarray(manifest["missing"], np.int64))
+                 joints=tuple(joints), missing=np.asarray(manifest["missing"], np.int64),
+                 zeros=(np.asarray(manifest["zeros"], np.int64) if "zeros" in manifest
+                        else None))  # older stores did not count them
 
 
 class StoreWriter:
@@ -207,12 +214,16 @@ class StoreWriter:
         self.file = open(self.scratch / FRAMES_FILE, "wb")  # noqa: SIM115 (closed in publish)
         self.lengths: list[int] = []
         self.missing = np.zeros(len(corpus.joints), np.int64)
+        self.zeros = np.zeros(len(corpus.joints), np.int64)
 
-    def append(self, frames: np.ndarray, lengths: np.ndarray, missing: np.ndarray) -> None:
+    def append(self, frames: np.ndarray, lengths: np.ndarray, missing: np.ndarray,
+               zeros: np.ndarray | None = None) -> None:
         """Add consecutive sequences: their frames float16 ``(sum(lengths), J, C)``."""
         self.file.write(np.ascontiguousarray(frames, FRAME_DTYPE).tobytes())
         self.lengths += [int(n) for n in lengths]
         self.missing += missing
+        if zeros is not None:
+            self.zeros += zeros
 
     def publish(self) -> Store:
         """Finish the files, fsync them and rename the folder into place."""
@@ -232,6 +243,7 @@ class StoreWriter:
                     "sequences": len(self.lengths), "frames": int(offsets[-1]),
                     "joints": list(corpus.joints), "channels": corpus.channels,
                     "classes": list(corpus.classes), "missing": self.missing.tolist(),
+                    "zeros": self.zeros.tolist(),
                     "index_sha256": _sha256(self.scratch / INDEX_FILE)}
         write_manifest(self.scratch, manifest)
         publish_folder(self.scratch, self.folder)

@@ -1,4 +1,5 @@
-"""Corpus sources (``gislr:DIR``, ``pose:DIR``): convert once, then train from the cache.
+"""Corpus sources (``gislr:DIR``, ``pose:DIR``, ``mediapipe:DIR``, ``openpose:DIR``; the
+registry in ``sources.py`` says which): convert once, then train from the cache.
 
 The first use reads every sequence file in parallel worker processes and appends the
 results, in order, to a store (``cache.py``); memory holds only a few chunks at a time,
@@ -42,43 +43,34 @@ from slt_cli.data.cache import (
 )
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
 from slt_cli.data.preprocess import normalise, resample
+from slt_cli.data.sources import SOURCES, ReadOptions, source_for
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
-CORPUS_KINDS = ("gislr", "pose")
 CHUNK = 32  # sequence files per worker task
 PREPARED_VERSION = 2  # 2: the normalisation (parts or sequence) is part of the key
 
 
-def is_corpus_spec(spec: str) -> bool:
-    return spec.partition(":")[0] in CORPUS_KINDS
-
-
-def scan_corpus(spec: str, landmarks: str = DEFAULT_LANDMARKS) -> Corpus:
+def scan_corpus(spec: str, landmarks: str = DEFAULT_LANDMARKS,
+                options: ReadOptions | None = None) -> Corpus:
     """List a corpus and check its listing files; reads no landmark yet.
 
     Raises:
-        DataError: for a missing package, folder or listing file, or a bad listing.
+        DataError: for a spec that names no corpus, a missing package, folder or
+            listing file, or a bad listing.
     """
+    source = source_for(spec)
     kind, _, folder = spec.partition(":")
+    if source.scan is None:
+        corpora = ", ".join(other.usage for other in SOURCES.values() if other.corpus)
+        raise DataError(f"data spec {spec!r} is not a corpus folder", hint=f"Corpora: {corpora}.")
     if not folder:
         raise DataError(f"data spec {spec!r} names no folder", hint=f"Use {kind}:PATH/TO/DIR.")
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: no such folder", hint=f"Give {kind}: an existing folder.")
-    if kind == "gislr":
-        from slt_cli.data.gislr import scan_gislr
-
-        return scan_gislr(root, landmarks)
-    from slt_cli.data.posefile import scan_pose
-
-    return scan_pose(root, landmarks)
-
-
-def canonical_spec(spec: str) -> str:
-    """``gislr:data/x`` as ``gislr:/abs/data/x``, so a checkpoint finds it from anywhere."""
-    kind, _, folder = spec.partition(":")
-    return f"{kind}:{Path(folder).expanduser().resolve()}"
+    source.require()
+    return source.scan(root, landmarks, options or ReadOptions())
 
 
 def ensure_store(corpus: Corpus, reporter: Reporter | None = None,
@@ -89,6 +81,8 @@ def ensure_store(corpus: Corpus, reporter: Reporter | None = None,
         DataError: naming the first sequence file that cannot be read.
     """
     reporter = reporter or Reporter()
+    for note in corpus.notes:
+        reporter.note(note)
     key = cache_key(corpus)
     prefix = f"{corpus.kind}-{corpus.settings.replace('+', '-')}-"
     folder = cache_root(corpus.root) / f"{prefix}{key[:16]}"
@@ -122,8 +116,8 @@ def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
             if isinstance(result, str):
                 message, _, hint = result.partition("\n")
                 raise DataError(message, hint or None)
-            frames, lengths, missing = result
-            writer.append(frames, lengths, missing)
+            frames, lengths, missing, zeros = result
+            writer.append(frames, lengths, missing, zeros)
             done += len(lengths)
             reporter.task_progress(task=task, done=done, total=count, unit="sequences")
         return writer.publish()
@@ -132,24 +126,31 @@ def build_store(corpus: Corpus, folder: Path, key: str, reporter: Reporter,
 
 
 def read_chunk(job: tuple[Callable[[Path], np.ndarray], Path, Sequence[str]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """Worker: read a run of sequence files into (frames float16, lengths, missing).
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Worker: read a run of sequence files into (frames float16, lengths, missing,
+    zero-filled): the last two count, per landmark, the frames where it is missing and
+    where it was missing because the file held zeros (readers that know say so by
+    returning ``(frames, zeros)``).
 
     A bad file comes back as the text ``message\nhint`` (an exception's hint would not
     survive pickling).
     """
     reader, root, names = job
-    parts, lengths = [], []
+    parts, lengths, zeros = [], [], 0
     for name in names:
         try:
             sequence = reader(root / name)
         except DataError as exc:
             return f"{exc.message}\n{exc.hint or ''}"
+        if isinstance(sequence, tuple):  # (frames, zero-filled frames per landmark)
+            sequence, zero = sequence
+            zeros = zeros + zero
         parts.append(sequence.astype(np.float16))
         lengths.append(len(sequence))
     frames = np.concatenate(parts)
     missing = np.isnan(frames).any(axis=-1).sum(axis=0).astype(np.int64)
-    return frames, np.asarray(lengths, np.int64), missing
+    zeros = np.broadcast_to(np.asarray(zeros, np.int64), missing.shape).copy()
+    return frames, np.asarray(lengths, np.int64), missing, zeros
 
 
 def ordered_map(func: Callable, jobs: Sequence, workers: int) -> Iterator:
@@ -268,6 +269,7 @@ def _open_prepared(folder: Path, key: str, names: list[str]) -> dict[str, Prepar
         raise StaleStore(str(exc)) from None
 
 
-def open_corpus(spec: str, landmarks: str, reporter: Reporter | None = None) -> Store:
+def open_corpus(spec: str, landmarks: str, reporter: Reporter | None = None,
+                options: ReadOptions | None = None) -> Store:
     """``scan_corpus`` then ``ensure_store``: a spec in, an opened store out."""
-    return ensure_store(scan_corpus(spec, landmarks), reporter)
+    return ensure_store(scan_corpus(spec, landmarks, options), reporter)

@@ -25,7 +25,6 @@ from slt_cli.data.landmarks import (
     select_landmarks,
 )
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.extras import require
 from slt_cli.files import load_json, read_csv
 
 LISTING = "train.csv"
@@ -38,21 +37,12 @@ LAYOUT_HINT = ("A GISLR folder (Kaggle layout) holds train.csv, "
                "sign_to_prediction_index_map.json and the parquet files train.csv names.")
 
 
-def require_pyarrow() -> None:
-    """Raises: DataError naming the extra to install when pyarrow is missing.
-
-    Looks for the package without importing it: a cached corpus never needs it.
-    """
-    require("gislr", "reading GISLR parquet files", DataError)
-
-
 def scan_gislr(root: Path, landmarks: str) -> Corpus:
     """Read and check ``train.csv`` and the sign map of the GISLR folder ``root``.
 
     Raises:
         DataError: naming the file (and line) that is missing or wrong.
     """
-    require_pyarrow()
     classes = _read_sign_map(root)
     index = {sign: i for i, sign in enumerate(classes)}
     listing = root / LISTING
@@ -87,6 +77,17 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
         split=None, joints=tuple(landmark.name for landmark in chosen), channels=3,
         settings=canonical_landmarks(landmarks),
         reader=functools.partial(read_parquet, slots=slots, joints=len(chosen)))
+
+
+def read_parquet_input(path: Path, landmarks: str) -> np.ndarray:
+    """One GISLR parquet file on its own (``slt predict``): the ``landmarks`` selection
+    as float32 ``(T, J, 3)``, NaN = missing.
+
+    Raises:
+        DataError: naming the file, for an unreadable file or a wrong schema.
+    """
+    chosen = select_landmarks(landmarks)
+    return read_parquet(path, slots=landmark_slots(chosen), joints=len(chosen))
 
 
 def landmark_slots(chosen: Sequence[Landmark]) -> np.ndarray:

@@ -10,6 +10,9 @@
   checkpoint's ``[data] landmarks`` picked them.
 - ``.pose``: one pose-format file; MediaPipe Holistic files keep the same selection,
   other layouts every point.
+- a folder of one sequence's frames: ``<frame>.npy`` MediaPipe vectors (as in
+  ``mediapipe:DIR``; their order found from the frames unless the checkpoint's
+  ``[data] layout`` states it) or OpenPose ``*_keypoints.json`` (as in ``openpose:DIR``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from slt_cli.data.base import far_coordinate
+from slt_cli.data.sources import ReadOptions, input_folders, input_source, input_suffixes
 from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.files import open_regular
-
-SUFFIXES = (".npz", ".parquet", ".pose")
 
 
 @dataclass(frozen=True)
@@ -41,34 +43,40 @@ class Sequences:
 
 
 def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
-                   joints: tuple[str, ...] | None = None) -> Sequences:
-    """Read one input file.
+                   joints: tuple[str, ...] | None = None,
+                   options: ReadOptions | None = None) -> Sequences:
+    """Read one input file (or folder of one sequence's frames).
 
     Args:
-        path: An ``.npz``, ``.parquet`` or ``.pose`` file.
+        path: An ``.npz``, ``.parquet`` or ``.pose`` file, or a folder of frames.
         landmarks: The landmark groups to keep from MediaPipe-named input.
         classes: The checkpoint's class names (name the labels of an ``.npz`` ``y``
             when the file has no ``classes`` of its own).
         joints: The names of the landmarks the checkpoint takes, when it knows them:
             an ``.npz`` with ``joints`` gives exactly these, in this order.
+        options: How frame folders are read (the checkpoint's ``[data]`` settings).
 
     Raises:
         DataError: naming the file, when it is missing, unreadable, of an unknown
             kind or malformed.
     """
-    if path.suffix not in SUFFIXES:
-        raise DataError(f"{path}: cannot classify a {path.suffix or 'suffix-less'} file",
-                        hint="Give .npz, GISLR .parquet or .pose files.")
+    source = input_source(path)
+    if source is None:
+        what = "folder" if path.is_dir() else f"{path.suffix or 'suffix-less'} file"
+        raise DataError(f"{path}: cannot classify a {what}",
+                        hint=f"Give {', '.join(input_suffixes())} files, or folders of one "
+                             f"sequence's frames: {', '.join(input_folders())}.")
     if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such file")
-    try:
-        open_regular(path).close()  # a FIFO or a device is refused, never read
-    except UnreadableFile as exc:
-        raise DataError(str(exc)) from None
-    if path.suffix == ".npz":
+    if not path.is_dir():
+        try:
+            open_regular(path).close()  # a FIFO or a device is refused, never read
+        except UnreadableFile as exc:
+            raise DataError(str(exc)) from None
+    if source.read_input is None:  # an .npz: many sequences, labels, landmark names
         return _read_npz(path, classes, landmarks, joints)
-    one = _read_parquet(path, landmarks) if path.suffix == ".parquet" else _read_pose(
-        path, landmarks)
+    source.require()
+    one = source.read_input(path, landmarks, options or ReadOptions())
     if far := far_coordinate(one[None]):
         raise DataError(f"{path}: holds {far}", hint="NaN marks a missing landmark.")
     return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),
@@ -77,7 +85,7 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
 
 def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
               joints: tuple[str, ...] | None) -> Sequences:
-    from slt_cli.data.npz import _lengths_from_padding, zeros_as_missing
+    from slt_cli.data.npz import lengths_from_padding, zeros_as_missing
     from slt_cli.data.npzfile import read_npz
 
     # no pickle; shapes checked against the file before anything is read
@@ -97,7 +105,7 @@ def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
     n, frames = x.shape[:2]
     lengths = arrays.get("lengths")
     if lengths is None:
-        lengths = _lengths_from_padding(x)
+        lengths = lengths_from_padding(x)
     elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
           or lengths.min() < 1 or lengths.max() > frames):
         raise DataError(f"{path}: 'lengths' must be ({n},) integers in 1..{frames}")
@@ -144,21 +152,3 @@ def _labels(path: Path, arrays: dict[str, np.ndarray], n: int,
     names = (tuple(str(v) for v in arrays["classes"].tolist())
              if "classes" in arrays and arrays["classes"].ndim == 1 else classes)
     return tuple(names[k] if 0 <= k < len(names) else None for k in y.tolist())
-
-
-def _read_parquet(path: Path, landmarks: str) -> np.ndarray:
-    from slt_cli.data.gislr import landmark_slots, read_parquet, require_pyarrow
-    from slt_cli.data.landmarks import select_landmarks
-
-    require_pyarrow()
-    chosen = select_landmarks(landmarks)
-    return read_parquet(path, slots=landmark_slots(chosen), joints=len(chosen))
-
-
-def _read_pose(path: Path, landmarks: str) -> np.ndarray:
-    from slt_cli.data.posefile import _header, _selection, read_pose, require_pose_format
-
-    require_pose_format()
-    layout, channels = _header(path)
-    _, slots = _selection(layout, landmarks)
-    return read_pose(path, layout=layout, slots=slots, channels=channels)

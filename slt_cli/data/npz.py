@@ -1,5 +1,6 @@
 """The ``.npz`` source: arrays ``x``, ``y`` and optional ``classes``, ``split``,
-``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted.
+``signer``, ``lengths``, ``joints``; checked field by field, nothing trusted. Other
+arrays (what other tools add) are named in a note and ignored.
 
 Two rules for what MediaPipe-based recorders write (training and ``slt predict``
 alike): a landmark whose channels are all exactly 0.0 in a frame was not detected,
@@ -16,7 +17,7 @@ import numpy as np
 
 from slt_cli.data.base import MAX_CLASSES, SPLITS, RawData, far_coordinate
 from slt_cli.data.landmarks import select_named
-from slt_cli.data.npzfile import read_npz
+from slt_cli.data.npzfile import member_names, read_npz
 from slt_cli.errors import DataError
 from slt_cli.reporting import Reporter
 
@@ -32,14 +33,15 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
     """
     if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: no such data file", hint="Give a .npz path or 'synthetic'.")
-    arrays = read_npz(path)  # no pickle; shapes checked against the file before reading
+    unknown = sorted(set(member_names(path)) - set(KNOWN_ARRAYS))
+    if unknown and reporter is not None:  # other tools' extras (e.g. fps): not ours to refuse
+        reporter.note(f"{path.name}: ignored unknown array(s) {', '.join(unknown)}; slt reads "
+                      f"{', '.join(KNOWN_ARRAYS)}")
+    # no pickle; shapes checked against the file before reading; unknown arrays not read
+    arrays = read_npz(path, KNOWN_ARRAYS)
 
     def fail(message: str) -> DataError:
         return DataError(f"{path}: {message}", hint="The format: docs/data.md, '.npz files'.")
-
-    unknown = sorted(set(arrays) - set(KNOWN_ARRAYS))
-    if unknown:
-        raise fail(f"unknown array(s) {', '.join(unknown)}; expected {', '.join(KNOWN_ARRAYS)}")
     for required in ("x", "y"):
         if required not in arrays:
             raise fail(f"missing array {required!r}")
@@ -60,6 +62,7 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         raise fail("'x' holds infinite values; use NaN for missing landmarks")
     if far := far_coordinate(x):
         raise fail(f"'x' holds {far}")
+    zeros = (x == 0).all(axis=-1).sum(axis=(0, 1)).astype(np.int64)
     x, note = zeros_as_missing(x)
     if note and reporter is not None:
         reporter.note(f"{path.name}: {note}")
@@ -86,12 +89,13 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         signer = np.unique(signer, return_inverse=True)[1].astype(np.int64)
     lengths = arrays.get("lengths")
     if lengths is None:
-        lengths = _lengths_from_padding(x)
+        lengths = lengths_from_padding(x)
     elif (lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer)
           or lengths.min() < 1 or lengths.max() > frames):
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
     raw = RawData(x=x, y=y.astype(np.int64), classes=classes,
-                  lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints)
+                  lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints,
+                  zeros=zeros)
     return _without_empty(raw, path, fail, reporter)
 
 
@@ -149,7 +153,8 @@ def select_npz(raw: RawData, landmarks: str, reporter: Reporter | None = None) -
         reporter.note(f"kept {len(kept)} of {len(raw.joints)} landmarks ({landmarks}); "
                       "set [data] landmarks to change")
     return dataclasses.replace(raw, x=np.ascontiguousarray(raw.x[:, :, list(kept)]),
-                               joints=tuple(raw.joints[i] for i in kept))
+                               joints=tuple(raw.joints[i] for i in kept),
+                               zeros=None if raw.zeros is None else raw.zeros[list(kept)])
 
 
 def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:
@@ -162,7 +167,7 @@ def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:
     return tuple(str(v) for v in array.tolist())
 
 
-def _lengths_from_padding(x: np.ndarray) -> np.ndarray:
+def lengths_from_padding(x: np.ndarray) -> np.ndarray:
     """Real length = index after the last frame that has any landmark."""
     has_data = ~np.isnan(x).all(axis=(2, 3))
     last = x.shape[1] - np.argmax(has_data[:, ::-1], axis=1)

@@ -46,6 +46,22 @@ def read_npz(path: Path, names: Iterable[str] | None = None) -> dict[str, np.nda
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
+def member_names(path: Path) -> tuple[str, ...]:
+    """The names of the arrays an ``.npz`` file holds, read from its directory only.
+
+    Raises:
+        DataError: as ``read_npz``, for a file that is not a readable archive.
+    """
+    try:
+        with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
+            return tuple(name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+                         for name in archive.namelist())
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
 def _read_member(path: Path, archive: zipfile.ZipFile, key: str,
                  info: zipfile.ZipInfo) -> np.ndarray:
     """One member, after checking that its header's shape fits the bytes it holds."""

@@ -23,7 +23,6 @@ from slt_cli.data.base import SPLITS
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.extras import require
 from slt_cli.files import read_bounded, read_csv
 
 LISTING = "labels.csv"
@@ -32,18 +31,12 @@ HOLISTIC = {"face": "FACE_LANDMARKS", "left_hand": "LEFT_HAND_LANDMARKS",
 Layout = tuple[tuple[str, int], ...]  # (component name, number of points) in file order
 
 
-def require_pose_format() -> None:
-    """Raises: DataError naming the extra to install when pose-format is missing."""
-    require("pose", "reading .pose files", DataError)
-
-
 def scan_pose(root: Path, landmarks: str) -> Corpus:
     """Read and check ``labels.csv`` and the first file's header.
 
     Raises:
         DataError: naming the file (and line) that is missing or wrong.
     """
-    require_pose_format()
     listing = root / LISTING
     if not listing.is_file():
         raise DataError(f"{root}: no {LISTING}",
@@ -109,6 +102,18 @@ def read_pose(path: Path, *, layout: Layout, slots: np.ndarray, channels: int) -
     person = np.ma.filled(data[:, 0, :, :channels].astype(np.float32), np.nan)
     person = np.where(np.isfinite(person), person, np.nan)
     return np.ascontiguousarray(person[:, slots])
+
+
+def read_pose_input(path: Path, landmarks: str) -> np.ndarray:
+    """One ``.pose`` file on its own (``slt predict``): MediaPipe Holistic files keep
+    the ``landmarks`` selection, other layouts every point; float32 ``(T, J, C)``.
+
+    Raises:
+        DataError: naming the file, when unreadable or empty.
+    """
+    layout, channels = _header(path)
+    _, slots = _selection(layout, landmarks)
+    return read_pose(path, layout=layout, slots=slots, channels=channels)
 
 
 def _read(path: Path) -> Any:

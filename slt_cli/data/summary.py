@@ -18,6 +18,7 @@ from slt_cli.errors import DataError, StorageError
 from slt_cli.files import abandoned_temps, create_new, fault_point, temp_path
 
 PART_PREFIXES = ("left_hand", "right_hand", "pose", "face")
+MIN_SIGNERS = 2  # per class, for a signer-held-out split to train and validate it
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class Summary:
     missing: dict[str, float]  # share of (frame, landmark) entries missing, per group
     splits: dict[str, int] | None  # sequences per split, when the source has its own
     cache: str | None  # the store folder of a corpus
+    # share of (frame, landmark) entries the files held as zeros (now missing), per group;
+    # None when the source does not say
+    zero_filled: dict[str, float] | None = None
+    per_signer: dict[str, float] | None = None  # sequences per signer: min, median, max
+    signers_per_class: dict[str, float] | None = None  # min, median, max
+    # classes signed by fewer than MIN_SIGNERS people: a split that holds out whole
+    # signers cannot both train and validate them
+    few_signers: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +63,7 @@ def summarise_store(source: str, store: Store) -> Summary:
     total_frames = int(store.offsets[-1])
     return _summary(source, store.y, store.classes, store.signer, store.split, store.lengths,
                     store.joints, store.frames.shape[2], store.missing, total_frames,
-                    str(store.folder))
+                    str(store.folder), store.zeros)
 
 
 def summarise_raw(source: str, raw: RawData) -> Summary:
@@ -63,20 +72,24 @@ def summarise_raw(source: str, raw: RawData) -> Summary:
     absent = np.isnan(raw.x).any(axis=-1) & real[:, :, None]
     joints = raw.joints or tuple(f"landmark_{i}" for i in range(raw.x.shape[2]))
     return _summary(source, raw.y, raw.classes, raw.signer, raw.split, raw.lengths, joints,
-                    raw.x.shape[3], absent.sum(axis=(0, 1)), int(real.sum()), None)
+                    raw.x.shape[3], absent.sum(axis=(0, 1)), int(real.sum()), None, raw.zeros)
 
 
 def _summary(source: str, y: np.ndarray, classes: tuple[str, ...], signer: np.ndarray | None,
              split: np.ndarray | None, lengths: np.ndarray, joints: tuple[str, ...],
              channels: int, missing: np.ndarray, total_frames: int,
-             cache: str | None) -> Summary:
+             cache: str | None, zeros: np.ndarray | None = None) -> Summary:
     counts = np.bincount(y, minlength=len(classes))
     groups: dict[str, list[int]] = {}
     for j, name in enumerate(joints):
         groups.setdefault(joint_group(name), []).append(j)
-    share = {group: float(missing[idx].sum()) / max(1, total_frames * len(idx))
-             for group, idx in groups.items()}
+
+    def shares(per_joint: np.ndarray) -> dict[str, float]:
+        return {group: float(per_joint[idx].sum()) / max(1, total_frames * len(idx))
+                for group, idx in groups.items()}
+
     lengths = np.asarray(lengths)
+    people = _people(y, classes, signer)
     return Summary(
         source=source, sequences=int(len(y)), classes=len(classes),
         signers=None if signer is None else int(len(np.unique(signer))),
@@ -86,11 +99,32 @@ def _summary(source: str, y: np.ndarray, classes: tuple[str, ...], signer: np.nd
         lengths={"min": int(lengths.min()), "p10": float(np.percentile(lengths, 10)),
                  "median": float(np.median(lengths)), "mean": float(lengths.mean()),
                  "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max())},
-        missing=share,
+        missing=shares(missing),
+        zero_filled=None if zeros is None else shares(zeros),
+        **people,
         splits=None if split is None else {str(k): int(v) for k, v in
                                            zip(*np.unique(split, return_counts=True),
                                                strict=True)},
         cache=cache)
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    return {"min": int(values.min()), "median": float(np.median(values)),
+            "max": int(values.max())}
+
+
+def _people(y: np.ndarray, classes: tuple[str, ...],
+            signer: np.ndarray | None) -> dict[str, Any]:
+    """Sequences per signer, signers per class and the classes too few people sign."""
+    if signer is None or not len(y):
+        return {}
+    _, per_signer = np.unique(signer, return_counts=True)
+    pairs = np.unique(np.stack([y, signer]), axis=1)  # distinct (class, signer)
+    per_class = np.bincount(pairs[0], minlength=len(classes))
+    present = np.bincount(y, minlength=len(classes)) > 0
+    few = np.flatnonzero(present & (per_class < MIN_SIGNERS))
+    return {"per_signer": _spread(per_signer), "signers_per_class": _spread(per_class[present]),
+            "few_signers": [classes[c] for c in few]}
 
 
 def store_arrays(store: Store) -> tuple[tuple[int, ...], Iterator[np.ndarray], dict[str, Any]]:

@@ -61,6 +61,40 @@ def mirror_permutation(joints: Sequence[str] | None) -> list[int] | None:
     return permutation if swapped else None
 
 
+def hand_sides(joints: Sequence[str] | None) -> tuple[list[int], list[int]] | None:
+    """The indices of the left hand's and the right hand's landmarks (``left_hand_*``,
+    ``right_hand_*``), or None when the names do not show both hands."""
+    left = [i for i, name in enumerate(joints or ()) if name.startswith("left_hand")]
+    right = [i for i, name in enumerate(joints or ()) if name.startswith("right_hand")]
+    return (left, right) if left and right else None
+
+
+def dominant_hand_swap(joints: Sequence[str] | None,
+                       mode: str) -> tuple[list[int], list[int], list[int]] | None:
+    """What ``right_handed`` needs for ``[data] dominant_hand = mode`` on clips with
+    these landmarks: (left hand, right hand, mirror index); None when clips stay as
+    recorded (``keep``, or names that show no two hands to swap)."""
+    sides = hand_sides(joints) if mode == "right" else None
+    mirror = mirror_permutation(joints) if sides else None
+    return (*sides, mirror) if sides and mirror else None
+
+
+def right_handed(x: torch.Tensor, left: Sequence[int] | torch.Tensor,
+                 right: Sequence[int] | torch.Tensor,
+                 mirror: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """(B, T, J, C) prepared clips with the dominant hand on the right: a clip whose left
+    hand is seen (not NaN) in more frames than its right is mirrored (``mirror_clips``),
+    as a left-handed signer, or a recorder that flips the image, turns it. One-handed
+    signs leave the other hand mostly undetected, so the hand seen more is the one
+    signing."""
+    def seen(hand: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        points = x.index_select(2, torch.as_tensor(hand, device=x.device))[..., 0]
+        return (~torch.isnan(points)).any(dim=2).sum(dim=1)
+
+    flip = (seen(left) > seen(right))[:, None, None, None]
+    return torch.where(flip, mirror_clips(x, mirror), x)
+
+
 def mirror_clips(x: torch.Tensor, mirror: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """The left/right mirror image of (B, T, J, C) clips: joints swapped by ``mirror``
     (``mirror_permutation``'s index) and x negated, as the ``mirror`` augmentation

@@ -45,7 +45,6 @@ def test_npz_prefix_and_named_classes(tmp_path: Path) -> None:
     ({"classes": np.array(["a"])}, "'classes' names only 1"),
     ({"split": np.array(["train"] * 39 + ["dev"])}, "'split' must be"),
     ({"lengths": np.full(40, 11)}, "'lengths' must be"),
-    ({"extra": np.zeros(3)}, "unknown array(s) extra"),
     ({"joints": np.array(["a", "b"])}, "'joints' names 2 landmarks"),
 ])
 def test_malformed_files_name_the_file_and_array(tmp_path: Path, change: dict,
@@ -55,6 +54,17 @@ def test_malformed_files_name_the_file_and_array(tmp_path: Path, change: dict,
     with pytest.raises(DataError) as caught:
         load_source(str(path))
     assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_unknown_arrays_are_a_note_and_ignored(tmp_path: Path) -> None:
+    from slt_cli.reporting import RecordingReporter
+
+    path = write_npz(tmp_path / "d.npz", **sequences(), fps=np.float64(30),
+                     meta=np.array([{"a": 1}], dtype=object))  # never unpickled either
+    reporter = RecordingReporter()
+    raw = load_source(str(path), reporter=reporter)
+    assert raw.num_sequences == 40
+    assert any("ignored unknown array(s) fps, meta" in note for note in reporter.named("note"))
 
 
 def test_missing_x_missing_file_and_not_a_zip(tmp_path: Path) -> None:

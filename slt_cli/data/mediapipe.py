@@ -1,0 +1,342 @@
+"""``mediapipe:DIR``: the tutorial layout ``DIR/<sign>/<sequence>/<frame>.npy`` that
+hundreds of projects record MediaPipe Holistic into.
+
+Each frame is one flat vector: pose 33 x (x, y, z, visibility), face 468 x 3, left
+hand 21 x 3, right hand 21 x 3 (1662 values), or 1692 (478-point face), 1704 (hands
+with a fourth value), 258 (no face), 126 (hands only), with zeros where a part was not
+detected. The length narrows the parts; their order is not fixed (projects put the
+face second, last or first), so it is found from the data (``detect_order``: pose
+visibility lies in [0, 1], the pose nose sits on the face's nose tip, each hand at its
+own side's pose wrist) unless ``[data] layout`` states it. Sign folders are matched
+without regard to case (the class is the lower-cased name); a part that is all zeros
+in a frame is missing (NaN); the landmarks are named and selected as the other corpus
+loaders name them. Signers come from ``signers.csv`` (``folder,signer``: a sequence
+folder or any folder above it) or, with ``[data] signer_from = "top"``, from the top
+folders of ``DIR/<signer>/<sign>/<sequence>/<frame>.npy``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+
+from slt_cli.data.cache import Corpus
+from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
+from slt_cli.data.sources import ReadOptions
+from slt_cli.errors import DataError, UnreadableFile
+from slt_cli.files import open_regular, read_csv
+
+SIGNERS = "signers.csv"
+TUTORIAL = ("pose", "face", "left_hand", "right_hand")  # the tutorial's order
+# Values per frame -> (part, points, values per point) of each part it holds.
+FRAME_PARTS: dict[int, dict[str, tuple[int, int]]] = {
+    1662: {"pose": (33, 4), "face": (468, 3), "left_hand": (21, 3), "right_hand": (21, 3)},
+    1692: {"pose": (33, 4), "face": (478, 3), "left_hand": (21, 3), "right_hand": (21, 3)},
+    1704: {"pose": (33, 4), "face": (468, 3), "left_hand": (21, 4), "right_hand": (21, 4)},
+    258: {"pose": (33, 4), "left_hand": (21, 3), "right_hand": (21, 3)},
+    126: {"left_hand": (21, 3), "right_hand": (21, 3)},
+}
+MAX_FRAME_BYTES = 1 << 20  # a frame of 1704 float64 values is 14 KB
+OFFSETS = {part: sum(list(PART_SIZES.values())[:i]) for i, part in enumerate(PART_SIZES)}
+NOSE_TIP = 1  # face mesh point on the nose tip; pose point 0 is the nose
+WRISTS = {"left_hand": 15, "right_hand": 16}  # pose wrists
+SAMPLE_SEQUENCES, SAMPLE_FRAMES = 32, 5  # frames read to find the order
+LAYOUT_HINT = "State the order with --layout or [data] layout, e.g. pose+face+left_hand+right_hand."
+
+
+def layout_problem(text: str) -> str | None:
+    """What is wrong with a ``[data] layout`` (None when it is fine)."""
+    if text == "auto":
+        return None
+    parts = text.split("+")
+    if len(set(parts)) != len(parts) or not set(parts) <= set(TUTORIAL):
+        return (f"must be auto or parts joined with '+', each once, from {', '.join(TUTORIAL)}"
+                " (e.g. pose+face+left_hand+right_hand)")
+    return None
+
+
+def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
+    """List the frame folders of ``root``, read a sample to tell the frame layout.
+
+    Raises:
+        DataError: naming the folder or file that does not fit the layout.
+    """
+    top = options.signer_from == "top"
+    found = _sequence_folders(root, top)
+    if not found:
+        shape = "<signer>/<sign>/<sequence>" if top else "<sign>/<sequence>"
+        raise DataError(f"{root}: holds no {shape}/<frame>.npy folders",
+                        hint="The tutorial layout: one folder per sign, one per sequence in "
+                             "it, frames 0.npy, 1.npy, ... in that.")
+    files = {rel: frame_files(root / rel) for rel, _, _ in found}
+    first = root / next(iter(files)) / files[next(iter(files))][0]
+    length = len(read_vector(first))
+    if length not in FRAME_PARTS:
+        raise DataError(f"{first}: holds {length} values; slt knows MediaPipe frames of "
+                        f"{', '.join(map(str, FRAME_PARTS))} values",
+                        hint="Frames are flat vectors of pose (x, y, z, visibility), face, "
+                             "left and right hand (x, y, z).")
+    order, note = _order(root, files, length, options.layout)
+    chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
+    if not chosen:
+        raise DataError(f"landmarks {landmarks!r} keep none of {root}'s parts "
+                        f"({', '.join(order)})", hint="Set [data] landmarks, e.g. 'hands'.")
+    classes = tuple(sorted({sign for _, sign, _ in found}))
+    index = {sign: i for i, sign in enumerate(classes)}
+    signer, listing = (_signers_by_top(found) if top else _signers_from_csv(root, found))
+    code = "".join(part[0] for part in order)  # pflr
+    return Corpus(
+        kind="mediapipe", root=root, sequences=tuple(files),
+        key_files=tuple(f"{rel}/{name}" for rel, names in files.items() for name in names)
+        + ((listing,) if listing else ()), listing=listing,
+        y=np.asarray([index[sign] for _, sign, _ in found], np.int64), classes=classes,
+        signer=signer, split=None, joints=tuple(lm.name for lm in chosen), channels=3,
+        settings=f"{canonical_landmarks(landmarks)}+{code}{length}+{options.signer_from}",
+        reader=functools.partial(read_sequence, length=length, order=order,
+                                 slots=np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen],
+                                                  np.int64)),
+        notes=(note,))
+
+
+def read_sequence_input(folder: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+    """One sequence folder on its own (``slt predict``): its kept landmarks as float32
+    ``(T, J, 3)``, the parts' order stated by ``options.layout`` or found from its frames.
+
+    Raises:
+        DataError: naming the frame file that is missing, unreadable or does not fit.
+    """
+    names = frame_files(folder)
+    length = len(read_vector(folder / names[0]))
+    if length not in FRAME_PARTS:
+        raise DataError(f"{folder / names[0]}: holds {length} values; slt knows MediaPipe "
+                        f"frames of {', '.join(map(str, FRAME_PARTS))} values")
+    order, _ = _order(folder.parent, {folder.name: names}, length, options.layout)
+    chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
+    slots = np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen], np.int64)
+    return read_sequence(folder, length=length, order=order, slots=slots)[0]
+
+
+def _sequence_folders(root: Path, top: bool) -> list[tuple[str, str, str]]:
+    """(relative sequence folder, class, signer folder) of every sequence, sorted;
+    hidden folders (``.slt-cache``) skipped, sign names lower-cased."""
+    found = []
+    for owner in (_folders(root) if top else [root]):
+        who = owner.name if top else ""
+        for sign in _folders(owner):
+            for sequence in _folders(sign):
+                found.append((sequence.relative_to(root).as_posix(), sign.name.casefold(), who))
+    return found
+
+
+def _folders(path: Path) -> list[Path]:
+    entries = [Path(e.path) for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")]
+    return sorted(entries, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit()
+                                          else 0, p.name.casefold(), p.name))
+
+
+def frame_files(folder: Path) -> list[str]:
+    """The frame files of a sequence folder, in frame order.
+
+    Raises:
+        DataError: naming the file that is missing or misnamed.
+    """
+    numbers: dict[int, str] = {}
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".npy"):
+            stem = entry.name[:-4]
+            if not stem.isdigit():
+                raise DataError(f"{folder / entry.name}: frame files are named 0.npy, 1.npy, ...")
+            numbers[int(stem)] = entry.name
+    if not numbers:
+        raise DataError(f"{folder}: holds no <frame>.npy files")
+    order = sorted(numbers)
+    for expected, number in enumerate(order, start=order[0]):
+        if number != expected:
+            raise DataError(f"{folder / f'{expected}.npy'}: missing (frames {order[0]} to "
+                            f"{order[-1]} of {folder} are there but not this one)",
+                            hint="Put the frame back, or remove the sequence folder.")
+    return [numbers[n] for n in order]
+
+
+def read_vector(path: Path) -> np.ndarray:
+    """One frame file as a float64 vector; never unpickled, size checked first.
+
+    Raises:
+        DataError: naming the file when it is not a 1-D numeric ``.npy`` array.
+    """
+    try:
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FRAME_BYTES:
+                raise DataError(f"{path}: {size} bytes is too large for a frame")
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+            if dtype.hasobject:
+                raise DataError(f"{path}: an object array; slt never unpickles data")
+            if dtype.kind not in "fiu":
+                raise DataError(f"{path}: holds {dtype} values, not numbers")
+            if len(shape) != 1 or shape[0] * dtype.itemsize > size - handle.tell():
+                raise DataError(f"{path}: must be a flat vector of numbers, got shape "
+                                f"{tuple(shape)} in {size} bytes")
+            handle.seek(0)
+            vector = np.lib.format.read_array(handle, allow_pickle=False)
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    return vector.astype(np.float64)
+
+
+def read_sequence(folder: Path, *, length: int, order: tuple[str, ...],
+                  slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sequence folder's kept landmarks as float32 ``(T, J, 3)``, NaN = missing, and
+    per landmark the number of frames in which its part was written as zeros.
+
+    Raises:
+        DataError: naming a frame file that is missing, unreadable or of another length.
+    """
+    frames = []
+    for name in frame_files(folder):
+        vector = read_vector(folder / name)
+        if len(vector) != length:
+            raise DataError(f"{folder / name}: holds {len(vector)} values, the other frames "
+                            f"{length}", hint="Every frame of a folder tree must be recorded "
+                                              "with the same layout.")
+        frames.append(vector)
+    stacked = np.stack(frames)
+    points = holistic(stacked, order)[:, slots]
+    zeros = np.zeros(points.shape[:2], bool)
+    for part in order:  # which kept points lie in a part the frame held as zeros
+        kept = (slots >= OFFSETS[part]) & (slots < OFFSETS[part] + PART_SIZES[part])
+        zeros[:, kept] = np.isnan(part_block(stacked, order, part)[:, :1, 0])
+    return points.astype(np.float32), zeros.sum(axis=0)
+
+
+def holistic(frames: np.ndarray, order: tuple[str, ...]) -> np.ndarray:
+    """``(T, values)`` flat frames in ``order`` as ``(T, 543, 3)`` in GISLR's part order,
+    NaN for a part the frame lacks or holds as all zeros."""
+    out = np.full((len(frames), sum(PART_SIZES.values()), 3), np.nan)
+    for part in order:
+        block = part_block(frames, order, part)
+        kept = min(block.shape[1], PART_SIZES[part])  # a 478-point face keeps the mesh's 468
+        out[:, OFFSETS[part]:OFFSETS[part] + kept] = block[:, :kept, :3]
+    return out
+
+
+def part_block(frames: np.ndarray, order: tuple[str, ...], part: str) -> np.ndarray:
+    """One part of ``(T, values)`` flat frames in ``order``: ``(T, points, values)``
+    float64, NaN in the frames where the part is all zeros (not detected)."""
+    sizes = FRAME_PARTS[frames.shape[1]]
+    start = sum(sizes[p][0] * sizes[p][1] for p in order[:order.index(part)])
+    points, values = sizes[part]
+    block = frames[:, start:start + points * values].reshape(len(frames), points, values)
+    return np.where((block == 0).all(axis=(1, 2))[:, None, None], np.nan, block)
+
+
+def detect_order(frames: np.ndarray) -> tuple[tuple[str, ...], float]:
+    """The order of the parts of ``frames`` ``(n, values)`` that fits best, and its cost
+    (0 is a perfect fit): pose visibility outside [0, 1], the distance from the pose
+    nose to the face's nose tip and from each hand's wrist to its side's pose wrist."""
+    parts = [part for part in TUTORIAL if part in FRAME_PARTS[frames.shape[1]]]
+    best: tuple[float, tuple[str, ...]] | None = None
+    for order in permutations(parts):  # the tutorial's order first: it wins a tie
+        cost = _misfit(frames, order)
+        if best is None or cost < best[0]:
+            best = (cost, order)
+    assert best is not None
+    return best[1], best[0]
+
+
+def _misfit(frames: np.ndarray, order: tuple[str, ...]) -> float:
+    if "pose" not in order:
+        return 0.0
+    pose = part_block(frames, order, "pose")
+    vis = pose[:, :, 3][np.isfinite(pose[:, :, 3])]
+    cost = 10.0 * float(((vis < 0) | (vis > 1)).mean()) if vis.size else 10.0
+    if "face" in order:
+        cost += _distance(pose[:, 0], part_block(frames, order, "face")[:, NOSE_TIP])
+    for hand, wrist in WRISTS.items():
+        cost += _distance(pose[:, wrist], part_block(frames, order, hand)[:, 0])
+    return cost
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Median x-y distance between two points over the frames that have both (0: none)."""
+    d = np.linalg.norm(a[:, :2] - b[:, :2], axis=-1)
+    d = d[np.isfinite(d)]
+    return float(np.median(d)) if d.size else 0.0
+
+
+def _order(root: Path, files: dict[str, list[str]], length: int,
+           layout: str) -> tuple[tuple[str, ...], str]:
+    """The parts' order (stated, else detected from a sample) and a note saying which."""
+    parts = FRAME_PARTS[length]
+    if layout != "auto":
+        order = tuple(layout.split("+"))
+        if set(order) != set(parts):
+            raise DataError(f"layout {layout!r} does not fit {root}'s frames of {length} "
+                            f"values, which hold {', '.join(parts)}", hint=LAYOUT_HINT)
+        return order, f"{root}: frames of {length} values, read as {layout} (as stated)"
+    rels = list(files)
+    picked = [rels[i] for i in np.linspace(0, len(rels) - 1, min(len(rels), SAMPLE_SEQUENCES),
+                                           dtype=int)]
+    sample = []
+    for rel in dict.fromkeys(picked):
+        names = files[rel]
+        for name in names[::max(1, len(names) // SAMPLE_FRAMES)]:
+            vector = read_vector(root / rel / name)
+            if len(vector) != length:
+                raise DataError(f"{root / rel / name}: holds {len(vector)} values, the other "
+                                f"frames {length}", hint="Every frame of a folder tree must be "
+                                                         "recorded with the same layout.")
+            sample.append(vector)
+    order, cost = detect_order(np.stack(sample))
+    if "pose" in order and cost > 0.5:
+        raise DataError(f"{root}: cannot tell the order of the parts in its {length}-value "
+                        f"frames (best guess {'+'.join(order)} fits poorly)", hint=LAYOUT_HINT)
+    how = ("found from the data" if "pose" in order
+           else "assumed: without the pose the hands cannot be told apart")
+    return order, (f"{root}: frames of {length} values in the order {'+'.join(order)} ({how}); "
+                   "--layout or [data] layout states it")
+
+
+def _signers_by_top(found: list[tuple[str, str, str]]) -> tuple[np.ndarray, str]:
+    names = np.asarray([who for _, _, who in found])
+    return np.unique(names, return_inverse=True)[1].astype(np.int64), ""
+
+
+def _signers_from_csv(root: Path, found: list[tuple[str, str, str]]
+                      ) -> tuple[np.ndarray | None, str]:
+    """Signer ids from ``signers.csv`` (None, "" without one)."""
+    path = root / SIGNERS
+    if not path.is_file():
+        return None, ""
+    try:
+        fields, rows = read_csv(path)
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    if "folder" not in fields or "signer" not in fields:
+        raise DataError(f"{path}: needs the columns folder and signer")
+    owners = {}
+    for line, row in enumerate(rows, start=2):
+        folder, who = (row["folder"] or "").strip().strip("/"), (row["signer"] or "").strip()
+        if not folder or not who:
+            raise DataError(f"{path}: line {line}: empty folder or signer")
+        owners[folder.casefold()] = who
+    signers = []
+    for rel, _, _ in found:
+        steps = rel.casefold().split("/")
+        who = next((owners[key] for key in ("/".join(steps[:n]) for n in range(len(steps), 0, -1))
+                    if key in owners), None)
+        if who is None:
+            raise DataError(f"{path}: names no signer for {rel}",
+                            hint="Give each sequence folder, or a folder above it, a line "
+                                 "folder,signer.")
+        signers.append(who)
+    return np.unique(np.asarray(signers), return_inverse=True)[1].astype(np.int64), SIGNERS
