@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 python benchmarks/distill_suite.py [DATA ...] [--seeds 0,1,2]
         [--student small] [--alpha 0.7] [--temperature 3] [--epochs 18]
-        [--teacher-stages 1,2,3] [--teacher-epochs N] [--no-ensemble] [--json OUT.json]
+        [--teacher-stages 1,2,3] [--teacher-epochs N] [--no-ensemble] [--only-run R]
+        [--json OUT.json]
 
 DATA as ``real_suite.py`` takes it (LIBRAS and mediapipe-dev from ``../shared/datasets``
 by default), with its splits: LIBRAS's own test split; for data without one, signer-grouped
@@ -153,6 +154,8 @@ def main() -> None:
     parser.add_argument("--teacher-stages", default="1,2,3")
     parser.add_argument("--teacher-epochs", type=int, default=None,
                         help="every teacher stage's epochs (a quick check of the script)")
+    parser.add_argument("--only-run", type=int, default=None,
+                        help="only run R (0-based) of each dataset's plan")
     parser.add_argument("--no-ensemble", action="store_true")
     parser.add_argument("--json", default=None)
     options = parser.parse_args()
@@ -166,6 +169,8 @@ def main() -> None:
                 print(f"skipped {spec}: not found", file=sys.stderr)
                 continue
             jobs = plan_jobs(spec, spec, options.seeds, 3, 0, scratch)
+            if options.only_run is not None:  # e.g. the third fold alone, after a stop
+                jobs = [jobs[options.only_run]]
             rows, folders = [], []
             for job in jobs:
                 folder = scratch / f"{Path(spec).stem}-seed{job.seed}"
