@@ -27,8 +27,9 @@ def distill(
         "--name", help="Name of the student's checkpoint (must not exist yet).",
         show_default=False)],
     student: Annotated[str | None, typer.Option(
-        "--student", help="Student preset: tiny (~27k parameters on mediapipe-dev) or small "
-                          "(~53k) [default: small, or the [model] of --config].",
+        "--student", help="Student preset: tiny (33k parameters on mediapipe-dev) or small "
+                          "(61k; the default network: 168k) [default: small, or the "
+                          "[model] of --config].",
         show_default=False)] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="A stages.toml: its [model] is the student (unless --student), its "
