@@ -20,6 +20,7 @@ from slt_cli.commands.analyze import analyze
 from slt_cli.commands.config import config_app
 from slt_cli.commands.continue_run import continue_run
 from slt_cli.commands.data import data_app
+from slt_cli.commands.distill import distill
 from slt_cli.commands.ensemble import ensemble
 from slt_cli.commands.evaluate import evaluate
 from slt_cli.commands.export import export
@@ -38,11 +39,12 @@ app = typer.Typer(
 COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("train", train), ("continue", continue_run), ("list", list_checkpoints),
     ("analyze", analyze), ("evaluate", evaluate), ("ensemble", ensemble),
+    ("distill", distill),
     ("predict", predict), ("export", export), ("smoke", smoke),
 )
 # What an interrupted command leaves, for the commands that write checkpoints.
 KEPT = {name: "checkpoints saved so far are kept" for name in ("train", "continue",
-                                                               "ensemble")}
+                                                               "ensemble", "distill")}
 for _name, _command in COMMANDS:  # each behind the one error boundary
     app.command(_name)(guarded(_command, kept=KEPT.get(_name)))
 app.add_typer(data_app, name="data")

@@ -252,7 +252,9 @@ def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table
     for r in records:
         table.add_row(r["name"], f"{r.get('stage_idx')} {r.get('stage_name')}",
                       _number(r.get("val_loss")), _number(r.get("val_accuracy")),
-                      duration(r.get("training_time") or 0), r.get("parent") or "–",
+                      duration(r.get("training_time") or 0),
+                      f"teachers: {', '.join(r['teachers'])}" if r.get("teachers")
+                      else r.get("parent") or "–",
                       str(r.get("created_at", ""))[:19].replace("T", " "))
     return table
 

@@ -113,7 +113,7 @@ def make_ensemble(config: Config, members: Sequence[str], name: str, *,
     members, name = _check_request(members, name, method)
     _refuse_existing(folder, name)
     sidecars = [read_sidecar(folder, member) for member in members]
-    _check_layout(members, sidecars)
+    check_layout(members, sidecars)
     if method == "weights":
         _check_same_model(members, sidecars)
     data = _data(sidecars[0], reporter)
@@ -211,7 +211,7 @@ def _refuse_existing(folder: Path, name: str) -> None:
                               hint="Choose another --name; nothing was changed.")
 
 
-def _check_layout(members: Sequence[str], sidecars: Sequence[Sidecar]) -> None:
+def check_layout(members: Sequence[str], sidecars: Sequence[Sidecar]) -> None:
     """Raises: DataError naming the first member whose data layout differs."""
     for member, sidecar in zip(members[1:], sidecars[1:], strict=True):
         for read, what in _LAYOUT:

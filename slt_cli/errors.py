@@ -82,6 +82,13 @@ class RunInterrupted(SltError):
     exit_code = 130
 
 
+class BudgetMissed(SltError):
+    """A distilled student was saved but misses ``--max-mb`` or ``--max-ms``: exit 3,
+    apart from a mistake (2) or a fault (1), so scripts can tell them apart."""
+
+    exit_code = 3
+
+
 class UnreadableFile(SltError):
     """A file slt will not read: not a regular file (a FIFO, a device, a folder), larger
     than the limit for its kind, not UTF-8 text, not valid JSON, or nested too deeply.

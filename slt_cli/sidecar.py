@@ -29,7 +29,8 @@ from slt_cli.ranges import MODEL_FLOAT_MAX, MODEL_INT_MAX
 SCHEMA_VERSION = 1
 # keys later schema versions added, and the value an older sidecar means by leaving them out
 _ADDED_KEYS = {"schema_version": SCHEMA_VERSION, "parent": None, "run_id": None,
-               "stage_description": None, "stage_time": None, "joints": None, "members": None}
+               "stage_description": None, "stage_time": None, "joints": None, "members": None,
+               "distilled": None}
 # the keys every stage checkpoint's sidecar has (an ensemble's adds ``members``)
 SIDECAR_KEYS = (
     "schema_version", "stage_idx", "stage_name", "stage_description", "val_loss",
@@ -63,6 +64,29 @@ class TrainedWith:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """One teacher of a distilled student: its checkpoint name and weights' SHA-256."""
+
+    name: str
+    weights_sha256: str
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """How a student was distilled (``slt distill``): its teachers and the loss's mix."""
+
+    teachers: tuple[Teacher, ...]
+    alpha: float  # share of the soft-target term; 0 = plain cross-entropy
+    temperature: float
+    parameters: int  # the student's parameter count
+
+    def to_json(self) -> dict[str, Any]:
+        return {"teachers": [dataclasses.asdict(t) for t in self.teachers],
+                "alpha": self.alpha, "temperature": self.temperature,
+                "parameters": self.parameters}
+
+
+@dataclass(frozen=True)
 class Sidecar:
     """A checkpoint's record: its scores, lineage, classes, network and settings."""
 
@@ -82,6 +106,7 @@ class Sidecar:
     slt_version: str
     config: TrainedWith
     members: tuple[str, ...] | None = None  # an ensemble's checkpoints
+    distilled: Distillation | None = None  # a distilled student's lineage
     schema_version: int = SCHEMA_VERSION
     created_at: str = ""  # filled when saved
     weights_sha256: str = ""  # filled when saved
@@ -96,6 +121,10 @@ class Sidecar:
         values["members"] = None if self.members is None else list(self.members)
         if self.members is None:
             del values["members"]
+        if self.distilled is None:
+            del values["distilled"]
+        else:
+            values["distilled"] = self.distilled.to_json()
         values["model"] = dict(self.model)
         values["config"] = self.config.to_json()
         return values
@@ -146,9 +175,10 @@ Report = Callable[[str, str], None]
 _NUMBER = "a finite number"
 
 
-def _checked(key: str, value: Any, report: Report) -> Any:
-    """One top-level value, checked and converted (lists become tuples)."""
-    kind = _TYPES[key]
+def _checked(key: str, value: Any, report: Report, kind: Any = None) -> Any:
+    """One top-level value (or a value of ``kind``), checked and converted (lists become
+    tuples)."""
+    kind = _TYPES[key] if kind is None else kind
     if kind == "names" or kind == "names?":
         if value is None and kind == "names?":
             return None
@@ -158,6 +188,8 @@ def _checked(key: str, value: Any, report: Report) -> Any:
         return tuple(value)
     if kind == "model":
         return _model_record(key, value, report)
+    if kind == "distilled":
+        return _distillation(key, value, report)
     optional = isinstance(kind, tuple)
     kind = kind[0] if optional else kind
     if value is None and optional:
@@ -208,6 +240,30 @@ def _model_record(key: str, value: Any, report: Report) -> dict[str, Any]:
         if problem:
             report(f"{key}.settings.{setting}", f"{problem}, got {_shown(item)}")
     return value
+
+
+def _distillation(key: str, value: Any, report: Report) -> Distillation | None:
+    """A student's lineage (null for every other checkpoint), checked."""
+    if value is None:
+        return None
+    fields = {"teachers": list, "alpha": float, "temperature": float, "parameters": int}
+    if not isinstance(value, dict) or set(value) != set(fields):
+        report(key, f"must be a table of {', '.join(fields)}")
+        return None
+    teachers = value["teachers"]
+    if not isinstance(teachers, list) or not teachers or not all(
+            isinstance(t, dict) and set(t) == {"name", "weights_sha256"}
+            and all(isinstance(v, str) for v in t.values()) for t in teachers):
+        report(f"{key}.teachers", "must list tables of name and weights_sha256")
+        return None
+    alpha, temperature = (_checked(f"{key}.{k}", value[k], report, float)
+                          for k in ("alpha", "temperature"))
+    parameters = _checked(f"{key}.parameters", value["parameters"], report, int)
+    if not 0.0 <= alpha <= 1.0:
+        report(f"{key}.alpha", "must be between 0 and 1")
+    if not temperature > 0:
+        report(f"{key}.temperature", "must be > 0")
+    return Distillation(tuple(Teacher(**t) for t in teachers), alpha, temperature, parameters)
 
 
 def _setting_problem(value: Any) -> str | None:
@@ -270,4 +326,5 @@ _TYPES: dict[str, Any] = {
     "epoch": int, "training_time": float, "stage_time": (float,), "classes": "names",
     "joints": "names?", "model": "model", "parent": (str,), "run_id": (str,),
     "slt_version": str, "members": "names?", "created_at": str, "weights_sha256": str,
+    "distilled": "distilled",
 }

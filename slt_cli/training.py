@@ -35,6 +35,9 @@ from slt_cli.regularisers import adversarial_weights, set_dropout, stage_dropout
 from slt_cli.reporting import EpochMetrics, Reporter
 
 State = dict[str, torch.Tensor]
+# An extra loss term: (inputs, logits, per-sample loss) -> the per-sample loss to train on
+# (``distill`` blends in a teacher's soft targets on the very batch the student sees).
+LossTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class StageSetup:
     world: World = World()  # the processes of a torchrun run (DDP); one by default
     score_start: bool = False  # score the starting weights as epoch 0 before training
     mirror_average: bool = False  # validation scores a clip and its mirror (with ``mirror``)
+    extra_loss: LossTerm | None = None  # reshapes each step's per-sample loss; None: off
 
 
 class LossHead(nn.Module):
@@ -86,10 +90,12 @@ class LossHead(nn.Module):
     their own loss and only per-sample numbers are gathered on GPU 0. Autocast is
     entered here, inside the replica, because its state belongs to the thread."""
 
-    def __init__(self, model: nn.Module, precision: str = "fp32") -> None:
+    def __init__(self, model: nn.Module, precision: str = "fp32",
+                 extra_loss: LossTerm | None = None) -> None:
         super().__init__()
         self.model = model
         self.precision = precision
+        self.extra_loss = extra_loss
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
                 partners: torch.Tensor | None = None,
@@ -104,6 +110,8 @@ class LossHead(nn.Module):
             other = F.cross_entropy(logits, partners, reduction="none",
                                     label_smoothing=label_smoothing)
             loss = torch.lerp(other, loss, weights.float())
+        if self.extra_loss is not None:
+            loss = self.extra_loss(inputs, logits, loss)
         return loss, logits.argmax(dim=-1) == targets
 
 
@@ -160,7 +168,7 @@ class StageRun:
         self.setup, self.reporter = setup, reporter
         device, world = val.x.device, setup.world
         set_dropout(model, *stage_dropout(stage, 1))
-        head = LossHead(model, setup.precision)
+        head = LossHead(model, setup.precision, setup.extra_loss)
         if world.distributed:  # one device per process; each scores its shard of val
             self.head, self.scorer = wrap(head, device), model
             self.val_shard = TensorSplit(val.x[world.rank::world.size],

@@ -13,6 +13,9 @@ from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
 from slt_cli.errors import SltError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from slt_cli.analysis import Analysis
     from slt_cli.sidecar import Sidecar
 
 
@@ -38,17 +41,37 @@ def analyze(
     analysis = compare(records)
     if json:
         console.print_json(analysis.to_dict())
-    elif not analysis.stages:
+    elif not analysis.stages and not analysis.students:
         raise SltError(f"no best_model_stage_N checkpoints in {folder}",
                        hint="Run `slt train` first, or pass --checkpoint-dir.")
     else:
-        console.out.print(console.analysis_table(analysis))
+        if analysis.stages:
+            console.out.print(console.analysis_table(analysis))
         if analysis.loss_reduction_pct is not None:
             console.out.print(f"total: loss reduction {analysis.loss_reduction_pct:+.1f}%, "
                               f"accuracy gain {analysis.accuracy_gain_pct:+.1f} points",
                               highlight=False)
+        if analysis.students:  # distilled students, beside their teachers
+            console.out.print(students_table(analysis))
     if plot is not None:
         _plot_curves(folder, records, plot)
+
+
+def students_table(analysis: Analysis) -> Table:
+    """``slt analyze``: each distilled student against the best of its teachers."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="distilled students (slt distill)", title_justify="left")
+    for column in ("checkpoint", "teachers", "alpha", "T", "parameters", "val acc",
+                   "Δ acc vs teachers"):
+        table.add_column(column, justify="left" if column in ("checkpoint", "teachers")
+                         else "right")
+    for row in analysis.students:
+        table.add_row(escape(row.checkpoint), escape(", ".join(row.teachers)), f"{row.alpha:g}",
+                      f"{row.temperature:g}", f"{row.parameters:,}", f"{row.val_accuracy:.4f}",
+                      console.arrow(row.accuracy_change, higher_is_better=True))
+    return table
 
 
 def _plot_curves(folder: Path, records: list[Sidecar], path: Path) -> None:

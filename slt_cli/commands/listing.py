@@ -33,4 +33,8 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -
 
 
 def _listed(name: str, sidecar: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, **{key: sidecar[key] for key in LISTED_KEYS[1:]}}
+    """The listed keys; a distilled student's also its ``teachers`` (names)."""
+    row = {"name": name, **{key: sidecar[key] for key in LISTED_KEYS[1:]}}
+    if sidecar.get("distilled"):
+        row["teachers"] = [teacher["name"] for teacher in sidecar["distilled"]["teachers"]]
+    return row
