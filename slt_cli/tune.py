@@ -306,13 +306,24 @@ class Tuner:
 
     def _with_winners(self, config: Config, group: Sequence[int],
                       params: dict[str, Any]) -> Config:
+        """``config`` with ``params`` in the stages of ``group``, each value carried on
+        to the later stages that had the stage's untuned value (those that inherit it in
+        stages.toml), as if the stage had been edited in the file."""
         stages = list(config.stages)
         for index in group:
             stage = stages[index - 1]
             prefix = f"{stage.name}." if self.request.joint else ""
             own = {key.removeprefix(prefix): value for key, value in params.items()
                    if key.startswith(prefix)}
+            untuned = stage_values(stage, list(own))
             stages[index - 1] = with_params(stage, own)
+            for later in range(index, len(stages)):
+                if later + 1 in group:
+                    continue
+                had = stage_values(stages[later], list(own))
+                inherited = {key: value for key, value in own.items()
+                             if had[key] == untuned[key]}
+                stages[later] = with_params(stages[later], inherited)
         return dataclasses.replace(config, stages=tuple(stages))
 
 

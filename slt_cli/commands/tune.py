@@ -41,7 +41,8 @@ def tune(
         min=1, help="1: score on the configured validation split; K: mean over K "
                     "signer-grouped folds.")] = 1,
     joint: Annotated[bool, typer.Option(
-        help="Tune the selected stages together in one study instead of in order.")] = False,
+        "--joint", help="Tune the selected stages together in one study instead of in "
+                        "order.")] = False,
     data: Annotated[str | None, typer.Option(
         help="Data spec: synthetic[:...], a .npz path, gislr:DIR or pose:DIR.",
         show_default=False)] = None,
@@ -54,14 +55,15 @@ def tune(
              "sqlite:///tune.db or postgresql://host/db [default: "
              "CHECKPOINT_DIR/tune/study.db].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option(
-        help="Carry on the study (its finished trials count towards --trials).")] = False,
+        "--resume", help="Carry on the study (its finished trials count towards "
+                         "--trials).")] = False,
     promote: Annotated[Path | None, typer.Option(
         help="Write a complete stages file with the winning settings here.",
         show_default=False)] = None,
-    force: Annotated[bool, typer.Option(help="Let --promote replace an existing file.")
+    force: Annotated[bool, typer.Option("--force", help="Let --promote replace an existing file.")
                      ] = False,
     keep_all: Annotated[bool, typer.Option(
-        help="Keep every trial's checkpoints, not only the best trial's.")] = False,
+        "--keep-all", help="Keep every trial's checkpoints, not only the best trial's.")] = False,
     seed: Annotated[int | None, typer.Option(help="Override run.seed.",
                                                 show_default=False)] = None,
     device: Device = "auto",
