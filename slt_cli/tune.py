@@ -222,10 +222,13 @@ class Tuner:
                                     skip_if_exists=True)
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         self.reporter.study_started(study=name, finished=finished, trials=request.trials)
-        if finished < request.trials and (budget is None or budget > 0):
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        out_of_time = budget is not None and budget <= 0
+        if finished < request.trials and not (out_of_time and complete):
             objective = _Objective(self, config, group, spaces, source, folder, name)
-            try:
-                study.optimize(objective, timeout=budget, catch=(),
+            try:  # out of time, a stage still runs one trial (the defaults) to go on from
+                study.optimize(objective, timeout=None if out_of_time else budget, catch=(),
+                               n_trials=1 if out_of_time else None,
                                callbacks=[optuna.study.MaxTrialsCallback(
                                    request.trials, states=FINISHED)])
             except RunInterrupted:

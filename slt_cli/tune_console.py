@@ -9,12 +9,17 @@ from typing import Any
 
 from rich.table import Table
 
+from slt_cli.auto import AutoReporter, AutoResult, ModelScore
 from slt_cli.console import duration, err
-from slt_cli.tune import StudyResult, TrialRow, TuneReporter, TuneResult
+from slt_cli.tune import StudyResult, TrialRow, TuneResult
 
 
-class TuneConsole(TuneReporter):
-    """Trials as they finish, one plain line each, on stderr."""
+class TuneConsole(AutoReporter):
+    """Trials (and --auto's model rounds) as they finish, one plain line each, on stderr."""
+
+    def model_scored(self, score: ModelScore) -> None:
+        err.print(f"  round {score.round}  {score.model:<45} {score.epochs:>3} epochs  "
+                  f"{score.score:.4f}  {duration(score.seconds):>8}", highlight=False)
 
     def study_started(self, *, study: str, finished: int, trials: int) -> None:
         carried = f" ({finished} finished before)" if finished else ""
@@ -38,6 +43,17 @@ def settings_text(params: Mapping[str, Any]) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def model_table(result: AutoResult) -> Table:
+    """--auto's successive halving: each candidate's score per round, the winner first."""
+    table = Table(title="slt tune --auto: models by successive halving", title_justify="left")
+    for column in ("model", "round", "epochs", "val acc", "time"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for score in sorted(result.scores, key=lambda s: (-s.round, -s.score)):
+        table.add_row(score.model, str(score.round), str(score.epochs), f"{score.score:.4f}",
+                      duration(score.seconds))
+    return table
 
 
 def tune_table(result: TuneResult) -> Table:

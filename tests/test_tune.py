@@ -114,3 +114,16 @@ def test_workers_sharing_a_storage_finish_n_trials_past_a_lost_one(tmp_path: Pat
     assert sum(bool(t.user_attrs.get("defaults")) for t in trials) == 1
     assert [t.user_attrs["folder"].startswith(str(tmp_path / "b")) for t in trials
             if t.number != 2] == [False, False, True]
+
+
+def test_auto_picks_a_model_and_promotes_it_within_a_tiny_budget(tmp_path: Path) -> None:
+    out = tmp_path / "auto.toml"
+    result = _tune(tmp_path, "--auto", "--budget", "1s", "--stages", "1", "--promote",
+                   str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rounds"] and report["studies"][0]["best"] is not None
+    promoted = load_config(out)
+    assert {"name": promoted.model.name, **promoted.model.settings} == report["model"]
+    lone = _tune(tmp_path, "--budget", "1s")
+    assert lone.exit_code == 2 and "--budget goes with --auto" in lone.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +64,12 @@ def tune(
                      ] = False,
     keep_all: Annotated[bool, typer.Option(
         "--keep-all", help="Keep every trial's checkpoints, not only the best trial's.")] = False,
+    auto: Annotated[bool, typer.Option(
+        "--auto", help="AutoML: choose the model (family and size) by successive halving, "
+                       "then tune the recipe for it, within --budget.")] = False,
+    budget: Annotated[str | None, typer.Option(
+        help="With --auto: the wall-clock budget of the whole search, e.g. 30m.",
+        show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help="Override run.seed.",
                                                 show_default=False)] = None,
     device: Device = "auto",
@@ -79,30 +85,38 @@ def tune(
     from slt_cli.extras import require
 
     check_device(device)
-    budget = parse_duration(timeout) if timeout is not None else None
+    if auto and budget is None:
+        raise SltError("--auto needs --budget", hint="e.g. slt tune --auto --budget 30m")
+    if budget is not None and not auto:
+        raise SltError("--budget goes with --auto", hint="Without --auto, use --timeout.")
+    seconds = parse_duration(budget if auto else timeout) if (budget or timeout) else None
     if promote is not None and promote.exists() and not force:
         raise SltError(f"{promote} exists", hint="Use --force to replace it, or another path.")
     require("tune", "slt tune")
     settings = with_overrides(load_config(find_config(config)), run_seed=seed, data_source=data)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
+    from slt_cli.auto import AutoTuner
     from slt_cli.tune import Tuner, TuneRequest, quiet_optuna
-    from slt_cli.tune_console import TuneConsole, tune_table
+    from slt_cli.tune_console import TuneConsole, model_table, tune_table
 
     quiet_optuna()
 
     request = TuneRequest(config=settings, stages=tuple(selected), checkpoint_dir=folder,
-                          trials=trials or settings.tune.trials, timeout=budget, folds=folds,
+                          trials=trials or settings.tune.trials, timeout=seconds, folds=folds,
                           study=study, storage=storage, resume=resume, joint=joint,
                           keep_all=keep_all, device=device)
-    tuner = Tuner(request, TuneConsole())
-    with stop_on_interrupt(tuner):
-        result = tuner.run()
+    runner: Any = AutoTuner(request, TuneConsole()) if auto else Tuner(request, TuneConsole())
+    with stop_on_interrupt(runner):
+        outcome = runner.run()
+    result = outcome.tuning if auto else outcome
     if promote is not None:
         _promote(result.config, promote, force)
     if json_:
-        console.print_json({**result.to_dict(), "promoted": str(promote) if promote else None})
+        console.print_json({**outcome.to_dict(), "promoted": str(promote) if promote else None})
         return
+    if auto:
+        console.out.print(model_table(outcome))
     console.out.print(tune_table(result))
     if promote is not None:
         console.err.print(f"wrote {promote}: slt train --config {promote} --force",
