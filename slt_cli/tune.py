@@ -131,7 +131,7 @@ class TuneReporter(Reporter):
 def quiet_optuna() -> None:
     """Optuna's own log lines and experimental-feature warnings off: the trial lines
     are ours (``TuneReporter``)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a stopped trial is not news
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -215,11 +215,13 @@ class Tuner:
                                     load_if_exists=True)
         spaces = {index: config.tune.space_of(config.stages[index - 1].name)
                   for index in group}
-        if not study.trials:
+        if not any(trial.user_attrs.get("defaults") and trial.state != TrialState.FAIL
+                   for trial in study.get_trials(deepcopy=False)):
+            # (again, when the defaults trial was the one a Ctrl-C or a kill cost)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a default outside its range is still run
-                study.enqueue_trial(self._defaults(config, spaces), user_attrs={"defaults": True},
-                                    skip_if_exists=True)
+                study.enqueue_trial(self._defaults(config, spaces),
+                                    user_attrs={"defaults": True})
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         self.reporter.study_started(study=name, finished=finished, trials=request.trials)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -250,7 +252,7 @@ class Tuner:
             for trial in trials:
                 if trial.number != best.number and trial.state != TrialState.RUNNING:
                     self._remove(trial)
-        defaults = next((t for t in trials if t.user_attrs.get("defaults")), None)
+        defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
         return StudyResult(study=name, stages=group, best=TrialRow.of(name, best),
                            defaults=TrialRow.of(name, defaults) if defaults else None,
                            trials=tuple(TrialRow.of(name, t) for t in trials),
