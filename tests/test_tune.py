@@ -72,7 +72,9 @@ def test_tune_stages_must_name_stages_and_space_round_trips() -> None:
 def test_tiny_search_prunes_promotes_and_the_promoted_file_reproduces_the_score(
         tmp_path: Path) -> None:
     out = tmp_path / "best.toml"
-    result = _tune(tmp_path, "--stages", "1", "--promote", str(out), "--json")
+    figure = tmp_path / "trials.png"
+    result = _tune(tmp_path, "--stages", "1", "--promote", str(out), "--json", "--plot",
+                   str(figure))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     (stage,) = report["studies"]
@@ -80,6 +82,7 @@ def test_tiny_search_prunes_promotes_and_the_promoted_file_reproduces_the_score(
     assert len(states) == 3 and "pruned" in states
     assert stage["defaults"]["number"] == 0 and stage["defaults"]["params"] == {"lr": 3e-3}
     best = stage["best"]
+    assert figure.read_bytes().startswith(b"\x89PNG")
     # only the best trial's checkpoints are kept
     trial_folders = sorted(p.name for p in (tmp_path / "ckpt/tune/slt/stage_1_baseline").iterdir())
     assert trial_folders == [f"trial_{best['number']:04d}"]

@@ -70,6 +70,9 @@ def tune(
     budget: Annotated[str | None, typer.Option(
         help="With --auto: the wall-clock budget of the whole search, e.g. 30m.",
         show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw each study's trials and the importance of each setting "
+        "into this .png (or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help="Override run.seed.",
                                                 show_default=False)] = None,
     device: Device = "auto",
@@ -93,6 +96,10 @@ def tune(
     if promote is not None and promote.exists() and not force:
         raise SltError(f"{promote} exists", hint="Use --force to replace it, or another path.")
     require("tune", "slt tune")
+    if plot is not None:
+        from slt_cli.plots import check_output
+
+        check_output(plot)
     settings = with_overrides(load_config(find_config(config)), run_seed=seed, data_source=data)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
@@ -112,6 +119,8 @@ def tune(
     result = outcome.tuning if auto else outcome
     if promote is not None:
         _promote(result.config, promote, force)
+    if plot is not None:
+        _plot(result, plot)
     if json_:
         console.print_json({**outcome.to_dict(), "promoted": str(promote) if promote else None})
         return
@@ -121,6 +130,23 @@ def tune(
     if promote is not None:
         console.err.print(f"wrote {promote}: slt train --config {promote} --force",
                           highlight=False)
+
+
+def _plot(result: Any, path: Path) -> None:
+    import optuna
+
+    from slt_cli.plots import save_tune_figure
+
+    studies = []
+    for study in result.studies:
+        complete = [row for row in study.trials if row.state == "complete"]
+        importances: dict[str, float] = {}
+        if len(complete) >= 3 and len(study.best.params) > 1:
+            loaded = optuna.load_study(study_name=study.study, storage=result.storage)
+            importances = optuna.importance.get_param_importances(loaded)
+        studies.append((study.study, study.trials, importances))
+    save_tune_figure(studies, path)
+    console.err.print(f"wrote {path}", highlight=False)
 
 
 def _promote(settings: object, path: Path, force: bool) -> None:
