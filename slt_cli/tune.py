@@ -27,19 +27,18 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from slt_cli.checkpoints import best_checkpoint_name
 from slt_cli.config import Config, ConfigError
 from slt_cli.errors import RunInterrupted, SltError
-from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.settings import ParamRange
-from slt_cli.tune_space import stage_values, tunable_keys, with_params
+from slt_cli.tune_results import StudyResult, TrialRow, TuneReporter, TuneRequest, TuneResult
+from slt_cli.tune_space import stage_values, with_params
+from slt_cli.tune_trial import Objective
 
 TUNE_FOLDER = "tune"  # under the checkpoint folder
 STUDY_FILE = "study.db"  # the default SQLite storage, in TUNE_FOLDER
@@ -47,85 +46,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HEARTBEAT_SECONDS = 30  # a trial with no heartbeat for GRACE_SECONDS is marked failed
 GRACE_SECONDS = 120
-
-
-@dataclass(frozen=True)
-class TuneRequest:
-    """What ``slt tune`` was asked to do."""
-
-    config: Config  # the untuned settings, data source included
-    stages: tuple[int, ...]  # 1-based, sorted
-    checkpoint_dir: Path
-    trials: int  # finished trials per study
-    timeout: float | None = None  # seconds for the whole search; None = until ``trials``
-    folds: int = 1  # 1 = the configured validation split, K >= 2 = K signer-grouped folds
-    study: str = "slt"
-    storage: str | None = None  # an Optuna storage URL; None = SQLite in the tune folder
-    resume: bool = False
-    joint: bool = False
-    keep_all: bool = False  # keep every trial's checkpoints, not only the best's
-    device: str = "auto"
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """One trial as the table shows it."""
-
-    study: str
-    number: int
-    params: dict[str, Any]
-    score: float | None  # None: pruned before any epoch, failed or running
-    state: str  # complete, pruned, fail, running
-    seconds: float | None
-    defaults: bool  # the untuned settings
-
-    @classmethod
-    def of(cls, study: str, trial: FrozenTrial) -> TrialRow:
-        score = trial.value if trial.value is not None else (
-            max(trial.intermediate_values.values()) if trial.intermediate_values else None)
-        return cls(study=study, number=trial.number, params=dict(trial.params), score=score,
-                   state=trial.state.name.lower(),
-                   seconds=trial.duration.total_seconds() if trial.duration else None,
-                   defaults=bool(trial.user_attrs.get("defaults")))
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    """One study: one stage (in order) or the selected stages together (joint)."""
-
-    study: str
-    stages: tuple[int, ...]
-    best: TrialRow
-    defaults: TrialRow | None
-    trials: tuple[TrialRow, ...]
-    folder: Path  # the best trial's checkpoints
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"study": self.study, "stages": list(self.stages),
-                "best": dataclasses.asdict(self.best),
-                "defaults": dataclasses.asdict(self.defaults) if self.defaults else None,
-                "trials": [dataclasses.asdict(row) for row in self.trials],
-                "folder": str(self.folder)}
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    studies: tuple[StudyResult, ...]
-    config: Config  # the untuned config with every study's winners
-    storage: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"storage": self.storage, "studies": [s.to_dict() for s in self.studies]}
-
-
-class TuneReporter(Reporter):
-    """The engine's reporter, plus what a search reports."""
-
-    def study_started(self, *, study: str, finished: int, trials: int) -> None:
-        """A study starts (or carries on with ``finished`` of its ``trials`` done)."""
-
-    def trial_done(self, row: TrialRow) -> None:
-        """A trial of this process finished: complete, pruned or failed."""
 
 
 def quiet_optuna() -> None:
@@ -155,14 +75,19 @@ class Tuner:
         self.request = request
         self.reporter = reporter or TuneReporter()
         self.root = request.checkpoint_dir / TUNE_FOLDER / request.study
-        self._runner: Any = None
+        self.runner: Any = None  # the running trial's Trainer or CrossValidation
         self._stop = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``request_stop`` was called."""
+        return self._stop.is_set()
 
     def request_stop(self) -> None:
         """Stop the running trial after its batch (it is lost; the study is kept)."""
         self._stop.set()
-        if self._runner is not None:
-            self._runner.request_stop()
+        if self.runner is not None:
+            self.runner.request_stop()
 
     def run(self) -> TuneResult:
         """Tune every study in turn (the stages in order, or one joint study).
@@ -191,7 +116,7 @@ class Tuner:
             budget = ((deadline - time.monotonic()) / (len(groups) - position)
                       if deadline is not None else None)
             result = self._tune(storage, group, config, source, budget)
-            config = self._with_winners(config, group, result.best.params)
+            config = self.with_winners(config, group, result.best.params)
             source = result.folder
             results.append(result)
         return TuneResult(studies=tuple(results), config=config, storage=url)
@@ -227,7 +152,7 @@ class Tuner:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         out_of_time = budget is not None and budget <= 0
         if finished < request.trials and not (out_of_time and complete):
-            objective = _Objective(self, config, group, spaces, source, folder, name)
+            objective = Objective(self, config, group, spaces, source, folder, name)
             try:  # out of time, a stage still runs one trial (the defaults) to go on from
                 study.optimize(objective, timeout=None if out_of_time else budget, catch=(),
                                n_trials=1 if out_of_time else None,
@@ -303,13 +228,13 @@ class Tuner:
             for key, value in values.items():
                 if space[key].choices and value not in space[key].choices:
                     continue  # not one of the choices: the sampler picks
-                params[self._param(config, index, key)] = value
+                params[self.param_name(config, index, key)] = value
         return params
 
-    def _param(self, config: Config, index: int, key: str) -> str:
+    def param_name(self, config: Config, index: int, key: str) -> str:
         return f"{config.stages[index - 1].name}.{key}" if self.request.joint else key
 
-    def _with_winners(self, config: Config, group: Sequence[int],
+    def with_winners(self, config: Config, group: Sequence[int],
                       params: dict[str, Any]) -> Config:
         """``config`` with ``params`` in the stages of ``group``, each value carried on
         to the later stages that had the stage's untuned value (those that inherit it in
@@ -332,127 +257,7 @@ class Tuner:
         return dataclasses.replace(config, stages=tuple(stages))
 
 
-class _Objective:
-    """One trial: draw the settings, train into the trial's folder, return the score."""
-
-    def __init__(self, tuner: Tuner, config: Config, group: tuple[int, ...],
-                 spaces: dict[int, dict[str, ParamRange]], source: Path, folder: Path,
-                 study: str) -> None:
-        self.tuner, self.config, self.group = tuner, config, group
-        self.spaces, self.source, self.folder, self.study = spaces, source, folder, study
-        self.kinds = tunable_keys()
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        tuner = self.tuner
-        if tuner._stop.is_set():
-            raise RunInterrupted("stopped before the next trial")
-        params: dict[str, Any] = {}
-        for index, space in self.spaces.items():
-            for key, spec in space.items():
-                name = tuner._param(self.config, index, key)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # an enqueued default outside its range
-                    params[name] = _suggest(trial, name, spec, self.kinds[key])
-        config = tuner._with_winners(self.config, self.group, params)
-        folder = self.folder / f"trial_{trial.number:04d}"
-        trial.set_user_attr("folder", str(folder))
-        _seed_folder(self.source, folder, self.group[0] - 1)
-        forward = _Forward(trial, tuner)
-        started = time.monotonic()
-        try:
-            score = self._train(config, folder, forward)
-        finally:
-            tuner._runner = None
-        if forward.pruned:
-            if not tuner.request.keep_all:
-                shutil.rmtree(folder, ignore_errors=True)
-            self._report(trial, "pruned", forward.best if forward.step else None, started)
-            raise optuna.TrialPruned()
-        self._report(trial, "complete", score, started)
-        return score
-
-    def _train(self, config: Config, folder: Path, forward: _Forward) -> float:
-        request = self.tuner.request
-        try:
-            if request.folds > 1:
-                from slt_cli.folds import CrossValidation
-
-                runner: Any = CrossValidation(config, request.folds, checkpoint_dir=folder,
-                                              device=request.device, reporter=forward)
-                self.tuner._runner = runner
-                folded = runner.run(list(self.group), force=True)
-                return folded.stages[-1].val_accuracy.mean
-            from slt_cli.engine import Trainer
-
-            runner = Trainer(config, checkpoint_dir=folder, device=request.device,
-                             reporter=forward)
-            self.tuner._runner = runner
-            if self.tuner._stop.is_set():
-                runner.request_stop()
-            result = runner.train(list(self.group), force=True)
-            return result.stages[-1].val_accuracy
-        except RunInterrupted:
-            if forward.pruned and not self.tuner._stop.is_set():
-                return float("nan")  # stopped by the pruner: the trial says pruned
-            raise
-
-    def _report(self, trial: optuna.Trial, state: str, score: float | None,
-                started: float) -> None:
-        self.tuner.reporter.trial_done(TrialRow(
-            study=self.study, number=trial.number, params=dict(trial.params), score=score,
-            state=state, seconds=time.monotonic() - started,
-            defaults=bool(trial.user_attrs.get("defaults"))))
-
-
-class _Forward(TuneReporter):
-    """Passes the engine's events on, and each epoch's best-so-far validation accuracy
-    to the trial; stops the run when the pruner says so."""
-
-    def __init__(self, trial: optuna.Trial, tuner: Tuner) -> None:
-        self.trial, self.tuner = trial, tuner
-        self.step = 0
-        self.best = float("-inf")
-        self.pruned = False
-
-    def stage_started(self, **info: Any) -> None:
-        self.best = float("-inf")  # a new stage (or fold): its best starts again
-        self.tuner.reporter.stage_started(**info)
-
-    def epoch_done(self, metrics: EpochMetrics) -> None:
-        self.tuner.reporter.epoch_done(metrics)
-        self.best = max(self.best, metrics.val_accuracy)
-        if metrics.epoch == 0 or self.pruned:
-            return
-        self.step += 1
-        self.trial.report(self.best, self.step)
-        if self.trial.should_prune():
-            self.pruned = True
-            if self.tuner._runner is not None:
-                self.tuner._runner.request_stop()
-
-    def note(self, message: str) -> None:
-        self.tuner.reporter.note(message)
-
-
-def _suggest(trial: optuna.Trial, name: str, spec: ParamRange, kind: type) -> Any:
-    if spec.choices:
-        return trial.suggest_categorical(name, list(spec.choices))
-    if kind is int:
-        return trial.suggest_int(name, int(spec.low), int(spec.high),
-                                 step=int(spec.step or 1), log=spec.log)
-    return trial.suggest_float(name, float(spec.low), float(spec.high), step=spec.step,
-                               log=spec.log)
-
-
-def _seed_folder(source: Path, folder: Path, stage_idx: int) -> None:
-    """Copy ``best_model_stage_{stage_idx}`` (in ``source`` and each of its fold
-    folders) into ``folder``: the trial's stage starts from those weights, as
-    ``slt train --stages N`` does from the folder's own."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if stage_idx < 1:
-        return
-    name = best_checkpoint_name(stage_idx)
-    for found in sorted(source.glob(f"{name}.*")) + sorted(source.glob(f"fold_*/{name}.*")):
-        target = folder / found.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(found, target)
+__all__ = [
+    "FINISHED", "STUDY_FILE", "TUNE_FOLDER", "StudyResult", "TrialRow", "TuneReporter",
+    "TuneRequest", "TuneResult", "Tuner", "default_storage", "quiet_optuna",
+]
