@@ -19,21 +19,22 @@ class TuneConsole(AutoReporter):
 
     def model_scored(self, score: ModelScore) -> None:
         err.print(f"  round {score.round}  {score.model:<45} {score.epochs:>3} epochs  "
-                  f"{score.score:.4f}  {duration(score.seconds):>8}", highlight=False)
+                  f"{score.score:.4f}  {duration(score.seconds):>8}", highlight=False,
+                  markup=False)
 
     def study_started(self, *, study: str, finished: int, trials: int) -> None:
         carried = f" ({finished} finished before)" if finished else ""
-        err.print(f"study {study}: {trials} trials{carried}", highlight=False)
+        err.print(f"study {study}: {trials} trials{carried}", highlight=False, markup=False)
 
     def trial_done(self, row: TrialRow) -> None:
         score = "–" if row.score is None else f"{row.score:.4f}"
         label = " (defaults)" if row.defaults else ""
         err.print(f"  trial {row.number:>3}{label}  {row.state:<8} {score}  "
                   f"{duration(row.seconds or 0.0):>8}  {settings_text(row.params)}",
-                  highlight=False)
+                  highlight=False, markup=False)
 
     def note(self, message: str) -> None:
-        err.print(message, highlight=False)
+        err.print(f"note: {message}", highlight=False, markup=False)
 
 
 def settings_text(params: Mapping[str, Any]) -> str:
