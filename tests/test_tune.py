@@ -130,3 +130,13 @@ def test_auto_picks_a_model_and_promotes_it_within_a_tiny_budget(tmp_path: Path)
     assert {"name": promoted.model.name, **promoted.model.settings} == report["model"]
     lone = _tune(tmp_path, "--budget", "1s")
     assert lone.exit_code == 2 and "--budget goes with --auto" in lone.output
+
+
+def test_a_stages_winners_carry_on_to_the_stages_that_had_its_untuned_value(
+        tmp_path: Path) -> None:
+    from slt_cli.tune import Tuner, TuneRequest
+
+    config = parse_config(TUNE_TOML, "tune.toml")
+    tuner = Tuner(TuneRequest(config=config, stages=(1,), checkpoint_dir=tmp_path, trials=1))
+    tuned = tuner.with_winners(config, (1,), {"epochs": 5, "lr": 1e-2})
+    assert [(s.epochs, s.lr) for s in tuned.stages] == [(5, 1e-2), (5, 1e-3)]
