@@ -193,15 +193,16 @@ class Tuner:
         url = self.request.storage or default_storage(self.request.checkpoint_dir)
         if not self.request.storage:
             (self.request.checkpoint_dir / TUNE_FOLDER).mkdir(parents=True, exist_ok=True)
-        if url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
-            return url, url  # another kind of storage: Optuna takes the URL as it is
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
                                                  heartbeat_interval=HEARTBEAT_SECONDS,
                                                  grace_period=GRACE_SECONDS)
         except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver
-            raise SltError(f"--storage {url}: cannot open it ({exc})") from None
+            raise SltError(f"--storage {url}: cannot open it "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                           hint="Give a database URL: sqlite:///path.db, "
+                                "postgresql://user@host/db or mysql://user@host/db.") from None
         return storage, url
 
     def _sampler(self) -> optuna.samplers.BaseSampler:

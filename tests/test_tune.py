@@ -128,6 +128,8 @@ def test_auto_picks_a_model_and_promotes_it_within_a_tiny_budget(tmp_path: Path)
     assert report["rounds"] and report["studies"][0]["best"] is not None
     promoted = load_config(out)
     assert {"name": promoted.model.name, **promoted.model.settings} == report["model"]
+    bad = _tune(tmp_path, "--storage", "nosuchdb://x")
+    assert bad.exit_code == 2 and "--storage nosuchdb://x: cannot open it" in bad.output
     lone = _tune(tmp_path, "--budget", "1s")
     assert lone.exit_code == 2 and "--budget goes with --auto" in lone.output
 
