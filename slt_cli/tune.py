@@ -238,8 +238,9 @@ class Tuner:
     def with_winners(self, config: Config, group: Sequence[int],
                       params: dict[str, Any]) -> Config:
         """``config`` with ``params`` in the stages of ``group``, each value carried on
-        to the later stages that had the stage's untuned value (those that inherit it in
-        stages.toml), as if the stage had been edited in the file."""
+        to the run of later stages that had the stage's untuned value (those that inherit
+        it in stages.toml), as if the stage had been edited in the file; a stage that
+        changes a key ends its run."""
         stages = list(config.stages)
         for index in group:
             stage = stages[index - 1]
@@ -248,13 +249,14 @@ class Tuner:
                    if key.startswith(prefix)}
             untuned = stage_values(stage, list(own))
             stages[index - 1] = with_params(stage, own)
+            carried = dict(own)  # a key stops at the first later stage that changes it
             for later in range(index, len(stages)):
                 if later + 1 in group:
-                    continue
-                had = stage_values(stages[later], list(own))
-                inherited = {key: value for key, value in own.items()
-                             if had[key] == untuned[key]}
-                stages[later] = with_params(stages[later], inherited)
+                    break
+                had = stage_values(stages[later], list(carried))
+                carried = {key: value for key, value in carried.items()
+                           if had[key] == untuned[key]}
+                stages[later] = with_params(stages[later], carried)
         return dataclasses.replace(config, stages=tuple(stages))
 
 

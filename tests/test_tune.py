@@ -3,6 +3,7 @@ resume after a lost worker, a study shared through one storage."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -142,3 +143,7 @@ def test_a_stages_winners_carry_on_to_the_stages_that_had_its_untuned_value(
     tuner = Tuner(TuneRequest(config=config, stages=(1,), checkpoint_dir=tmp_path, trials=1))
     tuned = tuner.with_winners(config, (1,), {"epochs": 5, "lr": 1e-2})
     assert [(s.epochs, s.lr) for s in tuned.stages] == [(5, 1e-2), (5, 1e-3)]
+    third = dataclasses.replace(config.stages[0], name="again")  # lr 3e-3 again, as stage 1
+    three = dataclasses.replace(config, stages=(*config.stages, third))
+    tuned = tuner.with_winners(three, (1,), {"lr": 1e-2})
+    assert [s.lr for s in tuned.stages] == [1e-2, 1e-3, 3e-3]  # stage 2 changed it
