@@ -46,6 +46,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HEARTBEAT_SECONDS = 30  # a trial with no heartbeat for GRACE_SECONDS is marked failed
 GRACE_SECONDS = 120
+STORAGE_TRIES = 5  # opening a storage another process is creating: tries, 0.5 s apart and up
 
 
 def quiet_optuna() -> None:
@@ -194,16 +195,24 @@ class Tuner:
         if not self.request.storage:
             (self.request.checkpoint_dir / TUNE_FOLDER).mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-        try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
-                                                 heartbeat_interval=HEARTBEAT_SECONDS,
-                                                 grace_period=GRACE_SECONDS)
-        except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver
-            raise SltError(f"--storage {url}: cannot open it "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0]})",
-                           hint="Give a database URL: sqlite:///path.db, "
-                                "postgresql://user@host/db or mysql://user@host/db.") from None
-        return storage, url
+        for attempt in range(STORAGE_TRIES):
+            try:
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
+                                                     heartbeat_interval=HEARTBEAT_SECONDS,
+                                                     grace_period=GRACE_SECONDS)
+                return storage, url
+            except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver
+                # Two processes that create a new storage's tables at once: one of them
+                # loses the race (a UNIQUE constraint); the tables are there a moment later.
+                if type(exc).__name__ == "IntegrityError" and attempt < STORAGE_TRIES - 1:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise SltError(f"--storage {url}: cannot open it "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                               hint="Give a database URL: sqlite:///path.db, "
+                                    "postgresql://user@host/db or mysql://user@host/db."
+                               ) from None
+        raise AssertionError("unreachable")
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         # A shared or resumed study gets fresh draws: a fixed seed would repeat them.
