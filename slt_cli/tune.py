@@ -203,8 +203,11 @@ class Tuner:
                 return storage, url
             except Exception as exc:  # SQLAlchemy's errors: a bad URL, a missing driver
                 # Two processes that create a new storage's tables at once: one of them
-                # loses the race (a UNIQUE constraint); the tables are there a moment later.
-                if type(exc).__name__ == "IntegrityError" and attempt < STORAGE_TRIES - 1:
+                # loses the race (a UNIQUE constraint, a table that "already exists");
+                # the tables are there a moment later.
+                racing = (type(exc).__name__ == "IntegrityError"
+                          or "already exists" in str(exc))
+                if racing and attempt < STORAGE_TRIES - 1:
                     time.sleep(0.5 * (attempt + 1))
                     continue
                 raise SltError(f"--storage {url}: cannot open it "
