@@ -28,6 +28,7 @@ from slt_cli.commands.listing import list_checkpoints
 from slt_cli.commands.predict import predict
 from slt_cli.commands.smoke import smoke
 from slt_cli.commands.train import train
+from slt_cli.commands.tune import tune
 
 # Help in markdown mode: rich markup would read "[default: ...]" and "[run]" as tags.
 app = typer.Typer(
@@ -39,12 +40,13 @@ app = typer.Typer(
 COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("train", train), ("continue", continue_run), ("list", list_checkpoints),
     ("analyze", analyze), ("evaluate", evaluate), ("ensemble", ensemble),
-    ("distill", distill),
+    ("distill", distill), ("tune", tune),
     ("predict", predict), ("export", export), ("smoke", smoke),
 )
 # What an interrupted command leaves, for the commands that write checkpoints.
 KEPT = {name: "checkpoints saved so far are kept" for name in ("train", "continue",
                                                                "ensemble", "distill")}
+KEPT["tune"] = "finished trials are kept in the study"
 for _name, _command in COMMANDS:  # each behind the one error boundary
     app.command(_name)(guarded(_command, kept=KEPT.get(_name)))
 app.add_typer(data_app, name="data")

@@ -33,6 +33,7 @@ from slt_cli.settings import (  # the dataclasses and names, re-exported from he
     RunConfig,
     StageConfig,
 )
+from slt_cli.tune_space import build_tune
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,7 +130,19 @@ def over_packaged(raw: Mapping[str, Any]) -> dict[str, Any]:
             merged[key] = {**base, **value}
         else:
             merged[key] = value
-    return merged
+    return _tune_for_stages(merged, packaged)
+
+
+def _tune_for_stages(merged: dict[str, Any], packaged: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the packaged ``[tune.stages.<name>]`` spaces of stages a user's own
+    ``[[stages]]`` do not have: they were written for the packaged stages."""
+    tune, stages = merged.get("tune"), merged.get("stages")
+    if (not isinstance(tune, dict) or not isinstance(stages, list)
+            or tune.get("stages") is not packaged.get("tune", {}).get("stages")):
+        return merged
+    names = {stage.get("name") for stage in stages if isinstance(stage, dict)}
+    kept = {name: space for name, space in tune["stages"].items() if name in names}
+    return {**merged, "tune": {**tune, "stages": kept}}
 
 
 def _over(base: Any, table: Any) -> Any:
@@ -149,15 +162,17 @@ def build_config(raw: Mapping[str, Any], source: str) -> Config:
     def report(where: str, message: str) -> None:
         problems.append(f"{source}: {where}: {message}")
 
-    _unknown_keys(raw, ("run", "data", "model", "stages", "continue"), "", report)
+    _unknown_keys(raw, ("run", "data", "model", "stages", "continue", "tune"), "", report)
     run = _build(RunConfig, raw.get("run", {}), "run", report)
     data = _build(DataConfig, raw.get("data", {}), "data", report)
     model = _build_model(raw.get("model", {}), report)
     stages = _build_stages(raw.get("stages", []), report)
     presets = _build_presets(raw.get("continue", {}), report)
+    tune = build_tune(raw.get("tune", {}), [stage.name for stage in stages], report)
     if problems:
         raise ConfigError(problems, hint="Fix the keys above, or omit --config for defaults.")
-    return Config(run=run, data=data, model=model, stages=stages, presets=presets, source=source)
+    return Config(run=run, data=data, model=model, stages=stages, presets=presets, tune=tune,
+                  source=source)
 
 
 def settings_from_dict(cls: type[T], table: Any, source: str, where: str) -> T:

@@ -15,7 +15,7 @@ from slt_cli.config import BUILT_IN, Config
 
 
 def config_toml(config: Config) -> str:
-    """``config`` as TOML: [run], [data], [model], each [[stages]], each preset."""
+    """``config`` as TOML: [run], [data], [model], each [[stages]], each preset, [tune]."""
     tables = config.to_dict()
     where = ("the packaged defaults" if config.source == BUILT_IN
              else f"{config.source} over the packaged defaults")
@@ -27,7 +27,18 @@ def config_toml(config: Config) -> str:
     for name, preset in tables["continue"].items():
         lines += ["", f"[continue.{name}]", *_keys(preset),
                   f"[continue.{name}.augment]", *_keys(preset["augment"])]
+    tune = tables["tune"]
+    lines += ["", "[tune]", *_keys(tune), "", "[tune.space]", *_space(tune["space"])]
+    for name, space in tune["stages"].items():
+        lines += ["", f"[tune.stages.{name}]", *_space(space)]
     return "\n".join(lines) + "\n"
+
+
+def _space(space: Mapping[str, Any]) -> list[str]:
+    """A [tune] search space: ``"key" = { low = …, high = … }`` (or false) per setting."""
+    return [f"{json.dumps(key)} = " + (_value(False) if spec is False else
+            "{ " + ", ".join(f"{name} = {_value(value)}" for name, value in spec.items())
+            + " }") for key, spec in space.items()]
 
 
 def _keys(table: Mapping[str, Any]) -> list[str]:

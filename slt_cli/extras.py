@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "pose": (("pose_format", "pose-format"),),
     "onnx": (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript")),
     "plot": (("matplotlib", "matplotlib"),),
+    "tune": (("optuna", "optuna"),),
 }
 
 

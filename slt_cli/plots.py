@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,6 +214,43 @@ def save_confusion(evaluation: Evaluation, path: Path) -> None:
     axes.set_ylabel(f"true ({what})", fontsize=text)
     axes.set_title(f"{evaluation.checkpoint}: {evaluation.split} split, accuracy "
                    f"{evaluation.accuracy:.3f} over {evaluation.count} sequences", fontsize=text)
+    save_figure(figure, path)
+
+
+def save_tune_figure(studies: Sequence[tuple[str, Sequence[Any], Mapping[str, float]]],
+                     path: Path) -> None:
+    """``slt tune --plot``: per study, the score of each trial in order (complete as
+    dots, pruned as crosses at their last reported score, the best so far as a line)
+    and, when there are enough trials, each setting's importance (fANOVA).
+
+    Args:
+        studies: (study name, its ``tune.TrialRow``s, setting -> importance) each.
+        path: The image to write (.png, .svg or .pdf).
+    """
+    figure = new_figure((11.0, 3.2 * len(studies)))
+    grid = figure.subplots(len(studies), 2, squeeze=False)
+    for (name, rows, importances), (history, bars) in zip(studies, grid, strict=True):
+        for state, marker, colour in (("complete", "o", _ACCURACY), ("pruned", "x", _LOSS)):
+            shown = [row for row in rows if row.state == state and row.score is not None]
+            history.scatter([row.number for row in shown], [row.score for row in shown],
+                            marker=marker, color=colour, label=state)
+        best, line = float("-inf"), []
+        for row in rows:
+            if row.state == "complete" and row.score is not None:
+                best = max(best, row.score)
+            line.append((row.number, best))
+        history.step([x for x, y in line if y > float("-inf")],
+                     [y for _, y in line if y > float("-inf")], where="post", color=_BEST,
+                     label="best so far")
+        history.set(title=f"{name}: trials", xlabel="trial", ylabel="val accuracy")
+        history.legend(loc="lower right", fontsize="small")
+        if importances:
+            keys = list(importances)[::-1]
+            bars.barh(keys, [importances[key] for key in keys], color=_ACCURACY)
+            bars.set(title=f"{name}: importance of each setting", xlabel="share (fANOVA)")
+        else:
+            bars.set_axis_off()
+            bars.text(0.5, 0.5, "too few complete trials for importances", ha="center")
     save_figure(figure, path)
 
 

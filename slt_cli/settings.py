@@ -165,6 +165,57 @@ class ModelConfig:
     settings: Mapping[str, Any] = field(default_factory=dict)  # the builder's keyword args
 
 
+PRUNERS = ("median", "hyperband", "none")  # [tune] pruner
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """Where ``slt tune`` searches one stage setting: ``low``..``high`` (a log scale with
+    ``log``, a grid with ``step``), or one of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.choices:
+            return {"choices": list(self.choices)}
+        table: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            table["log"] = True
+        if self.step is not None:
+            table["step"] = self.step
+        return table
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The ``[tune]`` table: how ``slt tune`` searches (see ``tune_space.py``)."""
+
+    trials: int = 20  # trials per stage (slt tune --trials)
+    pruner: str = "median"  # stops hopeless trials early: median, hyperband or none
+    startup_trials: int = 4  # trials that run to the end before the pruner judges others
+    warmup_epochs: int = 2  # epochs of a trial before the pruner may stop it
+    space: Mapping[str, ParamRange] = field(default_factory=dict)  # every stage's space
+    stages: Mapping[str, Mapping[str, ParamRange | None]] = field(
+        default_factory=dict)  # per stage name: keys added, replaced, or (None) dropped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trials": self.trials, "pruner": self.pruner,
+                "startup_trials": self.startup_trials, "warmup_epochs": self.warmup_epochs,
+                "space": {key: value.to_dict() for key, value in self.space.items()},
+                "stages": {name: {key: value.to_dict() if value else False
+                                  for key, value in table.items()}
+                           for name, table in self.stages.items()}}
+
+    def space_of(self, stage_name: str) -> dict[str, ParamRange]:
+        """The search space of one stage: ``space`` with the stage's own keys over it."""
+        merged: dict[str, ParamRange | None] = {**self.space, **self.stages.get(stage_name, {})}
+        return {key: value for key, value in merged.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class Config:
     """One whole run, as a stages.toml describes it."""
@@ -174,6 +225,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: tuple[StageConfig, ...] = ()
     presets: Mapping[str, StageConfig] = field(default_factory=dict)  # [continue.<type>]
+    tune: TuneConfig = field(default_factory=TuneConfig)  # [tune]: slt tune's search spaces
     source: str = field(default=BUILT_IN, compare=False)  # where it was read from, for messages
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +237,7 @@ class Config:
             "model": {"name": self.model.name, **self.model.settings},
             "stages": [dataclasses.asdict(stage) for stage in self.stages],
             "continue": {key: dataclasses.asdict(preset) for key, preset in self.presets.items()},
+            "tune": self.tune.to_dict(),
         }
 
 

@@ -1,0 +1,80 @@
+"""What ``slt tune`` shows: a line per finished trial on stderr (the live table) and,
+at the end, one summary row per study on stdout: the best trial against the untuned
+defaults on the same split, and the settings it changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from slt_cli.auto import AutoReporter, AutoResult, ModelScore
+from slt_cli.console import duration, err
+from slt_cli.tune import StudyResult, TrialRow, TuneResult
+
+
+class TuneConsole(AutoReporter):
+    """Trials (and --auto's model rounds) as they finish, one plain line each, on stderr."""
+
+    def model_scored(self, score: ModelScore) -> None:
+        err.print(f"  round {score.round}  {score.model:<45} {score.epochs:>3} epochs  "
+                  f"{score.score:.4f}  {duration(score.seconds):>8}", highlight=False,
+                  markup=False)
+
+    def study_started(self, *, study: str, finished: int, trials: int) -> None:
+        carried = f" ({finished} finished before)" if finished else ""
+        err.print(f"study {study}: {trials} trials{carried}", highlight=False, markup=False)
+
+    def trial_done(self, row: TrialRow) -> None:
+        score = "–" if row.score is None else f"{row.score:.4f}"
+        label = " (defaults)" if row.defaults else ""
+        err.print(f"  trial {row.number:>3}{label}  {row.state:<8} {score}  "
+                  f"{duration(row.seconds or 0.0):>8}  {settings_text(row.params)}",
+                  highlight=False, markup=False)
+
+    def note(self, message: str) -> None:
+        err.print(f"note: {message}", highlight=False, markup=False)
+
+
+def settings_text(params: Mapping[str, Any]) -> str:
+    """``lr=0.0012 dropout=0.21 augment.rotate=12.5``: compact, in the space's order."""
+    return " ".join(f"{key}={_short(value)}" for key, value in params.items())
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def model_table(result: AutoResult) -> Table:
+    """--auto's successive halving: each candidate's score per round, the winner first."""
+    table = Table(title="slt tune --auto: models by successive halving", title_justify="left")
+    for column in ("model", "round", "epochs", "val acc", "time"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for score in sorted(result.scores, key=lambda s: (-s.round, -s.score)):
+        table.add_row(score.model, str(score.round), str(score.epochs), f"{score.score:.4f}",
+                      duration(score.seconds))
+    return table
+
+
+def tune_table(result: TuneResult) -> Table:
+    """One row per study: trials by state, the defaults' score, the best's, what changed."""
+    table = Table(title=f"slt tune (study in {result.storage})", title_justify="left")
+    for column in ("study", "complete", "pruned", "failed", "defaults", "best", "trial",
+                   "best settings"):
+        table.add_column(column, justify="left" if column in ("study", "best settings")
+                         else "right")
+    for study in result.studies:
+        table.add_row(study.study, *_counts(study), _score(study.defaults),
+                      _score(study.best), str(study.best.number),
+                      settings_text(study.best.params))
+    return table
+
+
+def _counts(study: StudyResult) -> list[str]:
+    states = [row.state for row in study.trials]
+    return [str(states.count(state)) for state in ("complete", "pruned", "fail")]
+
+
+def _score(row: TrialRow | None) -> str:
+    return "–" if row is None or row.score is None else f"{row.score:.4f}"

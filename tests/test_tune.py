@@ -1,0 +1,149 @@
+"""``slt tune``: search-space checks, a tiny search with pruning, promote round trip,
+resume after a lost worker, a study shared through one storage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from slt_cli.cli import app
+from slt_cli.config import load_config, parse_config
+
+optuna = pytest.importorskip("optuna")
+
+from conftest import TINY_TOML  # noqa: E402
+
+# Stage 1 of TINY_TOML (2 epochs), lr only; the median pruner may judge from trial 2 on,
+# after one epoch, so a search of a few trials prunes.
+TUNE_TOML = TINY_TOML + """
+[tune]
+trials = 3
+startup_trials = 1
+warmup_epochs = 0
+stages = {}
+[tune.space]
+lr = { low = 1e-4, high = 3e-2, log = true }
+"""
+
+runner = CliRunner()
+
+
+def _tune(tmp_path: Path, *args: str) -> object:
+    config = tmp_path / "tune.toml"
+    if not config.exists():
+        config.write_text(TUNE_TOML, encoding="utf-8")
+    return runner.invoke(app, ["tune", "--config", str(config), "--device", "cpu",
+                               "--checkpoint-dir", str(tmp_path / "ckpt"), *args])
+
+
+@pytest.mark.parametrize(("space", "expected"), [
+    ('dropout = { low = 0.0, high = 1.5 }', "tune.space.dropout.high: must be >= 0 and < 1"),
+    ('lr = { low = 0.0, high = 1e-2, log = true }', "tune.space.lr.low: must be > 0"),
+    ('learning_rate = { low = 1e-4, high = 1e-2 }', "tune.space.learning_rate: not a stage"),
+    ('epochs = { low = 2.5, high = 8 }', "tune.space.epochs.low: must be an integer"),
+    ('lr = { low = 1e-2, high = 1e-4 }', "tune.space.lr: low (0.01) must be below high"),
+    ('averaging = { choices = ["ema", "avg"] }',
+     "tune.space.averaging.choices[1]: must be one of none, ema, swa"),
+    ('"augment.rotate" = { low = 0, high = 400 }',
+     "tune.space.augment.rotate.high: must be <= 180"),
+])
+def test_bad_search_spaces_exit_2_naming_the_key(tmp_path: Path, space: str,
+                                                 expected: str) -> None:
+    config = tmp_path / "tune.toml"
+    config.write_text(TINY_TOML + f"\n[tune.space]\n{space}\n", encoding="utf-8")
+    result = _tune(tmp_path)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+
+
+def test_tune_stages_must_name_stages_and_space_round_trips() -> None:
+    with pytest.raises(Exception, match=r"tune.stages.polish: no stage 'polish'"):
+        parse_config(TINY_TOML + "\n[tune.stages.polish]\nlr = false\n", "my.toml")
+    config = parse_config(TINY_TOML + '\n[tune.stages.augmentation]\nlr = false\n'
+                          'augment = { rotate = { low = 0, high = 20 } }\n', "my.toml")
+    space = config.tune.space_of("augmentation")
+    assert "lr" not in space and space["augment.rotate"].high == 20
+    assert "lr" in config.tune.space_of("baseline")
+
+
+def test_tiny_search_prunes_promotes_and_the_promoted_file_reproduces_the_score(
+        tmp_path: Path) -> None:
+    out = tmp_path / "best.toml"
+    figure = tmp_path / "trials.png"
+    result = _tune(tmp_path, "--stages", "1", "--promote", str(out), "--json", "--plot",
+                   str(figure))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (stage,) = report["studies"]
+    states = [trial["state"] for trial in stage["trials"]]
+    assert len(states) == 3 and "pruned" in states
+    assert stage["defaults"]["number"] == 0 and stage["defaults"]["params"] == {"lr": 3e-3}
+    best = stage["best"]
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    # only the best trial's checkpoints are kept
+    trial_folders = sorted(p.name for p in (tmp_path / "ckpt/tune/slt/stage_1_baseline").iterdir())
+    assert trial_folders == [f"trial_{best['number']:04d}"]
+    promoted = load_config(out)
+    assert promoted.stages[0].lr == pytest.approx(best["params"]["lr"])
+    assert promoted.stages[1] == load_config(tmp_path / "tune.toml").stages[1]
+    from slt_cli.engine import Trainer
+
+    rerun = Trainer(promoted, checkpoint_dir=tmp_path / "again", device="cpu").train([1])
+    assert rerun.stages[0].val_accuracy == pytest.approx(best["score"])
+    again = _tune(tmp_path, "--stages", "1", "--study", "other", "--promote", str(out))
+    assert again.exit_code == 2 and "best.toml exists" in again.output  # before any trial
+    refused = _tune(tmp_path, "--stages", "1")
+    assert refused.exit_code == 2 and "already exists" in refused.output
+    assert "--resume" in refused.output
+
+
+def test_workers_sharing_a_storage_finish_n_trials_past_a_lost_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = _tune(tmp_path, "--stages", "1", "--trials", "1", "--storage", url,
+                  "--checkpoint-dir", str(tmp_path / "a"))
+    assert first.exit_code == 0, first.output
+    study = optuna.load_study(study_name="slt.stage1", storage=url)
+    study.ask()  # a worker killed mid-trial leaves its trial running
+    second = _tune(tmp_path, "--stages", "1", "--trials", "2", "--storage", url,
+                   "--checkpoint-dir", str(tmp_path / "b"))
+    assert second.exit_code == 0, second.output
+    trials = optuna.load_study(study_name="slt.stage1", storage=url).trials
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert [t.state.name for t in trials[:2]] == ["COMPLETE", "RUNNING"]  # the lost one
+    assert trials[2].state.is_finished()  # b ran one more: 2 finished between them
+    assert sum(bool(t.user_attrs.get("defaults")) for t in trials) == 1
+    assert [t.user_attrs["folder"].startswith(str(tmp_path / "b")) for t in trials
+            if t.number != 1] == [False, True]
+
+
+def test_auto_picks_a_model_and_promotes_it_within_a_tiny_budget(tmp_path: Path) -> None:
+    out = tmp_path / "auto.toml"
+    result = _tune(tmp_path, "--auto", "--budget", "1s", "--stages", "1", "--promote",
+                   str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rounds"] and report["studies"][0]["best"] is not None
+    promoted = load_config(out)
+    assert {"name": promoted.model.name, **promoted.model.settings} == report["model"]
+    bad = _tune(tmp_path, "--storage", "nosuchdb://x")
+    assert bad.exit_code == 2 and "--storage nosuchdb://x: cannot open it" in bad.output
+    lone = _tune(tmp_path, "--budget", "1s")
+    assert lone.exit_code == 2 and "--budget goes with --auto" in lone.output
+
+
+def test_a_stages_winners_carry_on_to_the_stages_that_had_its_untuned_value(
+        tmp_path: Path) -> None:
+    from slt_cli.tune import Tuner, TuneRequest
+
+    config = parse_config(TUNE_TOML, "tune.toml")
+    tuner = Tuner(TuneRequest(config=config, stages=(1,), checkpoint_dir=tmp_path, trials=1))
+    tuned = tuner.with_winners(config, (1,), {"epochs": 5, "lr": 1e-2})
+    assert [(s.epochs, s.lr) for s in tuned.stages] == [(5, 1e-2), (5, 1e-3)]
+    third = dataclasses.replace(config.stages[0], name="again")  # lr 3e-3 again, as stage 1
+    three = dataclasses.replace(config, stages=(*config.stages, third))
+    tuned = tuner.with_winners(three, (1,), {"lr": 1e-2})
+    assert [s.lr for s in tuned.stages] == [1e-2, 1e-3, 3e-3]  # stage 2 changed it
