@@ -133,3 +133,41 @@ def test_smoke_refuses_torchrun(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(SltError, match="not under torchrun"):
         run_smoke(1, tmp_path)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_torchrun_agents_on_two_nodes_write_what_one_agent_of_two_processes_writes(
+        tmp_path: Path) -> None:
+    # The multi-node path: two agents (one process each) meet at a c10d rendezvous on
+    # 127.0.0.1, as two machines would; gloo between them. Same world, same checkpoints.
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text(TINY_TOML.replace("batch_size = 32", "batch_size = 8"))
+    args = ["-m", "slt_cli", "train", "--config", str(config_path), "--stages", "1",
+            "--device", "cpu", "--checkpoint-dir"]
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    endpoint = f"127.0.0.1:{free_port()}"
+    agents = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+         "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=slt-test",
+         f"--node-rank={node}", *args, str(tmp_path / "nodes")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for node in (0, 1)]
+    outputs = [agent.communicate(timeout=240) for agent in agents]
+    assert all(agent.returncode == 0 for agent in agents), outputs[0][1][-3000:]
+    one = torchrun("train", "--config", str(config_path), "--stages", "1", "--device", "cpu",
+                   "--checkpoint-dir", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert files(tmp_path / "nodes") == files(tmp_path / "one")
+    for name in ("best_model_stage_1", "stage_1_baseline"):
+        got = load_weights(tmp_path / "nodes", name, read_sidecar(tmp_path / "nodes", name))
+        want = load_weights(tmp_path / "one", name, read_sidecar(tmp_path / "one", name))
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[key], want[key]) for key in want)

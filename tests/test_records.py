@@ -99,8 +99,7 @@ def test_a_cross_validation_summary_reads_back_and_an_edited_one_is_refused(
 
     (tmp_path / "tiny.toml").write_text(TINY_TOML)
     config = load_config(tmp_path / "tiny.toml")
-    config = dataclasses.replace(config, stages=config.stages[:1])
-    result = CrossValidation(config, 2, checkpoint_dir=tmp_path / "cv").run(force=True)
+    result = CrossValidation(config, 2, checkpoint_dir=tmp_path / "cv").run([1], force=True)
     summary = FoldsSummary.read(tmp_path / "cv")
     assert summary is not None and summary.complete and summary.stages == result.stages
     written = json.loads(json.dumps(summary.to_json(tmp_path / "cv")))
