@@ -49,8 +49,8 @@ from slt_cli.errors import CheckpointError, DataError, SltError
 from slt_cli.lock import folder_lock
 from slt_cli.records import build_network, checked_record, ensemble_record, load_state
 from slt_cli.reporting import Reporter
+from slt_cli.scoring import State, TensorSplit, predict_logits, score
 from slt_cli.sidecar import Sidecar, TrainedWith
-from slt_cli.training import State, TensorSplit, predict_logits, score
 
 METHODS = ("logits", "weights")
 STAGE_NAME = "ensemble"  # the stage_name of every ensemble checkpoint

@@ -28,8 +28,8 @@ from slt_cli.errors import CheckpointError, DataError
 from slt_cli.models import build_model, resolved_settings
 from slt_cli.models.ensemble import ENSEMBLE, Ensemble
 from slt_cli.reporting import EpochMetrics
+from slt_cli.scoring import State
 from slt_cli.sidecar import Sidecar, TrainedWith
-from slt_cli.training import State
 
 
 def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> dict[str, Any]:

@@ -24,8 +24,7 @@ from torch import nn
 
 from slt_cli.averaging import averaged_model
 from slt_cli.config import StageConfig
-from slt_cli.data import Split
-from slt_cli.data.transforms import augment, features, mean_probabilities, mirror_clips, mix
+from slt_cli.data.transforms import augment, features, mix
 from slt_cli.devices import autocast, parallelise
 from slt_cli.distributed import World, shard, wrap
 from slt_cli.errors import TrainingDiverged
@@ -33,26 +32,11 @@ from slt_cli.metrics import SYNC_EVERY, RunningMetrics, is_better, sharded_score
 from slt_cli.optimizer import build_optimizer, lr_factor
 from slt_cli.regularisers import adversarial_weights, set_dropout, stage_dropout
 from slt_cli.reporting import EpochMetrics, Reporter
+from slt_cli.scoring import State, TensorSplit, cpu_state, predict_logits, score
 
-State = dict[str, torch.Tensor]
 # An extra loss term: (inputs, logits, per-sample loss) -> the per-sample loss to train on
 # (``distill`` blends in a teacher's soft targets on the very batch the student sees).
 LossTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class TensorSplit:
-    """A split moved to the training device once, so batches are only index lookups."""
-
-    x: torch.Tensor  # (N, T, J, C), NaN = missing
-    y: torch.Tensor  # (N,)
-
-    @classmethod
-    def from_split(cls, split: Split, device: torch.device) -> TensorSplit:
-        return cls(torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device))
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
 
 
 @dataclass(frozen=True)
@@ -113,40 +97,6 @@ class LossHead(nn.Module):
         if self.extra_loss is not None:
             loss = self.extra_loss(inputs, logits, loss)
         return loss, logits.argmax(dim=-1) == targets
-
-
-def cpu_state(model: nn.Module) -> State:
-    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, split: TensorSplit, motion: bool,
-                   batch_size: int, precision: str = "fp32",
-                   mirror: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
-    """Logits (N, K) for a whole split, in eval mode, on the split's device.
-
-    With ``mirror`` (``mirror_permutation``'s index), each clip is scored with its
-    mirror image too and the logits are ``mean_probabilities`` of the two passes.
-    """
-    was_training = model.training
-    model.eval()
-    outputs = []
-    with autocast(split.x.device, precision):
-        for i in range(0, len(split), batch_size):
-            clips = split.x[i : i + batch_size]
-            logits = model(features(clips, motion)).float()
-            if mirror is not None:
-                flipped = model(features(mirror_clips(clips, mirror), motion)).float()
-                logits = mean_probabilities(logits, flipped)
-            outputs.append(logits)
-    model.train(was_training)
-    return torch.cat(outputs)
-
-
-def score(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
-    """Plain cross-entropy (no smoothing, so stages compare) and accuracy."""
-    loss = F.cross_entropy(logits, targets).item()
-    return loss, (logits.argmax(dim=-1) == targets).float().mean().item()
 
 
 class StageInterrupted(Exception):
