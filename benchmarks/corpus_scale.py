@@ -71,21 +71,22 @@ finish({"seconds": seconds, "sequences": len(store), "frames": int(store.offsets
 """
 
 TRAIN = PROBE + r"""
-from slt_cli import console, engine
+from slt_cli import engine
 from slt_cli.cli import main
-load_data = engine.load_data
+from slt_cli.progress import RichReporter
+load_data = engine.load_configured
 def timed_load_data(*args, **kwargs):
     start = time.time()
     data = load_data(*args, **kwargs)
     report.update(load_data_s=time.time() - start, data_ready_at=time.time())
     return data
-engine.load_data = timed_load_data
-original = console.RichReporter.batch_done
+engine.load_configured = timed_load_data
+original = RichReporter.batch_done
 def batch_done(self, **info):
     if report["first_batch_at"] is None:
         report["first_batch_at"] = time.time()
     original(self, **info)
-console.RichReporter.batch_done = batch_done
+RichReporter.batch_done = batch_done
 sys.argv = ["slt", "train", "--data", sys.argv[1], "--stages", "1", "--epochs-per-stage", "1",
             "--force", "--checkpoint-dir", sys.argv[2], "--device", "cpu"]
 try:

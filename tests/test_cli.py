@@ -208,7 +208,7 @@ def test_help_keeps_bracketed_text() -> None:
 def test_notes_keep_bracketed_text() -> None:
     from rich.console import Console
 
-    from slt_cli.console import RichReporter
+    from slt_cli.progress import RichReporter
 
     console = Console(record=True, width=200)
     RichReporter(console).note("kept 56 of 75 landmarks; set [data] landmarks to change")

@@ -42,8 +42,10 @@ def continue_run(
         continue_preset(settings, type_)  # type: ignore[arg-type]
         read_sidecar(folder, model)  # type: ignore[arg-type]
     from slt_cli.engine import Trainer
+    from slt_cli.progress import RichReporter
 
-    reporter = console.RichReporter()
+
+    reporter = RichReporter()
     trainer = Trainer(settings, checkpoint_dir=folder, device=device, reporter=reporter)
     with reporter.running(), stop_on_interrupt(trainer):
         if resume:

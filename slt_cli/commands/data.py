@@ -102,7 +102,9 @@ def _open(spec: str, landmarks: str | None, config: Path | None, layout: str | N
                           data_signer_from=signer_from).data
     chosen = landmarks or data.landmarks
     parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
-    reporter = console.RichReporter()
+    from slt_cli.progress import RichReporter
+
+    reporter = RichReporter()
     kind, options = source_for(spec), ReadOptions.of(data)
     if not kind.corpus:  # an .npz with MediaPipe names takes the selection too
         return None, load_source(spec, landmarks=chosen, reporter=reporter), spec

@@ -78,8 +78,10 @@ def distill(
     if student is None and config is not None:  # the [model] of the file named
         model = {"name": settings.model.name, **settings.model.settings}
     from slt_cli.distill import distill as run_distill
+    from slt_cli.progress import RichReporter
 
-    reporter = console.RichReporter()
+
+    reporter = RichReporter()
     with reporter.running():
         result = run_distill(settings, teachers, name, student=model, alpha=alpha,
                              temperature=temperature, epochs=epochs, stage_idx=stage,

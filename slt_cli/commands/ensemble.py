@@ -29,7 +29,9 @@ def ensemble(
 
     check_device(device)
     settings = load_config(find_config(None))
-    reporter = console.RichReporter()
+    from slt_cli.progress import RichReporter
+
+    reporter = RichReporter()
     with reporter.running():
         result = make_ensemble(settings, members, name, method=method,
                                checkpoint_dir=checkpoint_folder(checkpoint_dir, settings),

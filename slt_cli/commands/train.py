@@ -65,7 +65,9 @@ def train(
                               run_precision=precision)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
-    reporter = console.RichReporter()
+    from slt_cli.progress import RichReporter
+
+    reporter = RichReporter()
     if resume and folds is None:  # the interrupted run there may be a cross-validation
         from slt_cli.foldsummary import unfinished_folds
 
