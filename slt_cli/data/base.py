@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from slt_cli.errors import DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -60,3 +64,43 @@ def far_coordinate(x: np.ndarray) -> str | None:
     return (f"{float(x[where]):.3g} at sequence {where[0]}, frame {where[1]}, landmark "
             f"{where[2]}, channel {where[3]}; coordinates beyond ±{MAX_COORDINATE:g} are not "
             "keypoints")
+
+
+def listing_row(listing: Path, line: int, row: Mapping[str, str | None], column: str,
+                has_split: bool) -> tuple[str, str, str | None]:
+    """One row of a corpus listing (``metadata.csv``, ``labels.csv``): the relative path
+    in ``column``, the label, and the split when the listing has that column.
+
+    Raises:
+        DataError: naming the listing and line of a path that is absolute or climbs out
+            with ``..``, an empty label, or an unknown split.
+    """
+    name, label = (row[column] or "").strip().strip("/"), (row["label"] or "").strip()
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise DataError(f"{listing}: line {line}: {column} {name!r} must be relative to "
+                        "the folder, without '..'")
+    if not label:
+        raise DataError(f"{listing}: line {line}: empty label")
+    split = (row.get("split") or "").strip() if has_split else None
+    if split is not None and split not in SPLITS:
+        raise DataError(f"{listing}: line {line}: split {split!r} is not one of "
+                        f"{', '.join(SPLITS)}")
+    return name, label, split
+
+
+def in_frame_order(folder: Path, numbered: Mapping[int, str], hint: str,
+                   file_of: Callable[[int], str] | None = None) -> list[str]:
+    """The frame files of ``folder`` (frame number -> file name) in order.
+
+    Raises:
+        DataError: naming the first frame missing between the first and the last (its
+            file, when ``file_of`` says how frame files are named).
+    """
+    order = sorted(numbered)
+    for expected, number in enumerate(order, start=order[0]):
+        if number != expected:
+            where = (f"{folder / file_of(expected)}: missing" if file_of
+                     else f"{folder}: frame {expected} is missing")
+            raise DataError(f"{where} (frames {order[0]} to {order[-1]} of {folder} are "
+                            "there but not this one)", hint=hint)
+    return [numbered[n] for n in order]

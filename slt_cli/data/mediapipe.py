@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.data.base import in_frame_order
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
@@ -153,13 +154,8 @@ def frame_files(folder: Path) -> list[str]:
             numbers[int(stem)] = entry.name
     if not numbers:
         raise DataError(f"{folder}: holds no <frame>.npy files")
-    order = sorted(numbers)
-    for expected, number in enumerate(order, start=order[0]):
-        if number != expected:
-            raise DataError(f"{folder / f'{expected}.npy'}: missing (frames {order[0]} to "
-                            f"{order[-1]} of {folder} are there but not this one)",
-                            hint="Put the frame back, or remove the sequence folder.")
-    return [numbers[n] for n in order]
+    return in_frame_order(folder, numbers, "Put the frame back, or remove the sequence folder.",
+                          file_of=lambda number: f"{number}.npy")
 
 
 def read_vector(path: Path) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.data.base import SPLITS
+from slt_cli.data.base import in_frame_order, listing_row
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import POSE_NAMES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
@@ -66,16 +66,7 @@ def scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
         raise DataError(f"{listing}: missing column(s) {', '.join(missing)}")
     folders, labels, signers, splits, key_files = [], [], [], [], []
     for line, row in enumerate(rows, start=2):
-        name, label = (row["folder"] or "").strip().strip("/"), (row["label"] or "").strip()
-        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DataError(f"{listing}: line {line}: folder {name!r} must be relative to "
-                            "the folder, without '..'")
-        if not label:
-            raise DataError(f"{listing}: line {line}: empty label")
-        split = (row.get("split") or "").strip() if "split" in fields else None
-        if split is not None and split not in SPLITS:
-            raise DataError(f"{listing}: line {line}: split {split!r} is not one of "
-                            f"{', '.join(SPLITS)}")
+        name, label, split = listing_row(listing, line, row, "folder", "split" in fields)
         if not (root / name).is_dir():
             raise DataError(f"{root / name}: no such folder (listed in {listing})")
         key_files += [f"{name}/{file}" for file in frame_files(root / name)]
@@ -143,13 +134,8 @@ def frame_files(folder: Path) -> list[str]:
             numbered[int(match.group(1))] = entry.name
     if not numbered:
         raise DataError(f"{folder}: holds no *{SUFFIX} files")
-    order = sorted(numbered)
-    for expected, number in enumerate(order, start=order[0]):
-        if number != expected:
-            raise DataError(f"{folder}: frame {expected} is missing (the frame after it is "
-                            f"{numbered[number]})",
-                            hint="Put the frame back, or remove the clip from labels.csv.")
-    return [numbered[n] for n in order]
+    return in_frame_order(folder, numbered,
+                          "Put the frame back, or remove the clip from labels.csv.")
 
 
 def read_clip(folder: Path, *, points: tuple[tuple[str, int], ...], min_confidence: float,

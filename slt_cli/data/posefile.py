@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.data.base import SPLITS
+from slt_cli.data.base import listing_row
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.errors import DataError, UnreadableFile
@@ -49,16 +49,7 @@ def scan_pose(root: Path, landmarks: str) -> Corpus:
         raise DataError(f"{listing}: missing column(s) {', '.join(missing)}",
                         hint=f"{LISTING} needs file and label (signer, split optional).")
     for line, row in enumerate(rows, start=2):
-        name, label = row["file"] or "", row["label"] or ""
-        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DataError(f"{listing}: line {line}: file {name!r} must be relative to "
-                            "the folder, without '..'")
-        if not label:
-            raise DataError(f"{listing}: line {line}: empty label")
-        split = (row.get("split") or "").strip() if "split" in fields else None
-        if split is not None and split not in SPLITS:
-            raise DataError(f"{listing}: line {line}: split {split!r} is not one of "
-                            f"{', '.join(SPLITS)}")
+        name, label, split = listing_row(listing, line, row, "file", "split" in fields)
         files.append(name)
         labels.append(label)
         signers.append(row.get("signer") or "")
