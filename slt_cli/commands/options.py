@@ -28,6 +28,9 @@ Model = Annotated[str, typer.Argument(help="Checkpoint to use, e.g. best_model_s
 DataSpec = Annotated[str, typer.Argument(
     help="Data spec: synthetic[:k=v,...], a .npz path, gislr:DIR, pose:DIR, mediapipe:DIR or "
          "openpose:DIR.")]
+DataOption = Annotated[str | None, typer.Option(
+    "--data", help="Data spec: synthetic[:classes=60,signers=12,seed=0], a .npz path, "
+    "gislr:DIR, pose:DIR, mediapipe:DIR or openpose:DIR.", show_default=False)]
 Layout = Annotated[str | None, typer.Option(
     "--layout", help="mediapipe:DIR frames: the order of their parts, e.g. "
     "pose+face+left_hand+right_hand, or auto (found from the data) [default: [data] layout].",

@@ -11,6 +11,7 @@ from slt_cli.commands.options import (
     CheckpointDir,
     Compile,
     ConfigPath,
+    DataOption,
     Device,
     Layout,
     Precision,
@@ -26,10 +27,7 @@ def train(
     force: Annotated[bool, typer.Option(
         help="Run every selected stage whatever the improvement (threshold -1.0).")] = False,
     config: ConfigPath = None,
-    data: Annotated[str | None, typer.Option(
-        help="Data spec: synthetic[:classes=60,signers=12,seed=0], a .npz path, gislr:DIR, "
-             "pose:DIR, mediapipe:DIR or openpose:DIR.",
-        show_default=False)] = None,
+    data: DataOption = None,
     layout: Layout = None,
     signer_from: SignerFrom = None,
     checkpoint_dir: CheckpointDir = None,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from slt_cli import console
-from slt_cli.commands.options import CheckpointDir, ConfigPath, Device, Json
+from slt_cli.commands.options import CheckpointDir, ConfigPath, DataOption, Device, Json
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
 from slt_cli.errors import SltError
 
@@ -43,9 +43,7 @@ def tune(
     joint: Annotated[bool, typer.Option(
         "--joint", help="Tune the selected stages together in one study instead of in "
                         "order.")] = False,
-    data: Annotated[str | None, typer.Option(
-        help="Data spec: synthetic[:...], a .npz path, gislr:DIR or pose:DIR.",
-        show_default=False)] = None,
+    data: DataOption = None,
     config: ConfigPath = None,
     checkpoint_dir: CheckpointDir = None,
     study: Annotated[str, typer.Option(help="Study name (one study per stage: NAME.stageN).")
