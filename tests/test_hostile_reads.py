@@ -377,3 +377,17 @@ def test_a_sidecar_setting_out_of_range_is_named_with_its_file(
     key, _, problem = message.partition(": ")
     assert f"best_model_stage_1.json: sidecar key '{key}': {problem}" in result.stderr
     assert "Traceback" not in result.output and snapshot(folder) == before
+
+
+def test_an_npz_that_unpacks_past_the_machines_memory_is_refused_before_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 32 MiB of zeros packs into a few dozen KiB: on a machine of 16 MiB it is a zip bomb.
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, x=np.zeros((64, 32, 64, 64), np.float32),
+                        y=np.zeros(64, np.int64))
+    assert bomb.stat().st_size < 1 << 20
+    monkeypatch.setattr("slt_cli.data.npzfile.memory_bytes", lambda: 16 << 20)
+    result = slt("data", "inspect", str(bomb))
+    assert result.exit_code == 2, result.output
+    assert f"error: {bomb}: its arrays unpack to 32 MiB" in result.stderr
+    assert "more than this machine's 16 MiB of memory" in result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import lzma
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -38,12 +39,37 @@ def read_npz(path: Path, names: Iterable[str] | None = None) -> dict[str, np.nda
                                     "array", hint="See README, 'Data format'.")
                 if wanted is None or key in wanted:
                     members[key] = info
+            _check_fits_memory(path, sum(info.file_size for info in members.values()))
             return {key: _read_member(path, archive, key, info) for key, info in members.items()}
     except UnreadableFile as exc:
         raise DataError(str(exc)) from None
     except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
             zlib.error, lzma.LZMAError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def memory_bytes() -> int:
+    """The machine's physical memory (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_fits_memory(path: Path, unpacked: int) -> None:
+    """Refuse arrays that would unpack to more than the machine's memory: a small,
+    highly compressed archive (a "zip bomb") is told before anything is allocated."""
+    memory = memory_bytes()
+    if memory and unpacked > memory:
+        raise DataError(f"{path}: its arrays unpack to {_size(unpacked)}, more than this "
+                        f"machine's {_size(memory)} of memory",
+                        hint="An .npz is read whole into memory; keep larger data as a "
+                             "folder (mediapipe:, pose:, gislr:), which slt converts once "
+                             "and reads from disk as needed (docs/data.md).")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def member_names(path: Path) -> tuple[str, ...]:
