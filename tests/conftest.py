@@ -91,3 +91,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                       str(root / "checkpoints")])
     assert result.exit_code == 0, result.output
     return root / "checkpoints"
+
+
+def validation_both_ways(sidecar: object) -> tuple[object, object, object, object]:
+    """A checkpoint's validation clips two ways: raw (``x``, ``lengths``: what predict and
+    export take) and as training prepared them (a ``TensorSplit`` on the CPU, and the
+    prepared landmarks' names), rebuilt from the data settings and seed its sidecar
+    records."""
+    from slt_cli.data import load_data, load_source
+    from slt_cli.data.preprocess import assign_splits
+    from slt_cli.training import TensorSplit
+
+    settings, seed = sidecar.config.data, sidecar.config.run.seed
+    raw = load_source(settings.source)
+    rows = assign_splits(raw, settings.val_fraction, seed) == "val"
+    prepared = load_data(settings.source, frames=settings.frames, motion=settings.motion,
+                         val_fraction=settings.val_fraction, seed=seed,
+                         normalise_mode=settings.normalise)
+    return (raw.x[rows], raw.lengths[rows], TensorSplit.from_split(prepared.split("val"), "cpu"),
+            prepared.joints)

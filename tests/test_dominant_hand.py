@@ -12,12 +12,10 @@ from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
-from slt_cli.data import load_data, load_source
-from slt_cli.data.preprocess import assign_splits
 from slt_cli.data.transforms import dominant_hand_swap, mirror_clips, right_handed
 from slt_cli.inference import load_model
 from slt_cli.training import TensorSplit, predict_logits
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, validation_both_ways
 
 NAMES = ("pose_0", "left_hand_0", "left_hand_1", "right_hand_0", "right_hand_1")
 
@@ -81,22 +79,15 @@ def test_a_right_handed_run_scores_alike_in_training_evaluate_and_the_raw_path(
 
     model = load_model(folder, "best_model_stage_1")
     assert model.classifier.right_handed
-    settings, seed = sidecar.config.data, sidecar.config.run.seed
-    raw = load_source(settings.source)
-    rows = assign_splits(raw, settings.val_fraction, seed) == "val"
-    prepared = load_data(settings.source, frames=settings.frames, motion=settings.motion,
-                         val_fraction=settings.val_fraction, seed=seed,
-                         normalise_mode=settings.normalise)
-    val = TensorSplit.from_split(prepared.split("val"), "cpu")
-    swap = dominant_hand_swap(prepared.joints, "right")
-    turned = TensorSplit(right_handed(val.x, *swap), val.y)
+    x, lengths, val, joints = validation_both_ways(sidecar)
+    turned = TensorSplit(right_handed(val.x, *dominant_hand_swap(joints, "right")), val.y)
     network = model.classifier.network
     with torch.no_grad():
-        from_raw = model.classifier(torch.from_numpy(raw.x[rows]),
-                                    torch.from_numpy(raw.lengths[rows]))
-    as_trained = predict_logits(network, turned, settings.motion, 8)
+        from_raw = model.classifier(torch.from_numpy(x), torch.from_numpy(lengths))
+    motion = sidecar.config.data.motion
+    as_trained = predict_logits(network, turned, motion, 8)
     assert (from_raw - as_trained).abs().max().item() < 1e-5
-    assert not torch.allclose(as_trained, predict_logits(network, val, settings.motion, 8))
+    assert not torch.allclose(as_trained, predict_logits(network, val, motion, 8))
 
 
 def test_dominant_hand_takes_keep_or_right(tmp_path: Path) -> None:

@@ -14,8 +14,6 @@ from typer.testing import CliRunner
 from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
 from slt_cli.config import StageConfig, parse_config
-from slt_cli.data import load_data, load_source
-from slt_cli.data.preprocess import assign_splits
 from slt_cli.data.transforms import mean_probabilities, mirror_clips, mirror_permutation
 from slt_cli.errors import ConfigError
 from slt_cli.inference import load_model, predict_probabilities
@@ -23,7 +21,7 @@ from slt_cli.models import build_model, model_setting_problems, resolved_setting
 from slt_cli.models.conv_transformer import data_sized
 from slt_cli.models.layers import DropBranch
 from slt_cli.training import TensorSplit, predict_logits, set_dropout, stage_dropout
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, validation_both_ways
 
 NAMES = ("pose_nose", "left_hand_0", "right_hand_0", "left_hand_1", "right_hand_1")
 
@@ -143,21 +141,14 @@ def test_a_mirror_averaged_run_records_it_and_evaluate_and_predict_follow(
     model = load_model(folder, "best_model_stage_1")
     assert model.classifier.mirrored
     # The raw path (predict, export) averages as the trainer's scoring does.
-    data, seed = sidecar.config.data, sidecar.config.run.seed
-    raw = load_source(data.source)
-    rows = assign_splits(raw, data.val_fraction, seed) == "val"
-    prepared = load_data(data.source, frames=data.frames, motion=data.motion,
-                         val_fraction=data.val_fraction, seed=seed,
-                         normalise_mode=data.normalise)
+    x, lengths, val, joints = validation_both_ways(sidecar)
     with torch.no_grad():
-        raw_logits = model.classifier(torch.from_numpy(raw.x[rows]),
-                                      torch.from_numpy(raw.lengths[rows]))
-    val = TensorSplit.from_split(prepared.split("val"), "cpu")
-    mirror = mirror_permutation(prepared.joints)
+        raw_logits = model.classifier(torch.from_numpy(x), torch.from_numpy(lengths))
+    mirror = mirror_permutation(joints)
     trained = predict_logits(model.classifier.network, val, True, 8, mirror=mirror)
     assert (raw_logits - trained).abs().max().item() < 1e-5
     assert not torch.allclose(trained, predict_logits(model.classifier.network, val, True, 8))
-    probabilities = predict_probabilities(model, raw.x[rows], raw.lengths[rows])
+    probabilities = predict_probabilities(model, x, lengths)
     np.testing.assert_allclose(probabilities, trained.softmax(-1).numpy(), atol=1e-5)
 
 
