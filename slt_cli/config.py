@@ -39,7 +39,7 @@ from slt_cli.settings import (  # the dataclasses and names, re-exported from he
     RunConfig,
     StageConfig,
 )
-from slt_cli.tune_space import build_tune
+from slt_cli.tune.space import build_tune
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -192,7 +192,7 @@ class ParamRange:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """The ``[tune]`` table: how ``slt tune`` searches (see ``tune_space.py``)."""
+    """The ``[tune]`` table: how ``slt tune`` searches (see ``tune/space.py``)."""
 
     trials: int = 20  # trials per stage (slt tune --trials)
     pruner: str = "median"  # stops hopeless trials early: median, hyperband or none

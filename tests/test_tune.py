@@ -137,7 +137,7 @@ def test_auto_picks_a_model_and_promotes_it_within_a_tiny_budget(tmp_path: Path)
 
 def test_a_stages_winners_carry_on_to_the_stages_that_had_its_untuned_value(
         tmp_path: Path) -> None:
-    from slt_cli.tune import Tuner, TuneRequest
+    from slt_cli.tune.study import Tuner, TuneRequest
 
     config = parse_config(TUNE_TOML, "tune.toml")
     tuner = Tuner(TuneRequest(config=config, stages=(1,), checkpoint_dir=tmp_path, trials=1))

@@ -101,9 +101,9 @@ def tune(
     settings = with_overrides(load_config(find_config(config)), run_seed=seed, data_source=data)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
-    from slt_cli.auto import AutoTuner
-    from slt_cli.tune import Tuner, TuneRequest, quiet_optuna
-    from slt_cli.tune_console import TuneConsole, model_table, tune_table
+    from slt_cli.tune.auto import AutoTuner
+    from slt_cli.tune.console import TuneConsole, model_table, tune_table
+    from slt_cli.tune.study import Tuner, TuneRequest, quiet_optuna
 
     quiet_optuna()
 

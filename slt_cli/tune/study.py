@@ -3,7 +3,7 @@
 A trial is an ordinary run of ``engine.Trainer`` (``--folds 1``: the configured
 validation split) or of ``folds.CrossValidation`` (``--folds K``: signer-grouped
 folds) into its own folder, ``CHECKPOINT_DIR/tune/<study>/stage_N_<name>/trial_NNNN``,
-with the stage's settings drawn from its search space (``[tune]``, ``tune_space.py``).
+with the stage's settings drawn from its search space (``[tune]``, ``tune/space.py``).
 Its score is the objective the engine already reports: the stage's best validation
 accuracy (mean over folds). Each epoch's best-so-far accuracy goes to the trial, so the
 pruner stops hopeless trials early.
@@ -36,9 +36,9 @@ from optuna.trial import FrozenTrial, TrialState
 from slt_cli.config import Config, ConfigError
 from slt_cli.errors import RunInterrupted, SltError
 from slt_cli.settings import ParamRange
-from slt_cli.tune_results import StudyResult, TrialRow, TuneReporter, TuneRequest, TuneResult
-from slt_cli.tune_space import stage_values, with_params
-from slt_cli.tune_trial import Objective
+from slt_cli.tune.results import StudyResult, TrialRow, TuneReporter, TuneRequest, TuneResult
+from slt_cli.tune.space import stage_values, with_params
+from slt_cli.tune.trial import Objective
 
 TUNE_FOLDER = "tune"  # under the checkpoint folder
 STUDY_FILE = "study.db"  # the default SQLite storage, in TUNE_FOLDER

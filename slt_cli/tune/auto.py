@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from slt_cli.config import ModelConfig
-from slt_cli.tune import TUNE_FOLDER, Tuner, TuneReporter, TuneRequest, TuneResult
+from slt_cli.tune.study import TUNE_FOLDER, Tuner, TuneReporter, TuneRequest, TuneResult
 
 # (family, settings): small to large, each a size the builders accept for any data.
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (

@@ -16,11 +16,11 @@ from slt_cli.config import Config
 from slt_cli.errors import RunInterrupted
 from slt_cli.reporting import EpochMetrics
 from slt_cli.settings import ParamRange
-from slt_cli.tune_results import TrialRow, TuneReporter
-from slt_cli.tune_space import tunable_keys
+from slt_cli.tune.results import TrialRow, TuneReporter
+from slt_cli.tune.space import tunable_keys
 
 if TYPE_CHECKING:
-    from slt_cli.tune import Tuner
+    from slt_cli.tune.study import Tuner
 
 
 class Objective:

@@ -9,9 +9,9 @@ from typing import Any
 
 from rich.table import Table
 
-from slt_cli.auto import AutoReporter, AutoResult, ModelScore
 from slt_cli.console import duration, err
-from slt_cli.tune import StudyResult, TrialRow, TuneResult
+from slt_cli.tune.auto import AutoReporter, AutoResult, ModelScore
+from slt_cli.tune.study import StudyResult, TrialRow, TuneResult
 
 
 class TuneConsole(AutoReporter):
