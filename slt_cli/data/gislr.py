@@ -33,6 +33,7 @@ LISTING_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
 COLUMNS = ("frame", "type", "landmark_index", "x", "y", "z")  # the ones slt reads
 PART_OFFSETS = {part: sum(list(PART_SIZES.values())[:i]) for i, part in enumerate(PART_SIZES)}
 ROWS_PER_FRAME = sum(PART_SIZES.values())  # 543
+MAX_FRAMES = 20_000  # ten minutes at 30 fps; GISLR's longest sign has 537 frames
 LAYOUT_HINT = ("A GISLR folder (Kaggle layout) holds train.csv, "
                "sign_to_prediction_index_map.json and the parquet files train.csv names.")
 
@@ -105,8 +106,11 @@ def read_parquet(path: Path, *, slots: np.ndarray, joints: int) -> np.ndarray:
     Rows are placed by (frame, type, landmark_index), so their order does not matter;
     frames are the file's distinct ``frame`` values, in order.
 
+    A file is read whole, so it is first checked, from its footer, to hold at most
+    ``MAX_FRAMES`` frames' rows.
+
     Raises:
-        DataError: naming the file, for an unreadable file or a wrong schema.
+        DataError: naming the file, for an unreadable, oversized or wrongly shaped file.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -118,6 +122,10 @@ def read_parquet(path: Path, *, slots: np.ndarray, joints: int) -> np.ndarray:
             raise DataError(f"{path}: missing column(s) {', '.join(absent)}",
                             hint=f"A GISLR file has the columns frame, row_id, type, "
                                  f"landmark_index, x, y, z ({ROWS_PER_FRAME} rows per frame).")
+        if parquet.metadata.num_rows > MAX_FRAMES * ROWS_PER_FRAME:
+            raise DataError(f"{path}: {parquet.metadata.num_rows:,} rows, more than "
+                            f"{MAX_FRAMES:,} frames of {ROWS_PER_FRAME} landmarks",
+                            hint="One parquet file holds one sign.")
         table = parquet.read(columns=list(COLUMNS))
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: not a readable parquet file ({exc})") from None

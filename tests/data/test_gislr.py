@@ -14,7 +14,12 @@ import pytest
 pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
 
-from slt_cli.data import load_data, load_source, prepare  # noqa: E402
+from slt_cli.data import (  # noqa: E402
+    gislr,  # noqa: E402
+    load_data,
+    load_source,
+    prepare,
+)
 from slt_cli.data.corpus import ensure_store, open_corpus, scan_corpus  # noqa: E402
 from slt_cli.data.preprocess import split_labels  # noqa: E402
 from slt_cli.errors import DataError  # noqa: E402
@@ -187,6 +192,14 @@ def test_bad_corpora_name_the_file(own_corpus: Path, breakage, named: str, words
         open_corpus(f"gislr:{own_corpus}", "hands")
     assert named in caught.value.message and words in caught.value.message
     assert not list((own_corpus / ".slt-cache").glob(".tmp-*"))  # no half-written store
+
+
+def test_a_parquet_file_longer_than_any_sign_is_refused_before_it_is_read(
+        own_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gislr, "MAX_FRAMES", 2)  # the files hold more frames than this
+    with pytest.raises(DataError) as caught:
+        open_corpus(f"gislr:{own_corpus}", "hands")
+    assert ".parquet" in caught.value.message and "more than 2 frames" in caught.value.message
 
 
 def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
