@@ -152,6 +152,9 @@ class CrossValidation:
                 raise self._interrupted(f"stopped before fold {fold} of {self.folds}; the "
                                         "folds before it are saved")
             folder = fold_folder(self.directory, fold)
+            if folder.is_symlink():  # slt makes fold_N itself; a link could name any folder
+                raise SltError(f"{folder} is a symbolic link; slt will not write a fold "
+                               "through it", hint="Remove the link (slt makes the folder).")
             config = dataclasses.replace(request.config, data=dataclasses.replace(
                 request.config.data, folds=self.folds, fold=fold))
             self._trainer = Trainer(config, checkpoint_dir=folder, device=self.device,

@@ -173,6 +173,20 @@ def test_bad_fold_counts_exit_2_and_save_nothing(tiny_toml: Path, folds: str,
     assert not Path("cv/folds.json").exists() and not list(Path(".").rglob("*.safetensors"))
 
 
+def test_a_fold_folder_that_is_a_link_is_refused_and_its_target_untouched(
+        tiny_toml: Path) -> None:
+    elsewhere = Path("elsewhere")
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    Path("cv").mkdir()
+    Path("cv/fold_1").symlink_to(elsewhere.resolve())
+    result = slt("train", "--folds", "2", "--config", str(tiny_toml), "--checkpoint-dir", "cv",
+                 "--stages", "1", "--epochs-per-stage", "1")
+    assert result.exit_code == 2
+    assert "fold_1 is a symbolic link" in result.stderr and "Traceback" not in result.output
+    assert [path.name for path in elsewhere.iterdir()] == ["notes.txt"]
+
+
 def test_a_fold_without_a_class_in_validation_says_so_and_trains(tmp_path: Path) -> None:
     # Signer 3 alone signs class 2: the fold that trains on signer 3 cannot score class 2.
     rng = np.random.default_rng(0)
