@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,18 +67,23 @@ def find_config(path: Path | None) -> Path | None:
     return local if local.exists() or local.is_symlink() else None
 
 
-def configured_checkpoint_dir(path: Path | None = None) -> Path:
+def configured_checkpoint_dir(path: Path | None = None,
+                              warn: Callable[[str], None] | None = None) -> Path:
     """The checkpoint folder the config in use names, read without checking the rest.
 
     For commands that only read checkpoints (``list``, ``analyze``): a broken
-    stages.toml must not stop them, so any problem falls back to the default.
+    stages.toml must not stop them, so any problem falls back to the default, and
+    ``warn`` is told which file was passed over and why.
     """
     found = find_config(path)
     try:
         raw = _parse_toml(read_text(found, "toml"), str(found)) if found else {}
         folder = raw.get("run", {}).get("checkpoint_dir", RunConfig.checkpoint_dir)
-    except (SltError, AttributeError):
+    except (SltError, AttributeError) as exc:
+        problem = exc.message if isinstance(exc, SltError) else f"{found}: [run] is not a table"
         folder = RunConfig.checkpoint_dir
+        if warn:
+            warn(f"{problem}; using the default checkpoint folder, {folder}")
     return Path(folder if isinstance(folder, str) else RunConfig.checkpoint_dir)
 
 

@@ -28,7 +28,8 @@ def checkpoint_folder(option: Path | None, config: Config | None = None) -> Path
         return Path(config.run.checkpoint_dir)
     from slt_cli.config import configured_checkpoint_dir
 
-    return configured_checkpoint_dir()
+    return configured_checkpoint_dir(warn=lambda line: console.err.print(
+        f"warning: {line}", highlight=False, markup=False))
 
 
 def check_device(choice: str) -> str:
