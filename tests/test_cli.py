@@ -12,12 +12,7 @@ from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
-
-runner = CliRunner()
-
-
-def slt(*args: str) -> object:
-    return runner.invoke(app, list(args))
+from tests.cli import slt
 
 
 @pytest.fixture

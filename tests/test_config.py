@@ -17,6 +17,7 @@ from slt_cli.config import (
     quick_test_config,
 )
 from slt_cli.errors import ConfigError
+from tests.cli import slt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,6 +156,17 @@ def test_config_file_choice(tmp_path: Path) -> None:
     assert configured_checkpoint_dir() == Path("elsewhere")
     explicit = tmp_path / "other.toml"
     assert find_config(explicit) == explicit
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (b"\x00\x01\xff", "not UTF-8 text"), (b"[run\n", "not valid TOML"),
+    (b"run = 3\n", "[run] is not a table"),
+])
+def test_list_reads_past_a_broken_local_config_and_says_so(text: bytes, words: str) -> None:
+    Path("stages.toml").write_bytes(text)
+    result = slt("list")
+    assert result.exit_code == 0
+    assert words in result.stderr and "using the default checkpoint folder" in result.stderr
 
 
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:

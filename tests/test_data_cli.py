@@ -10,20 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.main import get_command
-from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
 from slt_cli.data import load_source
+from tests.cli import slt
 
 pq = pytest.importorskip("pyarrow.parquet")
 
-runner = CliRunner()
 FIRST = "train_landmark_files/10000/0.parquet"
-
-
-def slt(*args: str):
-    return runner.invoke(app, list(args))
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
 
-from slt_cli.cli import app
+from tests.cli import slt
 from tests.conftest import TINY_TOML
-
-
-def slt(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 @pytest.fixture(scope="module")

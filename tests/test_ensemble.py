@@ -9,20 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
-from slt_cli.cli import app
 from slt_cli.models.ensemble import Ensemble
 from slt_cli.records import build_network
+from tests.cli import slt
 from tests.conftest import TINY_TOML
 
-runner = CliRunner()
 STAGES = ["best_model_stage_1", "best_model_stage_2", "stage_2_augmentation"]
-
-
-def slt(*args: str) -> object:
-    return runner.invoke(app, list(args))
 
 
 def _train(base: Path, label: str, toml: str, *args: str) -> Path:

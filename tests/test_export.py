@@ -14,16 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
-from slt_cli.cli import app
 from slt_cli.inference import SequenceClassifier, load_model
+from tests.cli import slt
 
 runner = CliRunner()
 MODEL = "best_model_stage_1"
 LENGTHS = (1, 2, 5, 12, 40)  # the checkpoint resamples to 12 frames
-
-
-def slt(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def sequences(seed: int = 7) -> list[np.ndarray]:

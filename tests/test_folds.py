@@ -9,23 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
-from slt_cli.cli import app
 from slt_cli.config import Config, load_config, parse_config, with_overrides
 from slt_cli.data.preprocess import assign_folds, split_labels
 from slt_cli.errors import ConfigError, DataError, RunInterrupted, SltError
 from slt_cli.folds import CrossValidation
 from slt_cli.reporting import RecordingReporter
 from slt_cli.resume import has_resume
+from tests.cli import slt
 from tests.conftest import TINY_TOML
-
-runner = CliRunner()
-
-
-def slt(*args: str) -> object:
-    return runner.invoke(app, list(args))
 
 
 def labelled(signers: int, classes: int = 3, repeats: int = 2,

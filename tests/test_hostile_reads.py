@@ -17,16 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from slt_cli.cli import app
 from slt_cli.errors import UnreadableFile
 from slt_cli.files import READ_LIMITS, load_json, read_bounded
+from tests.cli import slt
 from tests.conftest import TINY_TOML
-
-
-def slt(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def assert_clean_error(result, message: str, status: int = 2) -> None:

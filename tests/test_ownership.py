@@ -16,11 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from slt_cli.cli import app
+from tests.cli import slt
 from tests.conftest import TINY_TOML
-
-
-def slt(*args: str):  # noqa: ANN201 - typer's Result
-    return CliRunner().invoke(app, list(args))
 
 
 def dead_temp(final: str) -> str:

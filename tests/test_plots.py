@@ -14,21 +14,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
 
 from slt_cli import Trainer, load_config
 from slt_cli.checkpoints import list_checkpoints
-from slt_cli.cli import app
 from slt_cli.history import METRICS_FILE, EpochRow, read_history
 from slt_cli.plots import row_normalised, training_curves
 from slt_cli.results import ConfusedPair, Evaluation, most_confused
+from tests.cli import slt
 from tests.conftest import TINY_TOML
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def slt(*args: str):  # noqa: ANN201
-    return CliRunner().invoke(app, list(args))
 
 
 def png_size(path: Path) -> tuple[int, int]:

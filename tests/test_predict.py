@@ -11,22 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from slt_cli.checkpoints import read_sidecar
-from slt_cli.cli import app
 from slt_cli.data import load_data, load_source
 from slt_cli.data import preprocess as numpy_path
 from slt_cli.data.inputs import read_sequences
 from slt_cli.inference import load_model, normalise, resample
 from slt_cli.training import TensorSplit, predict_logits
+from tests.cli import slt
 
-runner = CliRunner()
 MODEL = "best_model_stage_1"
-
-
-def slt(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def raw_split(folder: Path, split: str):
