@@ -35,7 +35,7 @@ from slt_cli.distributed import barrier, world_from_environment
 from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
 from slt_cli.history import EpochRow
-from slt_cli.metrics import improvement, split_scores
+from slt_cli.metrics import improvement, signer_labels, split_scores
 from slt_cli.plan import RunPlan, Step
 from slt_cli.records import build_network, checked_record, load_state, model_record, stage_sidecar
 from slt_cli.reporting import EpochMetrics, Reporter
@@ -216,7 +216,8 @@ class Trainer:
                                 mirror)
         return Evaluation(checkpoint=name, source=data.source, split=split, count=len(target),
                           classes=tuple(data.classes),
-                          **split_scores(logits, target.y, data.classes, chosen.signer))
+                          **split_scores(logits, target.y, data.classes,
+                                         signer_labels(chosen.signer, data.signer_names)))
 
     # --- running a plan ----------------------------------------------------------------
 

@@ -76,7 +76,7 @@ def split_scores(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[
                  signers: np.ndarray | None = None) -> dict[str, Any]:
     """What ``slt evaluate`` reports of a split: plain cross-entropy, accuracy, top-5
     accuracy, accuracy per class present, per signer (when ``signers`` gives each
-    sequence's signer id) and the [true][predicted] confusion counts."""
+    sequence's signer: an id or a name) and the [true][predicted] confusion counts."""
     predicted = logits.argmax(dim=1)
     hits = predicted == targets
     top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -96,8 +96,16 @@ def split_scores(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[
     }
 
 
+def signer_labels(signer: np.ndarray | None, names: Sequence[str] | None
+                  ) -> np.ndarray | None:
+    """Each sequence's signer as the source named it (its id when unnamed)."""
+    if signer is None or names is None:
+        return signer
+    return np.asarray(names, dtype=str)[signer]
+
+
 def per_group(hits: np.ndarray, groups: np.ndarray) -> dict[str, float]:
-    """Accuracy within each group (a signer id per sequence), keyed by the id's text."""
+    """Accuracy within each group (a signer per sequence), keyed by the signer's text."""
     return {str(group): float(hits[groups == group].mean()) for group in np.unique(groups)}
 
 

@@ -61,8 +61,8 @@ class Evaluation:
     per_class: dict[str, float]  # accuracy per class name (classes present in the split)
     classes: tuple[str, ...] = ()  # every class of the model, in the order of its outputs
     confusion: tuple[tuple[int, ...], ...] = ()  # [true][predicted] counts, in that order
-    per_signer: dict[str, float] = field(default_factory=dict)  # accuracy per signer id
-    signer_sequences: dict[str, int] = field(default_factory=dict)  # sequences per signer id
+    per_signer: dict[str, float] = field(default_factory=dict)  # accuracy per signer (name)
+    signer_sequences: dict[str, int] = field(default_factory=dict)  # sequences per signer
 
     @property
     def worst_signer(self) -> tuple[str, float] | None:

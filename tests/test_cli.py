@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.main import get_command
@@ -89,6 +90,24 @@ def test_continue_and_evaluate(trained: Path, tiny_toml: Path) -> None:
     table = slt("evaluate", "best_model_stage_2", "--split", "test")
     assert table.exit_code == 0 and "top-5 accuracy" in table.stdout
     assert "weakest signers" in table.stdout
+
+
+def test_signers_are_shown_by_the_names_the_data_gives(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    people = np.repeat(["ann", "bob", "cy", "dana", "eve"], 6)
+    y = np.tile([0, 1], 15)
+    split = np.where(np.isin(people, ["dana", "eve"]), "test",
+                     np.where(people == "cy", "val", "train"))
+    np.savez(tmp_path / "named.npz", x=rng.normal(size=(30, 6, 3, 2)).astype(np.float32), y=y,
+             signer=people, split=split)
+    assert slt("train", "--data", str(tmp_path / "named.npz"), "--stages", "1",
+               "--epochs-per-stage", "1").exit_code == 0
+    scored = slt("evaluate", "best_model_stage_1", "--split", "test", "--json")
+    report = json.loads(scored.stdout)
+    assert set(report["per_signer"]) == {"dana", "eve"}
+    assert report["worst_signer"]["signer"] in ("dana", "eve")
+    by = slt("evaluate", "best_model_stage_1", "--split", "test", "--by", "signer")
+    assert "dana" in by.stdout and "eve" in by.stdout
 
 
 def test_unknown_checkpoint_names_the_closest(trained: Path, tiny_toml: Path) -> None:

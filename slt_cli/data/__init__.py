@@ -58,6 +58,7 @@ class PreparedData:
     # Names of the raw landmarks the preparation took (``joints`` less the landmarks
     # that per-part normalisation appends); a checkpoint's sidecar keeps them.
     input_joints: tuple[str, ...] | None = None
+    signer_names: tuple[str, ...] | None = None  # each signer id's name, when the source has them
 
     @property
     def num_joints(self) -> int:
@@ -101,7 +102,8 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
     store = open_corpus(spec, landmarks, reporter, options)
     x, lengths = store.padded(np.arange(len(store)))
     return RawData(x=x, y=store.y, classes=store.classes, lengths=lengths,
-                   split=store.split, signer=store.signer, joints=store.joints, zeros=store.zeros)
+                   split=store.split, signer=store.signer, joints=store.joints, zeros=store.zeros,
+                   signer_names=store.signer_names)
 
 
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
@@ -125,7 +127,7 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
               for name in SPLITS if (labels == name).any()}
     return PreparedData(splits=splits, classes=raw.classes,
                         joints=layout.prepared_joints if layout else raw.joints, source=source,
-                        motion=motion, input_joints=raw.joints)
+                        motion=motion, input_joints=raw.joints, signer_names=raw.signer_names)
 
 
 def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
@@ -177,7 +179,8 @@ def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, s
               for name, part in prepared_splits(store, labels, frames, reporter, layout).items()}
     return PreparedData(splits=splits, classes=store.classes,
                         joints=layout.prepared_joints if layout else store.joints,
-                        source=source, motion=motion, input_joints=store.joints)
+                        source=source, motion=motion, input_joints=store.joints,
+                        signer_names=store.signer_names)
 
 
 def _report_absent(y: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], source: str,

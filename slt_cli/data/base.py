@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ class RawData:
         split: ``(N,)`` str array of "train" / "val" / "test", or None when the
             source has no split of its own.
         signer: int64 ``(N,)`` signer ids, or None when unknown.
+        signer_names: Each id's name as the source gave it (``signer_names[id]``), or
+            None when the ids are the source's own (generated data).
         joints: The J landmark names, or None when the source does not name them.
         zeros: int64 ``(J,)``: the frames in which each landmark was written as zeros
             (and made missing), or None when the source does not say.
@@ -39,6 +42,7 @@ class RawData:
     signer: np.ndarray | None = None
     joints: tuple[str, ...] | None = None
     zeros: np.ndarray | None = None
+    signer_names: tuple[str, ...] | None = None
 
     @property
     def num_sequences(self) -> int:
@@ -51,6 +55,13 @@ class RawData:
 MAX_COORDINATE = 1e6
 # Class labels: more than this is a broken file, not a vocabulary (GISLR has 250 signs).
 MAX_CLASSES = 100_000
+
+
+def signer_ids(values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each sequence's signer (any ids or names a source gives) as an int64 index into
+    the distinct signers, sorted, and their names as text: ``--by signer`` shows those."""
+    names, ids = np.unique(np.asarray(values), return_inverse=True)
+    return ids.astype(np.int64).reshape(-1), tuple(str(name) for name in names)
 
 
 def far_coordinate(x: np.ndarray) -> str | None:

@@ -67,6 +67,7 @@ class Corpus:
             zeros int ``(J,)`` counting the frames where a landmark was zero-filled
             (and is now NaN); raises DataError.
         notes: What the scan found that a user should hear (a detected frame layout).
+        signer_names: The name of each signer id, as the listing gave it.
     """
 
     kind: str
@@ -83,6 +84,7 @@ class Corpus:
     settings: str
     reader: Callable[[Path], np.ndarray]
     notes: tuple[str, ...] = ()
+    signer_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Store:
     joints: tuple[str, ...]
     missing: np.ndarray  # int64 (J,): frames in which each landmark is missing
     zeros: np.ndarray | None = None  # int64 (J,): of those, the frames the files held as zeros
+    signer_names: tuple[str, ...] | None = None  # each signer id's name (older stores: None)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -199,7 +202,19 @@ def open_store(folder: Path, key: str) -> Store:
                  signer=arrays.get("signer"), split=arrays.get("split"),
                  joints=tuple(joints), missing=np.asarray(manifest["missing"], np.int64),
                  zeros=(np.asarray(manifest["zeros"], np.int64) if "zeros" in manifest
-                        else None))  # older stores did not count them
+                        else None),  # older stores did not count them
+                 signer_names=_signer_names(manifest, arrays.get("signer")))
+
+
+def _signer_names(manifest: dict[str, Any], signer: np.ndarray | None
+                  ) -> tuple[str, ...] | None:
+    """The manifest's signer names, when it has a name for every id of ``signer``."""
+    names = manifest.get("signer_names")
+    if signer is None or not isinstance(names, list) or not signer.size:
+        return None
+    if not all(isinstance(name, str) for name in names) or signer.max() >= len(names):
+        raise StaleStore("its signer names do not match its signer ids")
+    return tuple(names)
 
 
 class StoreWriter:
@@ -244,6 +259,8 @@ class StoreWriter:
                     "joints": list(corpus.joints), "channels": corpus.channels,
                     "classes": list(corpus.classes), "missing": self.missing.tolist(),
                     "zeros": self.zeros.tolist(),
+                    "signer_names": (None if corpus.signer_names is None
+                                     else list(corpus.signer_names)),
                     "index_sha256": _sha256(self.scratch / INDEX_FILE)}
         write_manifest(self.scratch, manifest)
         publish_folder(self.scratch, self.folder)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.data.base import signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import (
     PART_SIZES,
@@ -70,12 +71,13 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
         raise DataError(f"{listing}: lists no sequences", hint=LAYOUT_HINT)
     chosen = select_landmarks(landmarks)
     slots = landmark_slots(chosen)
+    signer, signer_names = signer_ids(signers)
     return Corpus(
         kind="gislr", root=root, sequences=tuple(paths),
         key_files=(LISTING, SIGN_MAP, *sorted(set(paths))), listing=LISTING,
         y=np.asarray(labels, np.int64), classes=classes,
-        signer=np.unique(np.asarray(signers), return_inverse=True)[1].astype(np.int64),
-        split=None, joints=tuple(landmark.name for landmark in chosen), channels=3,
+        signer=signer, signer_names=signer_names, split=None,
+        joints=tuple(landmark.name for landmark in chosen), channels=3,
         settings=canonical_landmarks(landmarks),
         reader=functools.partial(read_parquet, slots=slots, joints=len(chosen)))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slt_cli.data.base import in_frame_order
+from slt_cli.data.base import in_frame_order, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
@@ -88,14 +88,17 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
                         f"({', '.join(order)})", hint="Set [data] landmarks, e.g. 'hands'.")
     classes = tuple(sorted({sign for _, sign, _ in found}))
     index = {sign: i for i, sign in enumerate(classes)}
-    signer, listing = (_signers_by_top(found) if top else _signers_from_csv(root, found))
+    names, listing = (([who for _, _, who in found], "") if top
+                      else _signers_from_csv(root, found))
+    signer, signer_names = signer_ids(names) if names is not None else (None, None)
     code = "".join(part[0] for part in order)  # pflr
     return Corpus(
         kind="mediapipe", root=root, sequences=tuple(files),
         key_files=tuple(f"{rel}/{name}" for rel, names in files.items() for name in names)
         + ((listing,) if listing else ()), listing=listing,
         y=np.asarray([index[sign] for _, sign, _ in found], np.int64), classes=classes,
-        signer=signer, split=None, joints=tuple(lm.name for lm in chosen), channels=3,
+        signer=signer, signer_names=signer_names, split=None,
+        joints=tuple(lm.name for lm in chosen), channels=3,
         settings=f"{canonical_landmarks(landmarks)}+{code}{length}+{options.signer_from}",
         reader=functools.partial(read_sequence, length=length, order=order,
                                  slots=np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen],
@@ -302,14 +305,9 @@ def _order(root: Path, files: dict[str, list[str]], length: int,
                    "--layout or [data] layout states it")
 
 
-def _signers_by_top(found: list[tuple[str, str, str]]) -> tuple[np.ndarray, str]:
-    names = np.asarray([who for _, _, who in found])
-    return np.unique(names, return_inverse=True)[1].astype(np.int64), ""
-
-
 def _signers_from_csv(root: Path, found: list[tuple[str, str, str]]
-                      ) -> tuple[np.ndarray | None, str]:
-    """Signer ids from ``signers.csv`` (None, "" without one)."""
+                      ) -> tuple[list[str] | None, str]:
+    """Each sequence's signer named by ``signers.csv`` (None, "" without one)."""
     path = root / SIGNERS
     if not path.is_file():
         return None, ""
@@ -335,4 +333,4 @@ def _signers_from_csv(root: Path, found: list[tuple[str, str, str]]
                             hint="Give each sequence folder, or a folder above it, a line "
                                  "folder,signer.")
         signers.append(who)
-    return np.unique(np.asarray(signers), return_inverse=True)[1].astype(np.int64), SIGNERS
+    return signers, SIGNERS

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slt_cli.data.base import MAX_CLASSES, SPLITS, RawData, far_coordinate
+from slt_cli.data.base import MAX_CLASSES, SPLITS, RawData, far_coordinate, signer_ids
 from slt_cli.data.landmarks import select_named
 from slt_cli.data.npzfile import member_names, read_npz
 from slt_cli.errors import DataError
@@ -82,11 +82,11 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         bad = sorted(set(split.tolist()) - set(SPLITS))
         if split.shape != (n,) or bad:
             raise fail(f"'split' must be ({n},) of {'/'.join(SPLITS)}; found {bad or split.shape}")
-    signer = arrays.get("signer")
+    signer, signer_names = arrays.get("signer"), None
     if signer is not None:
         if signer.shape != (n,):
             raise fail(f"'signer' must have shape ({n},), got {signer.shape}")
-        signer = np.unique(signer, return_inverse=True)[1].astype(np.int64)
+        signer, signer_names = signer_ids(signer)
     lengths = arrays.get("lengths")
     if lengths is None:
         lengths = lengths_from_padding(x)
@@ -95,7 +95,7 @@ def load_npz(path: Path, reporter: Reporter | None = None) -> RawData:
         raise fail(f"'lengths' must be ({n},) integers in 1..{frames}")
     raw = RawData(x=x, y=y.astype(np.int64), classes=classes,
                   lengths=lengths.astype(np.int64), split=split, signer=signer, joints=joints,
-                  zeros=zeros)
+                  zeros=zeros, signer_names=signer_names)
     return _without_empty(raw, path, fail, reporter)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.data.base import in_frame_order, listing_row
+from slt_cli.data.base import in_frame_order, listing_row, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import POSE_NAMES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
@@ -82,12 +82,12 @@ def scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
                         hint="OpenPose folders have hands and pose: e.g. 'hands+pose'.")
     classes = tuple(sorted(set(labels)))
     index = {label: i for i, label in enumerate(classes)}
+    signer, signer_names = signer_ids(signers) if "signer" in fields else (None, None)
     return Corpus(
         kind="openpose", root=root, sequences=tuple(folders),
         key_files=(LISTING, *key_files), listing=LISTING,
         y=np.asarray([index[label] for label in labels], np.int64), classes=classes,
-        signer=(np.unique(np.asarray(signers), return_inverse=True)[1].astype(np.int64)
-                if "signer" in fields else None),
+        signer=signer, signer_names=signer_names,
         split=np.asarray(splits) if "split" in fields else None,
         joints=tuple(lm.name for lm in chosen), channels=2,
         settings=f"{canonical_landmarks(landmarks)}+c{options.min_confidence:g}+{options.person}",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.data.base import listing_row
+from slt_cli.data.base import listing_row, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.errors import DataError, UnreadableFile
@@ -63,12 +63,12 @@ def scan_pose(root: Path, landmarks: str) -> Corpus:
     names, slots = _selection(layout, landmarks)
     classes = tuple(sorted(set(labels)))
     index = {label: i for i, label in enumerate(classes)}
+    signer, signer_names = signer_ids(signers) if "signer" in fields else (None, None)
     return Corpus(
         kind="pose", root=root, sequences=tuple(files),
         key_files=(LISTING, *sorted(set(files))), listing=LISTING,
         y=np.asarray([index[label] for label in labels], np.int64), classes=classes,
-        signer=(np.unique(np.asarray(signers), return_inverse=True)[1].astype(np.int64)
-                if "signer" in fields else None),
+        signer=signer, signer_names=signer_names,
         split=np.asarray(splits) if "split" in fields else None,
         joints=names, channels=channels,
         settings=canonical_landmarks(landmarks) if _is_holistic(layout) else "all",

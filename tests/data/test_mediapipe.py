@@ -80,12 +80,14 @@ def test_signers_from_csv_or_from_top_folders(tmp_path: Path) -> None:
                                     ["no/1", "cy"]])
     raw = load_source(f"mediapipe:{root}", landmarks="hands")
     assert raw.signer.tolist() == [1, 2, 0, 0]  # no/0 bob, no/1 cy, yes/* ann
+    assert raw.signer_names == ("ann", "bob", "cy")  # kept in the corpus cache
     merged = tmp_path / "merged"
     write_mediapipe(merged / "ann", signs=("Yes", "No"), sequences=1)
     write_mediapipe(merged / "bob", signs=("yes", "no"), sequences=1, seed=1)
     raw = load_source(f"mediapipe:{merged}", landmarks="hands",
                       options=ReadOptions(signer_from="top"))
     assert raw.classes == ("no", "yes") and raw.signer.tolist() == [0, 0, 1, 1]
+    assert raw.signer_names == ("ann", "bob")
 
 
 def bad_tree(root: Path, case: str) -> Path:
