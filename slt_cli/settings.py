@@ -230,14 +230,19 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain values, shaped like stages.toml, so
-        ``build_config(config.to_dict(), ...)`` gives the same configuration back."""
+        ``build_config(config.to_dict(), ...)`` gives the same configuration back.
+        ``[tune.stages]`` keeps only the stages the run has (a Config whose stages were
+        replaced may still carry spaces for stages it lost)."""
+        tune = self.tune.to_dict()
+        names = {stage.name for stage in self.stages}
+        tune["stages"] = {name: space for name, space in tune["stages"].items() if name in names}
         return {
             "run": dataclasses.asdict(self.run),
             "data": dataclasses.asdict(self.data),
             "model": {"name": self.model.name, **self.model.settings},
             "stages": [dataclasses.asdict(stage) for stage in self.stages],
             "continue": {key: dataclasses.asdict(preset) for key, preset in self.presets.items()},
-            "tune": self.tune.to_dict(),
+            "tune": tune,
         }
 
 
