@@ -19,7 +19,8 @@ folder and each ``best_model_stage_N`` is scored on held-out data:
 
 Per stage it prints held-out accuracy (mean ± std over runs), pooled held-out
 accuracy, the mean and the worst per-signer accuracy, validation accuracy, the best
-epoch and the stage's wall time; ``--json`` keeps every run's numbers.
+epoch and the stage's wall time; ``--json`` keeps every run's numbers, and each run is
+appended to ``OUT.json.runs.jsonl`` as soon as it finishes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,18 @@ def render(dataset: str, table: list[dict[str, Any]], runs: list[dict[str, Any]]
     return "\n".join(lines)
 
 
+def kept(run: dict[str, Any], log: Path | None) -> dict[str, Any]:
+    """Say that ``run`` finished, and append it to ``log`` at once: a crash or a stopped
+    suite loses only the runs still going."""
+    last = run["stages"][-1]
+    print(f"finished {run['dataset']} seed {run['seed']}: stage {last['stage']} "
+          f"{last['test_accuracy']:.3f} in {run['seconds']:.0f} s", file=sys.stderr, flush=True)
+    if log is not None:
+        with open(log, "a", encoding="utf-8") as file:
+            file.write(json.dumps(run) + "\n")
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="*", help="datasets (default: LIBRAS and mediapipe-dev)")
@@ -226,13 +239,16 @@ def main() -> None:
                 continue
             jobs += plan_jobs(spec, spec, seeds, options.folds, options.fold_seed, Path(scratch))
         arguments = (options.config, options.set, stages)
+        log = Path(f"{options.json}.runs.jsonl") if options.json else None
         if options.jobs > 1:
             os.environ.setdefault("OMP_NUM_THREADS", "1")
             with ProcessPoolExecutor(options.jobs) as pool:
-                runs = list(pool.map(run_job, jobs, *[[a] * len(jobs) for a in arguments],
-                                     [1] * len(jobs)))
+                futures = [pool.submit(run_job, job, *arguments, 1) for job in jobs]
+                for future in as_completed(futures):
+                    kept(future.result(), log)
+                runs = [future.result() for future in futures]
         else:
-            runs = [run_job(job, *arguments, None) for job in jobs]
+            runs = [kept(run_job(job, *arguments, None), log) for job in jobs]
     report = {"label": options.label, "settings": options.set, "seeds": seeds,
               "folds": options.folds, "datasets": {}}
     for spec in dict.fromkeys(job.dataset for job in jobs):
