@@ -230,7 +230,8 @@ def killed_then_finished(config_path: Path, folder: Path, kill_at: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("kill_at", [2, 14, 31])
+# The first save, and one late in the run; the points between run under -m slow (below).
+@pytest.mark.parametrize("kill_at", [2, pytest.param(14, marks=pytest.mark.slow), 31])
 def test_kill_nine_at_a_fault_point_loses_nothing(tiny_toml: Path, tmp_path: Path,
                                                   reference: Path, kill_at: int) -> None:
     config_path = write_config(small_batches(tiny_toml), tmp_path / "small.toml")
