@@ -1,5 +1,5 @@
 """What ``slt tune`` was asked and what it found: the request, each trial as a row,
-each study's result, and the reporter a search reports to (see ``tune.py``)."""
+each study's result, and the reporter a search reports to (see ``study.py``)."""
 
 from __future__ import annotations
 

@@ -13,28 +13,32 @@ for its settings. Problems are reported like the rest of the config:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
+from slt_cli.config_checks import Report
 from slt_cli.ranges import setting_problems
 from slt_cli.settings import PRUNERS, AugmentConfig, ParamRange, StageConfig, TuneConfig
 
-Report = Callable[[str, str], None]
 AUGMENT_PREFIX = "augment."
 _NOT_TUNED = ("name", "description", "augment")
 _RANGE_KEYS = ("low", "high", "log", "step", "choices")
 
 
-def tunable_keys() -> dict[str, type]:
-    """Every stage setting a search space may name, with its type (int, float, str)."""
+@functools.cache
+def tunable_keys() -> Mapping[str, type]:
+    """Every stage setting a search space may name, with its type (int, float, str).
+    Worked out once: every config read checks each bound against it."""
     stage_hints = typing.get_type_hints(StageConfig)
     augment_hints = typing.get_type_hints(AugmentConfig)
     keys = {f.name: stage_hints[f.name] for f in dataclasses.fields(StageConfig)
             if f.name not in _NOT_TUNED}
     keys.update({AUGMENT_PREFIX + f.name: augment_hints[f.name]
                  for f in dataclasses.fields(AugmentConfig)})
-    return keys
+    return MappingProxyType(keys)
 
 
 def with_params(stage: StageConfig, params: Mapping[str, Any]) -> StageConfig:
