@@ -78,13 +78,19 @@ def configured_checkpoint_dir(path: Path | None = None,
     found = find_config(path)
     try:
         raw = _parse_toml(read_text(found, "toml"), str(found)) if found else {}
-        folder = raw.get("run", {}).get("checkpoint_dir", RunConfig.checkpoint_dir)
-    except (SltError, AttributeError) as exc:
-        problem = exc.message if isinstance(exc, SltError) else f"{found}: [run] is not a table"
-        folder = RunConfig.checkpoint_dir
-        if warn:
-            warn(f"{problem}; using the default checkpoint folder, {folder}")
-    return Path(folder if isinstance(folder, str) else RunConfig.checkpoint_dir)
+    except SltError as exc:
+        problem = exc.message
+    else:
+        run = raw.get("run", {})
+        folder = run.get("checkpoint_dir", RunConfig.checkpoint_dir) if isinstance(
+            run, dict) else None
+        if isinstance(folder, str):
+            return Path(folder)
+        problem = (f"{found}: [run] checkpoint_dir is not a string" if isinstance(run, dict)
+                   else f"{found}: [run] is not a table")
+    if warn:
+        warn(f"{problem}; using the default checkpoint folder, {RunConfig.checkpoint_dir}")
+    return Path(RunConfig.checkpoint_dir)
 
 
 def load_config(path: Path | None = None) -> Config:

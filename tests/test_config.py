@@ -161,6 +161,7 @@ def test_config_file_choice(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "words"), [
     (b"\x00\x01\xff", "not UTF-8 text"), (b"[run\n", "not valid TOML"),
     (b"run = 3\n", "[run] is not a table"),
+    (b"[run]\ncheckpoint_dir = 3\n", "[run] checkpoint_dir is not a string"),
 ])
 def test_list_reads_past_a_broken_local_config_and_says_so(text: bytes, words: str) -> None:
     Path("stages.toml").write_bytes(text)

@@ -44,7 +44,6 @@ def continue_run(
     from slt_cli.engine import Trainer
     from slt_cli.progress import RichReporter
 
-
     reporter = RichReporter()
     trainer = Trainer(settings, checkpoint_dir=folder, device=device, reporter=reporter)
     with reporter.running(), stop_on_interrupt(trainer):

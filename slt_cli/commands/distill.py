@@ -80,7 +80,6 @@ def distill(
     from slt_cli.distill import distill as run_distill
     from slt_cli.progress import RichReporter
 
-
     reporter = RichReporter()
     with reporter.running():
         result = run_distill(settings, teachers, name, student=model, alpha=alpha,
