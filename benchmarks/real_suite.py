@@ -1,26 +1,36 @@
 """The real-data yardstick: the default recipe on real recordings, scored on people
 it never saw. Defaults are decided here; the generator only checks the machinery.
 
-    python benchmarks/real_suite.py [DATA ...] [--seeds 0,1,2] [--folds 3]
+    python benchmarks/real_suite.py [DATA ...] [--seeds 0,1,2] [--folds 3] [--choose]
         [--stages all] [--config PATH] [--set 'stages[*].patience=4'] [--jobs 1]
-        [--json OUT.json] [--label TEXT]
+        [--json OUT.json] [--label TEXT] [--compare BEFORE.json]
 
-DATA: ``.npz`` paths or ``gislr:DIR`` / ``pose:DIR`` specs; by default LIBRAS and
-mediapipe-dev from ``../shared/datasets`` (skipped, with a line, when absent).
+DATA: ``.npz`` paths or ``gislr:DIR`` / ``pose:DIR`` specs; by default every shared
+set in ``../shared/datasets``: LIBRAS, mediapipe-dev and mediapipe-28 (each skipped,
+with a line, when absent).
 
 For each dataset and seed, every selected stage is trained (forced) in a temporary
 folder and each ``best_model_stage_N`` is scored on held-out data:
-- data with a ``test`` split: that split, the same for every seed;
+- data with a ``test`` split: that split, the same for every seed (the figures to
+  report). With ``--choose`` the test split is never read: such data is dealt into
+  folds of its train and val sequences like the data below (the figures to choose by);
 - data without one: signer-grouped folds. The signers are dealt into ``--folds``
   groups once (``--fold-seed``); run *r* (seed ``seeds[r]``) tests on group
   ``r mod folds`` and validates on other whole signers, picked so that validation
   covers the trained classes where the signers allow. With as many seeds as folds,
   every signer is tested exactly once, so the pooled accuracy covers every sequence.
+  Data without signer ids is dealt by class instead (stratified folds).
 
 Per stage it prints held-out accuracy (mean ± std over runs), pooled held-out
 accuracy, the mean and the worst per-signer accuracy, validation accuracy, the best
-epoch and the stage's wall time; ``--json`` keeps every run's numbers, and each run is
-appended to ``OUT.json.runs.jsonl`` as soon as it finishes.
+epoch and the stage's wall time, then the mean over the sets beside each set;
+``--json`` keeps every run's numbers, and each run is appended to
+``OUT.json.runs.jsonl`` as soon as it finishes.
+
+The rule for a default (docs/development.md): it changes only when the mean held-out
+accuracy over all sets rises and no set falls by more than its seed spread.
+``--compare BEFORE.json`` applies that rule to this run against an earlier one, stage
+by stage, and prints the verdict.
 """
 
 from __future__ import annotations
@@ -44,10 +54,12 @@ from recipe_lab import apply_setting  # noqa: E402
 
 from slt_cli import Reporter, Trainer, load_config  # noqa: E402
 from slt_cli.data import load_source  # noqa: E402
+from slt_cli.data.npz import load_npz  # noqa: E402
 from slt_cli.data.preprocess import assign_folds  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-DEFAULT_DATA = (SHARED / "libras" / "libras.npz", SHARED / "mediapipe-dev" / "mediapipe_dev.npz")
+DEFAULT_DATA = (SHARED / "libras" / "libras.npz", SHARED / "mediapipe-dev" / "mediapipe_dev.npz",
+                SHARED / "mediapipe-28" / "mediapipe_28.npz")
 VAL_FRACTION = 0.2  # share of the non-test sequences that validation holds out, by signer
 
 
@@ -80,6 +92,12 @@ def pick_validation(y: np.ndarray, signer: np.ndarray, pool: np.ndarray,
     """Whole signers of ``pool`` (a mask) for validation: about VAL_FRACTION of its
     sequences, in a seeded random order, preferring a draw whose validation signs every
     class training does (real signers sign subsets of the vocabulary)."""
+    if signer is None:  # no people named: a stratified share of every class
+        chosen = np.zeros(len(y), dtype=bool)
+        for label in np.unique(y[pool]):
+            members = rng.permutation(np.flatnonzero(pool & (y == label)))
+            chosen[members[:max(1, round(len(members) * VAL_FRACTION))]] = True
+        return chosen
     people, sizes = np.unique(signer[pool], return_counts=True)
     best, best_missing = None, None
     for _ in range(tries):
@@ -96,27 +114,34 @@ def pick_validation(y: np.ndarray, signer: np.ndarray, pool: np.ndarray,
 
 
 def plan_jobs(name: str, spec: str, seeds: list[int], folds: int, fold_seed: int,
-              scratch: Path) -> list[Job]:
-    """The runs of one dataset; fold runs get their own .npz with an explicit split."""
-    raw = load_source(spec)
+              scratch: Path, choose: bool = False) -> list[Job]:
+    """The runs of one dataset; fold runs get their own .npz with an explicit split.
+    With ``choose``, a test split is left out and the rest is dealt into folds."""
+    # An .npz's landmarks are kept whole (the run's [data] landmarks picks from them).
+    raw = load_npz(Path(spec)) if spec.endswith(".npz") else load_source(spec)
     split = raw.split.astype(str) if raw.split is not None else None
-    if split is not None and (split == "test").any():
+    has_test = split is not None and (split == "test").any()
+    if has_test and not choose:
         return [Job(name, spec, seed, ()) for seed in seeds]
-    if raw.signer is None:
-        raise SystemExit(f"{name}: no test split and no signer ids: cannot hold out people")
-    number, _ = assign_folds(raw.y, raw.signer, None, folds, fold_seed)
+    keep = split != "test" if has_test else np.ones(len(raw.y), dtype=bool)
+    signer = raw.signer[keep] if raw.signer is not None else None
+    y = raw.y[keep]
+    number, _ = assign_folds(y, signer, None, folds, fold_seed)
     jobs = []
     for run, seed in enumerate(seeds):
         test = number == run % folds + 1
-        val = pick_validation(raw.y, raw.signer, ~test, np.random.default_rng(seed))
+        val = pick_validation(y, signer, ~test, np.random.default_rng(seed))
         labels = np.where(test, "test", np.where(val, "val", "train"))
         path = scratch / f"{Path(name).stem}-run{run}.npz"
-        arrays = {"x": raw.x, "y": raw.y, "classes": np.array(raw.classes),
-                  "lengths": raw.lengths, "signer": raw.signer, "split": labels}
+        arrays = {"x": raw.x[keep], "y": y, "classes": np.array(raw.classes),
+                  "lengths": raw.lengths[keep], "split": labels}
+        if signer is not None:
+            arrays["signer"] = signer
         if raw.joints is not None:
             arrays["joints"] = np.array(raw.joints)
         np.savez(path, **arrays)
-        jobs.append(Job(name, str(path), seed, tuple(np.unique(raw.signer[test]).tolist())))
+        people = tuple(np.unique(signer[test]).tolist()) if signer is not None else ()
+        jobs.append(Job(name, str(path), seed, people))
     return jobs
 
 
@@ -200,6 +225,66 @@ def render(dataset: str, table: list[dict[str, Any]], runs: list[dict[str, Any]]
     return "\n".join(lines)
 
 
+def across_sets(datasets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage, the mean over sets of their held-out accuracy (each set counts once,
+    whatever its size) and the worst person of any set."""
+    tables = [entry["stages"] for entry in datasets.values()]
+    rows = []
+    for index in range(min(len(table) for table in tables)):
+        stage = [table[index] for table in tables]
+        worst = [row for row in stage if row["worst_accuracy"] is not None]
+        rows.append({"stage": stage[0]["stage"], "name": stage[0]["name"],
+                     "test_mean": statistics.mean(row["test_mean"] for row in stage),
+                     "worst_accuracy": min(row["worst_accuracy"] for row in worst)
+                     if worst else None,
+                     "seconds": sum(row["seconds"] for row in stage)})
+    return rows
+
+
+def render_sets(datasets: dict[str, dict[str, Any]]) -> str:
+    """Each set's held-out accuracy per stage beside the mean over the sets."""
+    names = [Path(spec).stem for spec in datasets]
+    lines = [f"over {len(datasets)} sets",
+             "  " + f"{'stage':<18}" + "".join(f"{name:>16}" for name in names)
+             + f"{'mean':>8}{'worst person':>14}"]
+    for index, row in enumerate(across_sets(datasets)):
+        cells = "".join(
+            f"{entry['stages'][index]['test_mean']:>9.3f}±{entry['stages'][index]['test_std']:.3f}"
+            for entry in datasets.values())
+        worst = f"{row['worst_accuracy']:.3f}" if row["worst_accuracy"] is not None else "-"
+        lines.append(f"  {row['stage']} {row['name']:<16}{cells}{row['test_mean']:>8.3f}"
+                     f"{worst:>14}")
+    return "\n".join(lines)
+
+
+def verdict(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The rule for a default, stage by stage, on the sets both runs have: the mean
+    over sets must rise and no set may fall by more than its seed spread (the standard
+    deviation over the earlier run's seeds)."""
+    common = [spec for spec in after["datasets"] if spec in before["datasets"]]
+    if not common:
+        return "compare: no set in common"
+    lines = [f"against {before.get('label') or 'the earlier run'} on "
+             f"{', '.join(Path(spec).stem for spec in common)}:"]
+    old = across_sets({spec: before["datasets"][spec] for spec in common})
+    new = across_sets({spec: after["datasets"][spec] for spec in common})
+    for index, (was, now) in enumerate(zip(old, new, strict=False)):
+        falls = []
+        for spec in common:
+            a = before["datasets"][spec]["stages"][index]
+            b = after["datasets"][spec]["stages"][index]
+            if a["test_mean"] - b["test_mean"] > a["test_std"]:
+                falls.append(f"{Path(spec).stem} {b['test_mean'] - a['test_mean']:+.3f} "
+                             f"(spread {a['test_std']:.3f})")
+        gain = now["test_mean"] - was["test_mean"]
+        ok = gain > 0 and not falls
+        lines.append(f"  stage {now['stage']}: mean {was['test_mean']:.3f} -> "
+                     f"{now['test_mean']:.3f} ({gain:+.3f}); "
+                     + (f"falls beyond spread: {'; '.join(falls)}; " if falls else "")
+                     + ("passes" if ok else "does not pass"))
+    return "\n".join(lines)
+
+
 def kept(run: dict[str, Any], log: Path | None) -> dict[str, Any]:
     """Say that ``run`` finished, and append it to ``log`` at once: a crash or a stopped
     suite loses only the runs still going."""
@@ -227,6 +312,10 @@ def main() -> None:
                         "(each with one torch thread)")
     parser.add_argument("--json", default=None, help="write every run's numbers here")
     parser.add_argument("--label", default="")
+    parser.add_argument("--choose", action="store_true", help="leave every test split "
+                        "out: data with one is dealt into signer folds of train+val")
+    parser.add_argument("--compare", default=None, help="an earlier --json report: apply "
+                        "the rule for a default to this run against it")
     options = parser.parse_args()
     seeds = [int(s) for s in options.seeds.split(",")]
     stages = None if options.stages == "all" else [int(s) for s in options.stages.split(",")]
@@ -237,7 +326,8 @@ def main() -> None:
             if ":" not in spec and not Path(spec).exists():
                 print(f"skipped {spec}: not found", file=sys.stderr)
                 continue
-            jobs += plan_jobs(spec, spec, seeds, options.folds, options.fold_seed, Path(scratch))
+            jobs += plan_jobs(spec, spec, seeds, options.folds, options.fold_seed, Path(scratch),
+                              options.choose)
         arguments = (options.config, options.set, stages)
         log = Path(f"{options.json}.runs.jsonl") if options.json else None
         if options.jobs > 1:
@@ -250,12 +340,16 @@ def main() -> None:
         else:
             runs = [kept(run_job(job, *arguments, None), log) for job in jobs]
     report = {"label": options.label, "settings": options.set, "seeds": seeds,
-              "folds": options.folds, "datasets": {}}
+              "folds": options.folds, "choose": options.choose, "datasets": {}}
     for spec in dict.fromkeys(job.dataset for job in jobs):
         mine = [run for run in runs if run["dataset"] == spec]
         table = summarise(mine)
         report["datasets"][spec] = {"runs": mine, "stages": table}
         print(render(spec, table, mine), flush=True)
+    if len(report["datasets"]) > 1:
+        print(render_sets(report["datasets"]), flush=True)
+    if options.compare:
+        print(verdict(json.loads(Path(options.compare).read_text(encoding="utf-8")), report))
     if options.json:
         Path(options.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
