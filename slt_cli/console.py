@@ -126,15 +126,25 @@ def folds_table(result: Any) -> Table:
     folds (mean ± sample standard deviation, min, max, and each fold's value)."""
     table = Table(title=f"{result.folds}-fold cross-validation (summary in "
                         f"{result.summary_path})", title_justify="left")
-    for column in ("stage", "name", "folds", "val acc mean ± std", "min", "max",
-                   "val loss mean ± std", "per fold val acc"):
+    people = any(row.people for row in result.stages)
+    columns = ["stage", "name", "folds", "val acc mean ± std", "min", "max",
+               "val loss mean ± std", "per fold val acc"]
+    if people:
+        columns += ["pooled (people)", "worst person"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("stage", "name") else "right")
     for row in result.stages:
         accuracy, loss = row.val_accuracy, row.val_loss
-        table.add_row(str(row.stage_idx), row.name, f"{len(row.folds)}/{result.folds}",
-                      f"{accuracy.mean:.4f} ± {accuracy.std:.4f}", f"{accuracy.min:.4f}",
-                      f"{accuracy.max:.4f}", f"{loss.mean:.4f} ± {loss.std:.4f}",
-                      " ".join(f"{value:.3f}" for value in accuracy.values))
+        cells = [str(row.stage_idx), row.name, f"{len(row.folds)}/{result.folds}",
+                 f"{accuracy.mean:.4f} ± {accuracy.std:.4f}", f"{accuracy.min:.4f}",
+                 f"{accuracy.max:.4f}", f"{loss.mean:.4f} ± {loss.std:.4f}",
+                 " ".join(f"{value:.3f}" for value in accuracy.values)]
+        if people:
+            worst = row.worst_person
+            pooled = "–" if row.pooled_accuracy is None else f"{row.pooled_accuracy:.4f}"
+            cells += [f"{pooled} ({len(row.people)})",
+                      f"{escape(worst[0])} {worst[1]:.3f}" if worst else "–"]
+        table.add_row(*cells)
     return table
 
 
@@ -268,6 +278,22 @@ def ensemble_table(result: Any) -> Table:
     return table
 
 
+def _input_names(inputs: Sequence[str]) -> dict[str, str]:
+    """How the table names each input: its file or folder name, or, when inputs of
+    one name sit in other folders (``yes/0``, ``no/0``), its path below the folder
+    they share."""
+    distinct = sorted(set(inputs))
+    names = {path: os.path.basename(path) for path in distinct}
+    if len(set(names.values())) == len(distinct):
+        return names
+    try:
+        shared = os.path.commonpath(distinct)
+    except ValueError:  # absolute and relative paths mixed
+        return {path: path for path in distinct}
+    return {path: os.path.relpath(path, shared) if path != shared else names[path]
+            for path in distinct}
+
+
 def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
     """``slt predict``: per sequence the top label, its probability and the next ones."""
     table = Table(title=f"predictions of {model}")
@@ -279,9 +305,10 @@ def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
     table.add_column("top label")
     table.add_column("prob", justify="right")
     table.add_column("next labels")
+    names = _input_names([row["input"] for row in rows])
     for row in rows:
         if not row["top"]:
-            cells = [escape(os.path.basename(row["input"])), str(row["index"])]
+            cells = [escape(names[row["input"]]), str(row["index"])]
             cells += [escape(row["label"] or "–")] if labelled else []
             table.add_row(*cells, "[dim]no landmark at all[/]", "–", "–")
             continue
@@ -289,7 +316,7 @@ def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
         mark = ""
         if row["label"] is not None:
             mark = " [green]✓[/]" if best["class"] == row["label"] else " [red]✗[/]"
-        cells = [escape(os.path.basename(row["input"])), str(row["index"])]
+        cells = [escape(names[row["input"]]), str(row["index"])]
         cells += [escape(row["label"] or "–")] if labelled else []
         cells += [f"{escape(best['class'])}{mark}", f"{best['probability']:.3f}",
                   escape(", ".join(f"{t['class']} {t['probability']:.3f}" for t in rest) or "–")]

@@ -28,6 +28,7 @@ from slt_cli.foldsummary import (
     FoldsRequest,
     FoldsSummary,
     FoldStage,
+    People,
     fold_folder,
     unfinished_folds,
 )
@@ -165,11 +166,12 @@ class CrossValidation:
             try:
                 result = (self._trainer.resume("train") if resuming else
                           self._trainer.train(request.stages, force=request.force))
+                people = _validation_people(self._trainer, result)
             except RunInterrupted as exc:
                 raise self._interrupted(f"fold {fold} of {self.folds}: {exc.message}") from None
             finally:
                 self._trainer = None
-            summary = summary.with_run(fold, result)
+            summary = summary.with_run(fold, result, people)
             self._write(summary)
         return CrossValidationResult(
             folds=self.folds, runs=tuple(run for _, run in summary.runs),
@@ -187,3 +189,16 @@ class CrossValidation:
 
     def _write(self, summary: FoldsSummary) -> None:
         self.folder.write_json(FOLDS_FILE, summary.to_json(self.directory))
+
+
+def _validation_people(trainer: Trainer, result: RunResult) -> People:
+    """Each stage's best, scored on its fold's validation split person by person:
+    (clips right, clips) per person, for pooling across folds."""
+    people: People = {}
+    for stage in result.stages:
+        scored = trainer.evaluate(stage.checkpoint, split="val")
+        people[stage.stage_idx] = {
+            person: (round(accuracy * scored.signer_sequences[person]),
+                     scored.signer_sequences[person])
+            for person, accuracy in scored.per_signer.items()}
+    return people

@@ -1,9 +1,11 @@
 """The cross-validation summary, ``CHECKPOINT_DIR/folds.json``, as one typed record.
 
 Rewritten after each fold: what was asked (config, stages, force), each finished
-fold's results, and per stage the mean, sample standard deviation, min and max across
-folds of the best validation accuracy and loss. Until the last fold it says
-``"complete": false``, which is what ``--folds K --resume`` carries on from.
+fold's results with its validation people's counts, and per stage the mean, sample
+standard deviation, min and max across folds of the best validation accuracy and loss,
+and the accuracy pooled over every fold's validation people (each validates once).
+Until the last fold it says ``"complete": false``, which is what ``--folds K --resume``
+carries on from.
 ``FoldsSummary.from_json`` is the one place a summary read from disk is checked.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +52,10 @@ class Spread:
                    min=min(values), max=max(values), values=tuple(values))
 
 
+# A fold's validation by person: stage -> person -> (clips right, clips).
+People = dict[int, dict[str, tuple[int, int]]]
+
+
 @dataclass(frozen=True)
 class FoldStage:
     """One stage across the folds that reached it (a fold can stop early)."""
@@ -59,21 +65,41 @@ class FoldStage:
     folds: tuple[int, ...]  # the folds (1-based) whose run trained this stage
     val_accuracy: Spread
     val_loss: Spread
+    # Pooled over the folds' validation people (each person validates in one fold):
+    pooled_accuracy: float | None = None  # every validation clip of every fold
+    people: dict[str, float] = dataclasses.field(default_factory=dict)  # accuracy per person
+
+    @property
+    def worst_person(self) -> tuple[str, float] | None:
+        if not self.people:
+            return None
+        return min(self.people.items(), key=lambda item: (item[1], item[0]))
 
 
-def summarise(runs: Sequence[tuple[int, RunResult]]) -> tuple[FoldStage, ...]:
+def summarise(runs: Sequence[tuple[int, RunResult]],
+              people: Mapping[int, People] | None = None) -> tuple[FoldStage, ...]:
     """Per stage, the spread of the best validation accuracy and loss over ``runs``
-    (``(fold, result)`` pairs)."""
+    (``(fold, result)`` pairs), and the validation people of every fold pooled."""
     reached: dict[int, list[tuple[int, StageResult]]] = {}
     for fold, run in runs:
         for stage in run.stages:
             reached.setdefault(stage.stage_idx, []).append((fold, stage))
-    return tuple(
-        FoldStage(stage_idx=index, name=pairs[0][1].name,
-                  folds=tuple(fold for fold, _ in pairs),
-                  val_accuracy=Spread.of([stage.val_accuracy for _, stage in pairs]),
-                  val_loss=Spread.of([stage.val_loss for _, stage in pairs]))
-        for index, pairs in sorted(reached.items()))
+    stages = []
+    for index, pairs in sorted(reached.items()):
+        counts: dict[str, tuple[int, int]] = {}
+        for fold, _ in pairs:
+            for person, (hits, clips) in (people or {}).get(fold, {}).get(index, {}).items():
+                before = counts.get(person, (0, 0))
+                counts[person] = (before[0] + hits, before[1] + clips)
+        total = sum(clips for _, clips in counts.values())
+        stages.append(FoldStage(
+            stage_idx=index, name=pairs[0][1].name, folds=tuple(fold for fold, _ in pairs),
+            val_accuracy=Spread.of([stage.val_accuracy for _, stage in pairs]),
+            val_loss=Spread.of([stage.val_loss for _, stage in pairs]),
+            pooled_accuracy=sum(hits for hits, _ in counts.values()) / total if total else None,
+            people={person: hits / clips for person, (hits, clips) in sorted(counts.items())
+                    if clips}))
+    return tuple(stages)
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,7 @@ class FoldsSummary:
     folds: int  # K
     request: FoldsRequest
     runs: tuple[tuple[int, RunResult], ...] = ()  # (fold, result), by fold
+    people: dict[int, People] = dataclasses.field(default_factory=dict)  # by fold
 
     @property
     def complete(self) -> bool:
@@ -99,11 +126,13 @@ class FoldsSummary:
 
     @property
     def stages(self) -> tuple[FoldStage, ...]:
-        return summarise(self.runs)
+        return summarise(self.runs, self.people)
 
-    def with_run(self, fold: int, result: RunResult) -> FoldsSummary:
+    def with_run(self, fold: int, result: RunResult,
+                 people: People | None = None) -> FoldsSummary:
         runs = sorted([*self.runs, (fold, result)], key=lambda pair: pair[0])
-        return dataclasses.replace(self, runs=tuple(runs))
+        return dataclasses.replace(self, runs=tuple(runs),
+                                   people={**self.people, fold: people or {}})
 
     def to_json(self, directory: Path) -> dict[str, Any]:
         request = {"config": self.request.config.to_dict(),
@@ -114,7 +143,10 @@ class FoldsSummary:
             "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "request": request,
             "runs": [{"fold": fold, "folder": fold_folder(directory, fold).name,
-                      **dataclasses.asdict(run)} for fold, run in self.runs],
+                      **dataclasses.asdict(run),
+                      "people": {str(stage): {person: list(pair) for person, pair in who.items()}
+                                 for stage, who in self.people.get(fold, {}).items()}}
+                     for fold, run in self.runs],
             "stages": [dataclasses.asdict(stage) for stage in self.stages],
         }
 
@@ -132,16 +164,18 @@ class FoldsSummary:
         config = read.config(request.get("config"), "request.config")
         stages = _indices(request.get("stages"), read)
         runs = read.items(table.get("runs"), "runs", lambda entry, where: (
-            read.get(entry, "fold", int, where), _run(entry, where, read)))
+            read.get(entry, "fold", int, where), _run(entry, where, read),
+            _people(entry.get("people", {}), f"{where}.people", read)))
         if not read.problems and not (
-                folds >= 2 and all(1 <= fold <= folds for fold, _ in runs)
-                and len({fold for fold, _ in runs}) == len(runs)):
+                folds >= 2 and all(1 <= fold <= folds for fold, _, _ in runs)
+                and len({fold for fold, _, _ in runs}) == len(runs)):
             read.report("runs", f"must be distinct folds of the {folds}")
         read.done()
         return cls(folds=folds, request=FoldsRequest(
             config=config, stages=stages,  # type: ignore[arg-type]  # None only with problems
             force=read.get(request, "force", bool, "request")),
-            runs=tuple(sorted(runs, key=lambda pair: pair[0])))
+            runs=tuple(sorted(((fold, run) for fold, run, _ in runs), key=lambda pair: pair[0])),
+            people={fold: who for fold, _, who in runs})
 
     @classmethod
     def read(cls, directory: Path) -> FoldsSummary | None:
@@ -178,6 +212,23 @@ def _indices(value: Any, read: Reader) -> tuple[int, ...]:
         read.report("request.stages", "must list stage numbers")
         return ()
     return tuple(value)
+
+
+def _people(value: Any, where: str, read: Reader) -> People:
+    """A fold's ``people``: stage -> person -> [clips right, clips] (absent before 0.2)."""
+    def count_pair(pair: Any) -> bool:
+        return (isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in pair)
+                and pair[0] <= pair[1])
+
+    if not (isinstance(value, dict) and all(
+            isinstance(stage, str) and stage.isdigit() and isinstance(who, dict)
+            and all(isinstance(person, str) and count_pair(pair) for person, pair in who.items())
+            for stage, who in value.items())):
+        read.report(where, "must map stage numbers to people's [right, clips] counts")
+        return {}
+    return {int(stage): {person: (pair[0], pair[1]) for person, pair in who.items()}
+            for stage, who in value.items()}
 
 
 def _run(entry: dict[str, Any], where: str, read: Reader) -> RunResult:

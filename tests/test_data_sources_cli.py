@@ -52,6 +52,12 @@ def test_train_on_frame_folders_then_predict_one_folder(tmp_path: Path, tiny_tom
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert row["input"] == str(root / "Yes" / "1") and len(row["top"]) == 3
-    refused = runner.invoke(app, ["predict", "best_model_stage_1", str(tmp_path),
+    every = runner.invoke(app, ["predict", "best_model_stage_1", str(root), "--json",
+                                "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert every.exit_code == 0, every.output
+    rows = json.loads(every.stdout)  # every sequence under the folder, labelled by its sign
+    sequences = [path for path in root.glob("*/*") if not path.parent.name.startswith(".")]
+    assert len(rows) == len(sequences) and rows[0]["label"] is not None  # not the cache
+    refused = runner.invoke(app, ["predict", "best_model_stage_1", str(tmp_path / "ckpt"),
                                   "--checkpoint-dir", str(tmp_path / "ckpt")])
-    assert refused.exit_code == 2 and "cannot classify a folder" in refused.stderr
+    assert refused.exit_code == 2 and "holds no sequence slt can classify" in refused.stderr

@@ -126,6 +126,16 @@ def test_train_folds_writes_a_folder_per_fold_and_a_summary(tiny_toml: Path) -> 
         sidecar = read_sidecar(Path(f"cv/fold_{fold}"), "best_model_stage_2")
         assert scored[-1]["accuracy"] == pytest.approx(sidecar.val_accuracy, abs=1e-6)
         assert scored[-1]["count"] == 24
+    # The summary pools the folds' validation people: each person once, with the
+    # accuracy evaluate gives them in their fold.
+    pooled = summary["stages"][1]
+    people = {who: acc for one in scored for who, acc in one["per_signer"].items()}
+    assert len(people) == 4 and pooled["people"] == pytest.approx(people)
+    assert pooled["pooled_accuracy"] == pytest.approx(
+        sum(one["accuracy"] * one["count"] for one in scored) / 48)
+    assert [sorted(run["people"]["2"]) for run in summary["runs"]] == [
+        sorted(one["per_signer"]) for one in scored]
+    assert "pooled (people)" in result.stdout and "(4)" in result.stdout
     listed = slt("list", "--checkpoint-dir", "cv/fold_2", "--json")
     assert len(json.loads(listed.stdout)) == 4
     parent = slt("list", "--checkpoint-dir", "cv")

@@ -188,7 +188,8 @@ def _write(tmp_path: Path, kind: str) -> Path:
                           "which takes 53 landmarks x 3 channels"),
     ("bad_lengths.npz", "'lengths' must be (2,) integers in 1..9"),
     ("garbage.parquet", "not a readable parquet file"),
-    ("holistic.parquet", "96 landmarks x 3 channels do not fit checkpoint"),
+    # matched by name: the generated data's pose has the nose, GISLR's selection not
+    ("holistic.parquet", "lacks 3 of the 53 landmarks the checkpoint takes: pose_nose"),
     ("clips.csv", "cannot classify a .csv file"),
     ("missing.npz", "no such file"),
 ])
@@ -221,7 +222,9 @@ def test_an_ensemble_checkpoint_predicts_its_members_mean(tiny_checkpoint: Path,
     from tests.conftest import TINY_TOML
 
     folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "checkpoints"))
-    (tmp_path / "tiny.toml").write_text(TINY_TOML, encoding="utf-8")
+    # any gain counts, so the continued network is another one on such tiny data
+    (tmp_path / "tiny.toml").write_text(
+        TINY_TOML.replace("[run]\n", "[run]\nselection_margin = 0.0\n"), encoding="utf-8")
     tuned = slt("continue", MODEL, "--type", "exploration", "--config",
                 str(tmp_path / "tiny.toml"), "--checkpoint-dir", str(folder))
     assert tuned.exit_code == 0, tuned.output
@@ -317,7 +320,8 @@ def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path)
     assert (raw_logits - trainer_logits).abs().max().item() < 1e-5
     np.savez(tmp_path / "short.npz", x=raw.x[:2, :, :40], joints=np.array(raw.joints[:40]))
     short = slt("predict", MODEL, str(tmp_path / "short.npz"), "--checkpoint-dir", str(folder))
-    assert short.exit_code == 2 and "lacks landmark(s) right_hand_5" in short.stderr
+    assert short.exit_code == 2 and "lacks 16 of the 56 landmarks the checkpoint takes: " \
+        "right_hand_5" in short.stderr
 
 
 def test_a_sidecar_from_before_normalise_predicts_as_one_cloud(tmp_path: Path) -> None:
@@ -342,3 +346,86 @@ def test_a_sidecar_from_before_normalise_predicts_as_one_cloud(tmp_path: Path) -
                 "--checkpoint-dir", str(folder))
     assert again.exit_code == 0, again.output
     assert read_sidecar(folder, f"{MODEL}_fine_tune").config.data.normalise == "sequence"
+
+
+def test_a_model_of_an_npz_predicts_frame_folders_by_landmark_meaning(tmp_path: Path) -> None:
+    """Trained on an .npz that names landmarks by index (pose_11), a model scores
+    MediaPipe frame folders (whose reader names them pose_left_shoulder and orders them
+    hands first) exactly as it scores the same clips in the .npz; a folder of many
+    sequences is read whole, each labelled by its sign folder."""
+    from tests.conftest import TINY_TOML
+
+    data = holistic_npz(tmp_path / "holistic.npz")
+    config = tmp_path / "tiny.toml"  # frame folders' part order, as a recorder states it
+    config.write_text(TINY_TOML.replace("frames = 12\n", 'frames = 12\nnormalise = "parts"\n'
+                                        'layout = "pose+left_hand+right_hand"\n'))
+    folder = tmp_path / "checkpoints"
+    trained = slt("train", "--config", str(config), "--data", str(data), "--stages", "1",
+                  "--epochs-per-stage", "1", "--checkpoint-dir", str(folder))
+    assert trained.exit_code == 0, trained.output
+    with np.load(data) as arrays:
+        val = arrays["split"] == "val"
+        x, y, classes = arrays["x"][val], arrays["y"][val], arrays["classes"]
+    np.savez(tmp_path / "val.npz", x=x, y=y, classes=classes, joints=np.array(HOLISTIC))
+    root = tmp_path / "MP_Data"
+    for i, (clip, label) in enumerate(zip(x, y, strict=True)):
+        sequence = root / str(classes[label]).upper() / str(i)  # folder names in any case
+        sequence.mkdir(parents=True)
+        for t, frame in enumerate(clip):  # pose with visibility, then the hands: 258 values
+            pose = np.concatenate([frame[:33], np.ones((33, 1), np.float32)], axis=1)
+            np.save(sequence / f"{t}.npy", np.concatenate(
+                [pose.ravel(), frame[33:54].ravel(), frame[54:].ravel()]).astype(np.float64))
+
+    def scores(path: Path) -> list[dict]:
+        result = slt("predict", MODEL, str(path), "--json", "--top-k", "3",
+                     "--checkpoint-dir", str(folder))
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    from_npz = scores(tmp_path / "val.npz")
+    from_folders = sorted(scores(root), key=lambda row: int(Path(row["input"]).name))
+    assert len(from_folders) == len(from_npz) == 12
+    assert [row["label"] for row in from_folders] == [str(classes[k]) for k in y]
+    for one, other in zip(from_npz, from_folders, strict=True):
+        assert [t["class"] for t in one["top"]] == [t["class"] for t in other["top"]]
+        for a, b in zip(one["top"], other["top"], strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    refused = slt("predict", MODEL, str(empty), "--checkpoint-dir", str(folder))
+    assert refused.exit_code == 2 and "holds no sequence slt can classify" in refused.stderr
+
+
+def test_evaluate_on_other_data_matches_landmarks_by_meaning(tmp_path: Path) -> None:
+    """The same clips with MediaPipe's pose names instead of indices, hands first and two
+    extra face points: `evaluate --data` scores them as the data the model trained on;
+    without the right hand they are refused, the missing landmarks named."""
+    from slt_cli.data.landmarks import POSE_NAMES
+
+    data = holistic_npz(tmp_path / "holistic.npz")
+    train_npz(data, tmp_path, "sequence")
+    folder = tmp_path / "checkpoints"
+    with np.load(data) as arrays:
+        saved = {key: arrays[key] for key in arrays.files}
+    renamed = [f"pose_{POSE_NAMES[int(n[5:])]}" if n.startswith("pose_") else n
+               for n in HOLISTIC] + ["face_1", "face_2"]
+    order = list(range(33, 75)) + list(range(33)) + [75, 76]  # hands, pose, face
+    x = np.concatenate([saved["x"], saved["x"][:, :, :2]], axis=2)[:, :, order]
+    np.savez(tmp_path / "renamed.npz", **{**saved, "x": x,
+                                          "joints": np.array(renamed)[order]})
+
+    def evaluate(*extra: str) -> object:
+        return slt("evaluate", MODEL, "--json", *extra, "--checkpoint-dir", str(folder))
+
+    own, other = evaluate(), evaluate("--data", str(tmp_path / "renamed.npz"))
+    assert own.exit_code == 0 and other.exit_code == 0, other.output
+    mine, theirs = json.loads(own.stdout), json.loads(other.stdout)
+    assert theirs["accuracy"] == mine["accuracy"]
+    assert theirs["loss"] == pytest.approx(mine["loss"], abs=1e-6)
+    hands_gone = [i for i, name in enumerate(np.array(renamed)[order])
+                  if not name.startswith("right_hand")]
+    np.savez(tmp_path / "no_right.npz", **{**saved, "x": x[:, :, hands_gone],
+                                           "joints": np.array(renamed)[order][hands_gone]})
+    refused = evaluate("--data", str(tmp_path / "no_right.npz"))
+    assert refused.exit_code == 2
+    assert "lacks 21 of the 56 landmarks the checkpoint takes: right_hand_0" in refused.stderr

@@ -16,8 +16,9 @@ def predict(
     model: Model,
     inputs: Annotated[list[Path], typer.Argument(
         help="Sequences to classify: .npz files (x, optional lengths and y), GISLR .parquet "
-             "or .pose files, or folders of one sequence's MediaPipe <frame>.npy or OpenPose "
-             "*_keypoints.json frames.", show_default=False)],
+             "or .pose files, folders of one sequence's MediaPipe <frame>.npy or OpenPose "
+             "*_keypoints.json frames, or any folder of these (every sequence under it; a "
+             "folder named like a class labels what is in it).", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per sequence.")] = 5,
     json: Json = False,
     checkpoint_dir: CheckpointDir = None,
@@ -35,17 +36,19 @@ def predict(
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported
     import numpy as np
 
-    from slt_cli.data.inputs import read_sequences
+    from slt_cli.data.inputs import find_inputs, read_sequences
     from slt_cli.data.sources import ReadOptions
     from slt_cli.devices import resolve_device
     from slt_cli.inference import load_model, predict_probabilities
 
     loaded = load_model(folder, model, resolve_device(device))
     rows: list[dict[str, Any]] = []
-    for path in inputs:
+    found = [item for given in inputs for item in find_inputs(given, loaded.classes)]
+    for path, label in found:
         sequences = read_sequences(path, landmarks=loaded.preprocessing.landmarks,
                                    classes=loaded.classes, joints=loaded.preprocessing.joints,
-                                   options=ReadOptions.of(loaded.sidecar.config.data))
+                                   options=ReadOptions.of(loaded.sidecar.config.data),
+                                   label=label)
         for note in sequences.notes:
             console.err.print(note, highlight=False)
         loaded.check_layout(sequences.x.shape[2], sequences.x.shape[3], str(path))

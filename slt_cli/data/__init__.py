@@ -10,13 +10,13 @@ the registry's to say (``sources.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slt_cli.data.base import SPLITS, RawData
-from slt_cli.data.landmarks import DEFAULT_LANDMARKS, normalisation_layout
+from slt_cli.data.landmarks import DEFAULT_LANDMARKS, match_landmarks, normalisation_layout
 from slt_cli.data.preprocess import (
     assign_splits,
     frames_for,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from slt_cli.config import DataConfig
 
 DEFAULT_NORMALISE = "sequence"  # as DataConfig.normalise
+MIN_VALIDATION_PEOPLE = 5  # fewer, and validation says little about other people
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,32 @@ class PreparedData:
     @property
     def num_frames(self) -> int:
         return int(self.splits["train"].x.shape[1])
+
+    def validation_caveat(self) -> str | None:
+        """What makes validation a weak judge of unseen people, when something does:
+        it holds fewer than ``MIN_VALIDATION_PEOPLE`` people, shares people with
+        training, or the data names no people. None for generated data."""
+        train, val = self.splits.get("train"), self.splits.get("val")
+        if train is None or val is None or self.source.startswith(SYNTHETIC):
+            return None
+        fix = ("cross-validate with --folds K, so that every person validates once and "
+               "the results pool")
+        if val.signer is None or train.signer is None:
+            return ("the data names no people, so validation may share signers with training "
+                    "and overrate how the model does on new people; name them (an .npz "
+                    "'signer' array, signers.csv, --signer-from top) and " + fix)
+        people = set(np.unique(val.signer).tolist())
+        shared = people & set(np.unique(train.signer).tolist())
+        if shared:
+            return (f"validation shares {len(shared)} of its {len(people)} people with "
+                    "training, so it overrates how the model does on new people; give a "
+                    "split by whole people, or " + fix)
+        if len(people) < MIN_VALIDATION_PEOPLE:
+            who = "person" if len(people) == 1 else "people"
+            return (f"validation holds only {len(people)} {who}, too few to tell how the "
+                    "model does on others (differences within the noise keep the earlier "
+                    "weights); " + fix)
+        return None
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -130,36 +157,59 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
                         motion=motion, input_joints=raw.joints, signer_names=raw.signer_names)
 
 
+def aligned(raw: RawData, wanted: tuple[str, ...] | None, what: str) -> RawData:
+    """``raw`` with its landmarks in the order of ``wanted`` (a checkpoint's), matched by
+    meaning (``pose_11`` is ``pose_left_shoulder``; ``landmarks.match_landmarks``) and
+    any others left out; ``raw`` itself when it already is so, or names none.
+
+    Raises:
+        DataError: naming the wanted landmarks the data lacks.
+    """
+    if wanted is None or raw.joints is None or tuple(raw.joints) == tuple(wanted):
+        return raw
+    order = match_landmarks(raw.joints, wanted, what)
+    return replace(raw, x=np.ascontiguousarray(raw.x[:, :, order]), joints=tuple(wanted),
+                   zeros=None if raw.zeros is None else raw.zeros[order])
+
+
 def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
               landmarks: str = DEFAULT_LANDMARKS, reporter: Reporter | None = None,
               folds: int = 0, fold: int = 0,
               normalise_mode: str = DEFAULT_NORMALISE,
-              options: ReadOptions | None = None) -> PreparedData:
+              options: ReadOptions | None = None,
+              joints: tuple[str, ...] | None = None) -> PreparedData:
     """``load_source`` then ``prepare``: the one call the engine makes.
 
     A corpus (``sources.Source.corpus``) goes through its cache instead: converted on
     first use (progress to ``reporter``), its splits then memory-mapped from disk.
+    With ``joints`` (a checkpoint's landmarks), the data's landmarks are matched to
+    them by meaning before anything else (``aligned``).
     """
+    options = options or ReadOptions()
     if source_for(spec).corpus:
-        return _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
-                            seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
-                            fold=fold, normalise_mode=normalise_mode,
-                            options=options or ReadOptions())
-    raw = load_source(spec, landmarks=landmarks, reporter=reporter, options=options)
+        prepared = _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
+                                seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
+                                fold=fold, normalise_mode=normalise_mode, options=options)
+        if joints is None or prepared.input_joints in (None, tuple(joints)):
+            return prepared
+    raw = aligned(load_source(spec, landmarks=landmarks, reporter=reporter, options=options),
+                  joints, spec)
     return prepare(raw, frames=frames, motion=motion, val_fraction=val_fraction, seed=seed,
                    source=spec, folds=folds, fold=fold, reporter=reporter,
                    normalise_mode=normalise_mode)
 
 
-def load_configured(data: DataConfig, seed: int,
-                    reporter: Reporter | None = None) -> PreparedData:
+def load_configured(data: DataConfig, seed: int, reporter: Reporter | None = None,
+                    joints: tuple[str, ...] | None = None) -> PreparedData:
     """``load_data`` with every setting of a ``[data]`` table (a run's, or the one a
-    checkpoint's sidecar records, cross-validation fold included)."""
+    checkpoint's sidecar records, cross-validation fold included), its landmarks
+    matched to ``joints`` when given."""
     source = source_for(data.source).canonical(data.source)  # found from any folder
     return load_data(source, frames=data.frames, motion=data.motion,
                      val_fraction=data.val_fraction, seed=seed, landmarks=data.landmarks,
                      reporter=reporter, folds=data.folds, fold=data.fold,
-                     normalise_mode=data.normalise, options=ReadOptions.of(data))
+                     normalise_mode=data.normalise, options=ReadOptions.of(data),
+                     joints=joints)
 
 
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
@@ -209,5 +259,6 @@ def _unseen(y: np.ndarray, trained: np.ndarray, validated: np.ndarray,
             "it); accuracy is measured on the classes present")
 
 
-__all__ = ["SYNTHETIC", "PreparedData", "RawData", "ReadOptions", "Split", "load_configured",
+__all__ = ["SYNTHETIC", "PreparedData", "RawData", "ReadOptions", "Split", "aligned",
+           "load_configured",
            "load_data", "load_source", "prepare"]

@@ -82,15 +82,16 @@ def scan_gislr(root: Path, landmarks: str) -> Corpus:
         reader=functools.partial(read_parquet, slots=slots, joints=len(chosen)))
 
 
-def read_parquet_input(path: Path, landmarks: str) -> np.ndarray:
+def read_parquet_input(path: Path, landmarks: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """One GISLR parquet file on its own (``slt predict``): the ``landmarks`` selection
-    as float32 ``(T, J, 3)``, NaN = missing.
+    as float32 ``(T, J, 3)``, NaN = missing, and its names.
 
     Raises:
         DataError: naming the file, for an unreadable file or a wrong schema.
     """
     chosen = select_landmarks(landmarks)
-    return read_parquet(path, slots=landmark_slots(chosen), joints=len(chosen))
+    return (read_parquet(path, slots=landmark_slots(chosen), joints=len(chosen)),
+            tuple(lm.name for lm in chosen))
 
 
 def landmark_slots(chosen: Sequence[Landmark]) -> np.ndarray:

@@ -17,12 +17,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from slt_cli.data.base import far_coordinate
+from slt_cli.data.landmarks import match_landmarks
 from slt_cli.data.sources import ReadOptions, input_folders, input_source, input_suffixes
 from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.files import open_regular
@@ -42,9 +44,56 @@ class Sequences:
         return int(self.x.shape[0])
 
 
+MAX_FOUND = 100_000  # sequences one folder may hold for `slt predict DIR`
+
+
+def find_inputs(path: Path, classes: tuple[str, ...]) -> list[tuple[Path, str | None]]:
+    """What ``slt predict PATH`` classifies: ``path`` itself when it is a file or one
+    sequence's frame folder; for any other folder, every such file and sequence folder
+    under it (hidden folders and links skipped, in sorted order), each with its label
+    when a folder above it is named like one of ``classes`` (``<sign>/<sequence>/``).
+
+    Raises:
+        DataError: for a folder that holds nothing slt can classify.
+    """
+    if not path.is_dir() or input_source(path) is not None:
+        return [(path, None)]
+    known = {name.casefold(): name for name in classes}
+    found: list[tuple[Path, str | None]] = []
+    suffixes = set(input_suffixes())
+
+    def walk(folder: Path, label: str | None) -> None:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot be listed ({exc.strerror or exc})") from None
+        for entry in entries:
+            if entry.name.startswith(".") or entry.is_symlink():
+                continue
+            if len(found) >= MAX_FOUND:
+                raise DataError(f"{path}: holds more than {MAX_FOUND} sequences",
+                                hint="Give a smaller folder, or convert it with "
+                                     "`slt data convert` and predict on the .npz.")
+            here = known.get(entry.name.casefold(), label)
+            if entry.is_dir():
+                if input_source(entry) is not None:
+                    found.append((entry, label))
+                else:
+                    walk(entry, here)
+            elif entry.suffix in suffixes:
+                found.append((entry, label))
+
+    walk(path, None)
+    if not found:
+        raise DataError(f"{path}: holds no sequence slt can classify",
+                        hint=f"Give {', '.join(input_suffixes())} files, or folders of "
+                             f"frames: {', '.join(input_folders())}.")
+    return found
+
+
 def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
                    joints: tuple[str, ...] | None = None,
-                   options: ReadOptions | None = None) -> Sequences:
+                   options: ReadOptions | None = None, label: str | None = None) -> Sequences:
     """Read one input file (or folder of one sequence's frames).
 
     Args:
@@ -55,6 +104,7 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
         joints: The names of the landmarks the checkpoint takes, when it knows them:
             an ``.npz`` with ``joints`` gives exactly these, in this order.
         options: How frame folders are read (the checkpoint's ``[data]`` settings).
+        label: The true label of a single sequence, when its folder says it.
 
     Raises:
         DataError: naming the file, when it is missing, unreadable, of an unknown
@@ -76,11 +126,13 @@ def read_sequences(path: Path, *, landmarks: str, classes: tuple[str, ...],
     if source.read_input is None:  # an .npz: many sequences, labels, landmark names
         return _read_npz(path, classes, landmarks, joints)
     source.require()
-    one = source.read_input(path, landmarks, options or ReadOptions())
+    one, names = source.read_input(path, landmarks, options or ReadOptions())
     if far := far_coordinate(one[None]):
         raise DataError(f"{path}: holds {far}", hint="NaN marks a missing landmark.")
+    if joints is not None and tuple(names) != tuple(joints):
+        one = np.ascontiguousarray(one[:, match_landmarks(names, joints, str(path))])
     return Sequences(source=path, x=one[None], lengths=np.array([len(one)], np.int64),
-                     labels=None)
+                     labels=None if label is None else (label,))
 
 
 def _read_npz(path: Path, classes: tuple[str, ...], landmarks: str,
@@ -127,17 +179,12 @@ def _pick(path: Path, x: np.ndarray, names: np.ndarray | None, landmarks: str,
     if names.ndim != 1 or len(names) != x.shape[2]:
         raise DataError(f"{path}: 'joints' must name the {x.shape[2]} landmarks of 'x'")
     names = tuple(str(v) for v in names.tolist())
-    if wanted is not None and set(wanted) <= set(names):
-        kept: tuple[int, ...] | None = tuple(names.index(name) for name in wanted)
+    if wanted is not None:
+        kept: Sequence[int] | None = match_landmarks(names, wanted, str(path))
     else:
         kept = select_named(names, landmarks)
     if kept is None:
         return x, None
-    if wanted is not None and tuple(names[i] for i in kept) != wanted:
-        missing = [name for name in wanted if name not in names]
-        raise DataError(f"{path}: lacks landmark(s) {', '.join(missing[:3])} that the "
-                        f"checkpoint takes ({len(missing)} of {len(wanted)} missing)",
-                        hint="Give sequences with the landmarks the checkpoint was trained on.")
     return (np.ascontiguousarray(x[:, :, list(kept)]),
             f"{path.name}: took {len(kept)} of {len(names)} landmarks by name")
 

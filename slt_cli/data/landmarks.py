@@ -90,6 +90,33 @@ def parse_joint(name: str) -> Joint | None:
     return None
 
 
+def landmark_key(name: str) -> Joint | str:
+    """What a landmark is, whoever named it: MediaPipe's (part, index) for its names
+    (``pose_11`` and ``pose_left_shoulder`` are one key), else the name itself."""
+    return parse_joint(name) or name
+
+
+def match_landmarks(names: Sequence[str], wanted: Sequence[str], what: str) -> list[int]:
+    """For each of ``wanted`` (a checkpoint's landmarks, in its order), its index among
+    ``names`` (the input's), matched by meaning (``landmark_key``).
+
+    Raises:
+        DataError: naming the wanted landmarks the input lacks.
+    """
+    index: dict[Joint | str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(landmark_key(name), i)
+    missing = [name for name in wanted if landmark_key(name) not in index]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                          else "")
+        raise DataError(f"{what}: lacks {len(missing)} of the {len(wanted)} landmarks the "
+                        f"checkpoint takes: {shown}",
+                        hint="Give sequences with the landmarks the checkpoint was trained on "
+                             "(a wider [data] landmarks selection when reading them).")
+    return [index[landmark_key(name)] for name in wanted]
+
+
 def mirror_name(name: str) -> str:
     """The name of a landmark's mirror image: ``left`` and ``right`` swapped in the
     name, and MediaPipe's pose points named by index swapped by index (``pose_11`` is

@@ -106,9 +106,11 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
         notes=(note,))
 
 
-def read_sequence_input(folder: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+def read_sequence_input(folder: Path, landmarks: str,
+                        options: ReadOptions) -> tuple[np.ndarray, tuple[str, ...]]:
     """One sequence folder on its own (``slt predict``): its kept landmarks as float32
-    ``(T, J, 3)``, the parts' order stated by ``options.layout`` or found from its frames.
+    ``(T, J, 3)`` and their names, the parts' order stated by ``options.layout`` or
+    found from its frames.
 
     Raises:
         DataError: naming the frame file that is missing, unreadable or does not fit.
@@ -121,7 +123,8 @@ def read_sequence_input(folder: Path, landmarks: str, options: ReadOptions) -> n
     order, _ = _order(folder.parent, {folder.name: names}, length, options.layout)
     chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
     slots = np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen], np.int64)
-    return read_sequence(folder, length=length, order=order, slots=slots)[0]
+    return (read_sequence(folder, length=length, order=order, slots=slots)[0],
+            tuple(lm.name for lm in chosen))
 
 
 def _sequence_folders(root: Path, top: bool) -> list[tuple[str, str, str]]:

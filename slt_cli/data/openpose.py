@@ -96,17 +96,21 @@ def scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
                                  min_confidence=options.min_confidence, person=options.person))
 
 
-def read_clip_input(folder: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
-    """One clip folder on its own (``slt predict``): float32 ``(T, J, 2)``, NaN = missing.
+def read_clip_input(folder: Path, landmarks: str,
+                    options: ReadOptions) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One clip folder on its own (``slt predict``): float32 ``(T, J, 2)``, NaN = missing,
+    and the MediaPipe names of its points.
 
     Raises:
         DataError: as ``read_clip``, or when the selection keeps none of OpenPose's points.
     """
-    points = [_slot(lm.part, lm.index) for lm in select_landmarks(landmarks)]
+    chosen = select_landmarks(landmarks)
+    points = [_slot(lm.part, lm.index) for lm in chosen]
     if not any(points):
         raise DataError(f"landmarks {landmarks!r} keep none of OpenPose's points")
+    names = tuple(lm.name for lm, point in zip(chosen, points, strict=True) if point is not None)
     return read_clip(folder, points=tuple(p for p in points if p is not None),
-                     min_confidence=options.min_confidence, person=options.person)
+                     min_confidence=options.min_confidence, person=options.person), names
 
 
 def _slot(part: str, index: int) -> tuple[str, int] | None:

@@ -95,16 +95,17 @@ def read_pose(path: Path, *, layout: Layout, slots: np.ndarray, channels: int) -
     return np.ascontiguousarray(person[:, slots])
 
 
-def read_pose_input(path: Path, landmarks: str) -> np.ndarray:
+def read_pose_input(path: Path, landmarks: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """One ``.pose`` file on its own (``slt predict``): MediaPipe Holistic files keep
-    the ``landmarks`` selection, other layouts every point; float32 ``(T, J, C)``.
+    the ``landmarks`` selection, other layouts every point; float32 ``(T, J, C)`` and
+    the points' names.
 
     Raises:
         DataError: naming the file, when unreadable or empty.
     """
     layout, channels = _header(path)
-    _, slots = _selection(layout, landmarks)
-    return read_pose(path, layout=layout, slots=slots, channels=channels)
+    names, slots = _selection(layout, landmarks)
+    return read_pose(path, layout=layout, slots=slots, channels=channels), names
 
 
 def _read(path: Path) -> Any:

@@ -50,7 +50,8 @@ class ReadOptions:
 
 Scan = Callable[[Path, str, ReadOptions], "Corpus"]
 Load = Callable[[str, str, ReadOptions, "Reporter | None"], "RawData"]
-ReadInput = Callable[[Path, str, ReadOptions], np.ndarray]
+Named = tuple[np.ndarray, tuple[str, ...]]  # a sequence (T, J, C) and its J landmarks' names
+ReadInput = Callable[[Path, str, ReadOptions], Named]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Source:
         input_folder: A pattern whose matches mark a folder as one sequence of this
             kind (``*.npy`` frames), which ``slt predict`` classifies too.
         read_input: Reads one such file or folder to float32 ``(T, J, C)``, NaN =
-            missing.
+            missing, and the names of its J landmarks.
     """
 
     kind: str
@@ -145,25 +146,25 @@ def _scan_openpose(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
     return scan_openpose(root, landmarks, options)
 
 
-def _read_parquet(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+def _read_parquet(path: Path, landmarks: str, options: ReadOptions) -> Named:
     from slt_cli.data.gislr import read_parquet_input
 
     return read_parquet_input(path, landmarks)
 
 
-def _read_pose(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+def _read_pose(path: Path, landmarks: str, options: ReadOptions) -> Named:
     from slt_cli.data.posefile import read_pose_input
 
     return read_pose_input(path, landmarks)
 
 
-def _read_frames(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+def _read_frames(path: Path, landmarks: str, options: ReadOptions) -> Named:
     from slt_cli.data.mediapipe import read_sequence_input
 
     return read_sequence_input(path, landmarks, options)
 
 
-def _read_clip(path: Path, landmarks: str, options: ReadOptions) -> np.ndarray:
+def _read_clip(path: Path, landmarks: str, options: ReadOptions) -> Named:
     from slt_cli.data.openpose import read_clip_input
 
     return read_clip_input(path, landmarks, options)
