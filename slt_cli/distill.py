@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from slt_cli.checkpoints import (
@@ -49,7 +48,7 @@ from slt_cli.checkpoints import (
 from slt_cli.config import Config
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
-from slt_cli.devices import autocast, resolve_device, resolve_precision
+from slt_cli.devices import resolve_device, resolve_precision
 from slt_cli.ensemble import check_layout
 from slt_cli.errors import CheckpointError, SltError
 from slt_cli.extras import installed
@@ -59,8 +58,8 @@ from slt_cli.plan import Step
 from slt_cli.records import build_network, checked_record, load_state, model_record, stage_sidecar
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.sidecar import Distillation, Teacher
+from slt_cli.teaching import soft_targets
 from slt_cli.training import (
-    LossTerm,
     StageRun,
     StageSetup,
     State,
@@ -111,37 +110,6 @@ class DistillResult:
     source: str
     footprint: Footprint | None  # None without the onnx extra
     notes: tuple[str, ...]
-
-
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, hard: torch.Tensor,
-                      alpha: float, temperature: float) -> torch.Tensor:
-    """Per-clip ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * hard``.
-
-    Args:
-        student: The student's logits ``(B, K)``.
-        teacher: The teachers' logits (or log-probabilities) ``(B, K)``.
-        hard: The per-clip cross-entropy the stage computes ``(B,)``.
-        alpha: Share of the soft-target term, in [0, 1]; 0 gives ``hard`` unchanged.
-        temperature: Softens both distributions; ``T^2`` keeps the gradients' scale.
-    """
-    if alpha == 0.0:
-        return hard
-    log_student = F.log_softmax(student.float() / temperature, dim=-1)
-    log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
-    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=-1)
-    return alpha * temperature ** 2 * kl + (1.0 - alpha) * hard
-
-
-def soft_targets(teacher: nn.Module, alpha: float, temperature: float,
-                 precision: str) -> LossTerm:
-    """The ``StageSetup.extra_loss`` that runs ``teacher`` on the student's batch."""
-
-    def term(inputs: torch.Tensor, logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), autocast(inputs.device, precision):
-            taught = teacher(inputs).float()
-        return distillation_loss(logits, taught, hard, alpha, temperature)
-
-    return term
 
 
 def check_request(teachers: Sequence[str], name: str, alpha: float, temperature: float,
@@ -207,7 +175,9 @@ def distill(config: Config, teachers: Sequence[str], name: str, *,
                    else dataclasses.replace(first.data, source=data_spec))
     run = dataclasses.replace(config.run, seed=first.run.seed)
     config = dataclasses.replace(config, run=run, data=data_config)
-    data = load_configured(data_config, run.seed, reporter)
+    # other data is matched to the teachers' landmarks by meaning
+    data = load_configured(data_config, run.seed, reporter,
+                           joints=sidecars[0].joints if data_spec is not None else None)
     target = torch.device(resolve_device(device))
     precision = resolve_precision(run.precision, target)
     networks = []
@@ -230,7 +200,7 @@ def distill(config: Config, teachers: Sequence[str], name: str, *,
     setup = StageSetup(stage_idx=stage_idx, batch_size=run.batch_size, devices=1, seed=run.seed,
                        monitor=run.monitor, min_batches=run.min_batches_per_epoch,
                        motion=data.motion, mirror=mirror, precision=precision,
-                       mirror_average=run.mirror_average,
+                       mirror_average=run.mirror_average, margin=run.selection_margin,
                        extra_loss=None if alpha == 0.0
                        else soft_targets(teacher_net, alpha, temperature, precision))
     lineage = Distillation(

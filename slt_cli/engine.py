@@ -27,7 +27,7 @@ from slt_cli.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.config import Config, DataConfig, continue_preset
+from slt_cli.config import Config, DataConfig, StageConfig, continue_preset
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
 from slt_cli.devices import describe, device_count, resolve_device, resolve_precision
@@ -36,11 +36,13 @@ from slt_cli.distributed import start as join_process_group
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
 from slt_cli.history import EpochRow
 from slt_cli.metrics import improvement, signer_labels, split_scores
+from slt_cli.models.ensemble import Ensemble
 from slt_cli.plan import RunPlan, Step
 from slt_cli.records import build_network, checked_record, load_state, model_record, stage_sidecar
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.results import Evaluation, RunResult, StageResult
 from slt_cli.runfolder import RunFolder
+from slt_cli.teaching import soft_targets, teacher_names
 from slt_cli.training import (
     StageInterrupted,
     StageRun,
@@ -202,7 +204,9 @@ class Trainer:
         data_config = sidecar.config.data
         if data_spec is not None:
             data_config = dataclasses.replace(data_config, source=data_spec)
-        data = self._data(data_config, sidecar.config.run.seed)
+        # another source's landmarks are matched to the checkpoint's by meaning
+        data = load_configured(data_config, sidecar.config.run.seed, self.reporter,
+                               joints=sidecar.joints if data_spec is not None else None)
         model = self._build(checked_record(name, sidecar, data), self.config.run.seed)
         load_state(model, load_weights(self.checkpoint_dir, name, sidecar), name)
         chosen = data.split(split)
@@ -241,9 +245,11 @@ class Trainer:
         self._report_start(plan, run)
         start = _Start(start_state, plan.start_checkpoint, plan.start_metrics)
         stopped = None
+        held: dict[str, State] = {}  # this run's stage bests in memory, for teachers
         for position in range(plan.position, len(plan.steps)):
             plan = plan.at(position)
-            result, start = self._run_step(plan, run, start, snapshot)
+            result, start = self._run_step(plan, run, start, snapshot, held)
+            held[result.checkpoint] = start.state  # type: ignore[assignment]  # never None
             snapshot = None
             plan = plan.after(result)
             if position < len(plan.steps) - 1 and result.gain is not None and (
@@ -290,15 +296,19 @@ class Trainer:
                 and dominant_hand_swap(run.data.joints, "right") is None):
             self.reporter.note("dominant_hand is right, but the landmarks name no left and "
                                "right hand: clips are kept as recorded")
+        if plan.kind == "train" and (caveat := run.data.validation_caveat()):
+            self.reporter.note(caveat)
         if run.data.num_frames == 1:
             self.reporter.note("every clip is a single frame: the temporal augmentations "
                                "(speed, time_mask) are off")
 
     def _run_step(self, plan: RunPlan, run: _Run, start: _Start,
-                  snapshot: tuple[State, dict[str, Any]] | None) -> tuple[StageResult, _Start]:
+                  snapshot: tuple[State, dict[str, Any]] | None,
+                  held: Mapping[str, State]) -> tuple[StageResult, _Start]:
         """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
         step, config, data = plan.step, plan.config, run.data
         stage = step.fitted(data.num_frames)
+        teacher = self._teacher(plan, stage, start, held)
         if start.state is not None and snapshot is None:
             load_state(run.model, start.state, start.checkpoint)
 
@@ -328,7 +338,11 @@ class Trainer:
                            precision=resolve_precision(settings.precision, self.device),
                            compile=settings.compile, world=self.world,
                            score_start=start.state is not None,
-                           mirror_average=settings.mirror_average)
+                           mirror_average=settings.mirror_average,
+                           margin=settings.selection_margin,
+                           extra_loss=None if teacher is None else soft_targets(
+                               teacher, stage.teacher_alpha, stage.teacher_temperature,
+                               resolve_precision(settings.precision, self.device)))
         stage_run = StageRun(run.model, stage, run.train, run.val, setup, self.reporter)
         self.reporter.stage_started(
             stage_idx=step.saved_idx, name=stage.name, description=stage.description,
@@ -354,6 +368,9 @@ class Trainer:
             save(step.final_name, outcome.final_state, outcome.final, outcome.seconds)
         # the best was saved mid-stage: give it the whole stage's time
         self.folder.update(step.best_name, stage_time=round(outcome.seconds, 3))
+        if outcome.start_kept_because:
+            self.reporter.note(f"stage {step.saved_idx} ({stage.name}) kept its start: "
+                               f"{outcome.start_kept_because}")
         if outcome.epochs_run < stage.epochs:
             self.reporter.note(
                 f"stage {step.saved_idx} ({stage.name}) stopped early at epoch "
@@ -370,6 +387,23 @@ class Trainer:
             epochs_run=outcome.epochs_run)
         self.reporter.stage_done(result)
         return result, _Start(outcome.best_state, step.best_name, best)
+
+    def _teacher(self, plan: RunPlan, stage: StageConfig, start: _Start,
+                 held: Mapping[str, State]) -> nn.Module | None:
+        """The frozen network a stage with ``teacher`` learns from (``teaching``)."""
+        names = teacher_names(stage, start.checkpoint, plan.results)
+        if not names:
+            if names is not None:
+                self.reporter.note(f"stage {plan.step.saved_idx} ({stage.name}) has no "
+                                   f"teacher ({stage.teacher}): it learns from labels alone")
+            return None
+        members = []
+        for name in names:  # held in memory, or on disk when the run was resumed
+            state = held.get(name) or load_weights(self.checkpoint_dir, name,
+                                                   read_sidecar(self.checkpoint_dir, name))
+            members.append(self._build(plan.record, plan.config.run.seed))
+            load_state(members[-1], state, name)
+        return members[0] if len(members) == 1 else Ensemble(members)
 
     @contextmanager
     def _holding(self, run_id: str, *, refuse_interrupted: bool) -> Iterator[None]:

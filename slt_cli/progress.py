@@ -60,7 +60,7 @@ class RichReporter(Reporter):
     def stage_started(self, *, stage_idx: int, name: str, description: str, epochs: int,
                       batches: int, start: str) -> None:
         self._line(f"[bold]stage {stage_idx} · {name}[/] — {description} "
-                   f"[dim](from {start}, {epochs} epochs)[/]")
+                   f"[dim](from {start}, {epochs} epoch{'' if epochs == 1 else 's'})[/]")
         if self.progress is not None:
             self.task = self.progress.add_task(
                 f"stage {stage_idx} {name}", total=epochs * batches, status="", unit="batches")

@@ -42,7 +42,9 @@ def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> 
                                   hint="The sidecar was edited or damaged; rebuild it with "
                                        "`slt ensemble`.") from None
         return ensemble_record(members)
-    sized = resolved_settings(name, settings, sequences=len(data.splits["train"]),
+    # "auto" sizes follow the training split; a checkpoint's record is already sized
+    trained = data.splits.get("train")
+    sized = resolved_settings(name, settings, sequences=0 if trained is None else len(trained),
                               classes=len(data.classes))
     return {"name": name, "settings": sized,
             "num_classes": len(data.classes),

@@ -16,6 +16,7 @@ BUILT_IN = "<built-in stages.toml>"  # the source name of the packaged defaults
 CONTINUE_TYPES = ("fine_tune", "regularization", "exploration")
 MONITORS = ("val_accuracy", "val_loss")
 AVERAGING = ("none", "ema", "swa")
+TEACHERS = ("none", "start", "earlier")  # [[stages]] teacher
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
 MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
@@ -40,9 +41,14 @@ class RunConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32
     compile: bool = False  # torch.compile the model: a slower start, then faster steps
     mirror_average: bool = False  # score a clip by the mean probabilities of it and its mirror
+    # a new best must beat the start (and the stage's peak must not beat it) by more than
+    # this many standard errors of the paired per-clip difference; 0 = any gain counts
+    selection_margin: float = 1.0
 
     def problems(self) -> list[tuple[str, str]]:
         found = _positive(self, "batch_size", "min_batches_per_epoch")
+        if not 0.0 <= self.selection_margin <= 10.0:
+            found.append(("selection_margin", "must be between 0 and 10 (standard errors)"))
         if self.monitor not in MONITORS:
             found.append(("monitor", f"must be one of {', '.join(MONITORS)}"))
         if self.precision not in PRECISIONS:
@@ -135,6 +141,11 @@ class StageConfig:
     averaging: str = "none"  # weight averaging: none, ema or swa
     ema_decay: float = 0.99  # per-step decay of the exponential moving average
     patience: int = 0  # stop after this many epochs without a new best; 0 = run every epoch
+    # learn from soft targets too: "start" (the stage's starting weights: self-distillation)
+    # or "earlier" (the mean probabilities of the earlier stages' best weights); "none"
+    teacher: str = "none"
+    teacher_alpha: float = 0.5  # share of the teacher's soft targets in the loss
+    teacher_temperature: float = 2.0  # softens the teacher's and the stage's predictions
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # [stages.augment]
 
     def problems(self) -> list[tuple[str, str]]:
@@ -156,6 +167,12 @@ class StageConfig:
             found.append(("averaging", f"must be one of {', '.join(AVERAGING)}"))
         if not 0.0 < self.ema_decay < 1.0:
             found.append(("ema_decay", "must be between 0 and 1"))
+        if self.teacher not in TEACHERS:
+            found.append(("teacher", f"must be one of {', '.join(TEACHERS)}"))
+        if not 0.0 <= self.teacher_alpha <= 1.0:
+            found.append(("teacher_alpha", "must be between 0 and 1"))
+        if not 0.0 < self.teacher_temperature <= 100.0:
+            found.append(("teacher_temperature", "must be > 0 and <= 100"))
         return found
 
 

@@ -5,8 +5,9 @@ where a stage starts and what is kept, and passes ``on_best`` to save.
 
 A stage that starts from existing weights scores them first, as its epoch 0, with
 the scorer of every other epoch: they are its first best, so its best weights are
-never worse on validation than where it started. With ``patience``, a stage stops
-once that many epochs in a row have brought no new best.
+never worse on validation than where it started; which epoch is best is judged beyond
+the validation set's noise (``selection.py``). With ``patience``, a stage stops once
+that many epochs in a row have brought no new best, counted from its half-way epoch.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from slt_cli.averaging import averaged_model
 from slt_cli.config import StageConfig
 from slt_cli.data.transforms import augment, features, mix
 from slt_cli.devices import autocast, parallelise
-from slt_cli.distributed import World, shard, wrap
+from slt_cli.distributed import World, all_sum, shard, wrap
 from slt_cli.errors import TrainingDiverged
-from slt_cli.metrics import SYNC_EVERY, RunningMetrics, is_better, sharded_score
+from slt_cli.metrics import SYNC_EVERY, RunningMetrics, sharded_score
 from slt_cli.optimizer import build_optimizer, lr_factor
 from slt_cli.regularisers import adversarial_weights, set_dropout, stage_dropout
 from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.scoring import State, TensorSplit, cpu_state, predict_logits, score
+from slt_cli.selection import Scored, Selection, per_clip
 
 # An extra loss term: (inputs, logits, per-sample loss) -> the per-sample loss to train on
 # (``distill`` blends in a teacher's soft targets on the very batch the student sees).
@@ -47,6 +49,7 @@ class StageOutcome:
     final: EpochMetrics
     seconds: float
     epochs_run: int  # epochs trained: fewer than the stage's when patience stopped it
+    start_kept_because: str | None = None  # why no trained epoch replaced the start
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class StageSetup:
     compile: bool = False  # torch.compile the training and scoring passes
     world: World = World()  # the processes of a torchrun run (DDP); one by default
     score_start: bool = False  # score the starting weights as epoch 0 before training
+    margin: float = 0.0  # standard errors a validation gain must exceed (selection.py)
     mirror_average: bool = False  # validation scores a clip and its mirror (with ``mirror``)
     extra_loss: LossTerm | None = None  # reshapes each step's per-sample loss; None: off
 
@@ -149,6 +153,7 @@ class StageRun:
         self.metrics = RunningMetrics(device, world)
         self.loss: float | None = None  # the latest training loss read from the device
         self.best: EpochMetrics | None = None
+        self.selection = Selection(setup.monitor, setup.margin)
         self.best_state: State = {}
         self.last: EpochMetrics | None = None  # the latest finished epoch
         self.elapsed = 0.0  # seconds of training, across interruptions
@@ -192,15 +197,20 @@ class StageRun:
         assert self.best and self.last  # epochs >= 1 is checked when the config is loaded
         return StageOutcome(best_state=self.best_state, best=self.best,
                             final_state=cpu_state(self._judged()), final=self.last,
-                            seconds=self.elapsed, epochs_run=self.last.epoch)
+                            seconds=self.elapsed, epochs_run=self.last.epoch,
+                            start_kept_because=self.selection.why_start_kept()
+                            if self.best.epoch == 0 else None)
 
     @property
     def out_of_patience(self) -> bool:
-        """Whether ``patience`` epochs in a row have passed without a new best. Read
-        from the best and the latest epoch alone, so a resumed stage stops where the
-        uninterrupted one did."""
+        """Whether ``patience`` epochs in a row have passed without a new best, counted
+        from the stage's half-way epoch at the earliest: a warm restart first makes a
+        model worse, and must have the time to recover (and, with SWA, which averages
+        the second half, to average) before it is judged. Read from the best and the
+        latest epoch alone, so a resumed stage stops where the uninterrupted one did."""
         patience, best, last = self.stage.patience, self.best, self.last
-        return bool(patience and best and last and last.epoch - best.epoch >= patience)
+        return bool(patience and best and last
+                    and last.epoch - max(best.epoch, self.stage.epochs // 2) >= patience)
 
     def _finish_epoch(self, metrics: EpochMetrics, started: float,
                       on_best: Callable[[State, EpochMetrics], None],
@@ -293,21 +303,25 @@ class StageRun:
         new best of the stage; the same for every epoch, epoch 0 included."""
         judged = self._judged()
         scorer = self.scorer if judged is self.model else judged
-        setup = self.setup
+        setup, world = self.setup, self.setup.world
         mirror = self.mirror if setup.mirror_average else None
-        if setup.world.distributed:
-            val_loss, val_accuracy = sharded_score(predict_logits(
-                scorer, self.val_shard, setup.motion, setup.batch_size, setup.precision,
-                mirror), self.val_shard.y, setup.world)
+        if world.distributed:
+            logits = predict_logits(scorer, self.val_shard, setup.motion, setup.batch_size,
+                                    setup.precision, mirror)
+            val_loss, val_accuracy = sharded_score(logits, self.val_shard.y, world)
+            # every process holds every clip's value, so each judges (and resumes) alike
+            clips = torch.zeros(len(self.val), dtype=torch.float64, device=logits.device)
+            clips[world.rank::world.size] = per_clip(logits, self.val_shard.y,
+                                                     setup.monitor).to(logits.device)
+            values = all_sum(clips, world).cpu()
         else:
-            val_loss, val_accuracy = score(predict_logits(
-                scorer, self.val, setup.motion, setup.batch_size, setup.precision, mirror),
-                self.val.y)
+            logits = predict_logits(scorer, self.val, setup.motion, setup.batch_size,
+                                    setup.precision, mirror)
+            val_loss, val_accuracy = score(logits, self.val.y)
+            values = per_clip(logits, self.val.y, setup.monitor)
         if not math.isfinite(val_loss):
             raise self._diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
-        best = self.best
-        is_best = best is None or is_better(
-            (val_loss, val_accuracy), (best.val_loss, best.val_accuracy), setup.monitor)
+        is_best = self.selection.consider(Scored(self.epoch, val_loss, val_accuracy, values))
         return val_loss, val_accuracy, is_best
 
     def _judged(self) -> nn.Module:
@@ -330,6 +344,8 @@ class StageRun:
         tensors |= {f"best.{k}": v for k, v in self.best_state.items()}
         if self.averaged is not None:
             tensors |= {f"averaged.{k}": v for k, v in cpu_state(self.averaged).items()}
+        judged, selection = self.selection.snapshot()
+        tensors |= judged
         optimizer = self.optimizer.state_dict()
         for index, values in optimizer["state"].items():
             tensors |= {f"optimizer.{index}.{k}": torch.as_tensor(v) for k, v in values.items()}
@@ -344,7 +360,8 @@ class StageRun:
                   "correct_sum": hits, "elapsed": self.elapsed,
                   "best": dataclasses.asdict(self.best) if self.best else None,
                   "last": dataclasses.asdict(self.last) if self.last else None,
-                  "schedule": schedule, "optimizer_groups": optimizer["param_groups"]}
+                  "schedule": schedule, "optimizer_groups": optimizer["param_groups"],
+                  "selection": selection}
         return tensors, values
 
     def restore(self, tensors: State, values: dict[str, Any]) -> None:
@@ -375,3 +392,4 @@ class StageRun:
         self.elapsed = values["elapsed"]
         self.best = EpochMetrics(**values["best"]) if values["best"] else None
         self.last = EpochMetrics(**values["last"]) if values["last"] else None
+        self.selection.restore(tensors, values.get("selection", {}))

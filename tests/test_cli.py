@@ -136,6 +136,15 @@ def test_user_mistakes_exit_2_with_a_plain_message(args: list[str], message: str
     assert message in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["list", "analyze"])
+def test_a_checkpoint_folder_that_is_a_file_is_refused(command: str, tmp_path: Path) -> None:
+    (tmp_path / "ckpt").write_text("mine\n")
+    result = slt(command, "--checkpoint-dir", str(tmp_path / "ckpt"))
+    assert result.exit_code == 2
+    assert f"checkpoint folder {tmp_path / 'ckpt'} is a file, not a folder" in result.stderr
+    assert (tmp_path / "ckpt").read_text() == "mine\n"
+
+
 def test_bad_config_lists_every_problem_and_loses_nothing(trained: Path, tmp_path: Path) -> None:
     before = sorted(p.name for p in trained.iterdir())
     bad = tmp_path / "bad.toml"

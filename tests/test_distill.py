@@ -27,7 +27,7 @@ def taught(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_loss_is_cross_entropy_at_alpha_zero_and_kl_at_one() -> None:
-    from slt_cli.distill import distillation_loss
+    from slt_cli.teaching import distillation_loss
 
     torch.manual_seed(0)
     student, teacher = torch.randn(6, 5), torch.randn(6, 5)

@@ -42,8 +42,10 @@ def test_a_run_saves_both_checkpoints_of_every_stage(tiny_toml: Path, tmp_path: 
     assert sidecar.model["settings"]["kernel_size"] > 0  # a builder default, resolved
     epochs = reporter.named("epoch_done")  # stage 2 scores its starting weights first
     assert [(m.stage_idx, m.epoch) for m in epochs] == [(1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
-    best = max((m for m in epochs if m.stage_idx == 2), key=lambda m: m.val_accuracy)
+    # the saved best is the last epoch judged a new best (selection.py's rule)
+    best = [m for m in epochs if m.stage_idx == 2 and m.is_best][-1]
     assert sidecar.val_accuracy == pytest.approx(best.val_accuracy)
+    assert sidecar.epoch == best.epoch
 
 
 def test_runs_are_deterministic(tiny_toml: Path, tmp_path: Path) -> None:
@@ -272,13 +274,14 @@ def test_patience_stops_a_stage_that_gains_nothing(tiny_toml: Path, tmp_path: Pa
     trainer.reporter = reporter
     result = trainer.train([2])  # from best_model_stage_1 on disk
     stage = result.stages[0]
-    assert (stage.best_epoch, stage.epochs_run, stage.epochs) == (0, 1, 3)
-    assert [m.epoch for m in reporter.named("epoch_done")] == [0, 1]
+    # patience counts in the stage's second half: epoch 1 of 3 is still its first
+    assert (stage.best_epoch, stage.epochs_run, stage.epochs) == (0, 2, 3)
+    assert [m.epoch for m in reporter.named("epoch_done")] == [0, 1, 2]
     assert reporter.named("note")[-1] == (
-        "stage 2 (wreck) stopped early at epoch 1 of 3: no gain for 1 epoch")
+        "stage 2 (wreck) stopped early at epoch 2 of 3: no gain for 1 epoch")
     assert read_sidecar(tmp_path, "best_model_stage_2").epoch == 0
-    assert read_sidecar(tmp_path, "stage_2_wreck").epoch == 1  # the weights at the stop
+    assert read_sidecar(tmp_path, "stage_2_wreck").epoch == 2  # the weights at the stop
     rows = [(r.stage_idx, r.epoch) for r in read_history(tmp_path)[0] if r.run_id ==
             result.run_id]
-    assert rows == [(2, 0), (2, 1)]
+    assert rows == [(2, 0), (2, 1), (2, 2)]
 

@@ -112,29 +112,30 @@ def test_stopped_and_resumed_equals_uninterrupted(tiny_toml: Path, tmp_path: Pat
     assert_same_checkpoints(folder, reference)
 
 
-@pytest.mark.parametrize("stop_after", [8, 9])
+@pytest.mark.parametrize(("stop_after", "epoch"), [(8, 1), (12, 2)])
 def test_a_resumed_stage_keeps_its_epoch_0_and_stops_where_patience_did(
-        tiny_toml: Path, tmp_path: Path, stop_after: int) -> None:
+        tiny_toml: Path, tmp_path: Path, stop_after: int, epoch: int) -> None:
     # Stage 2 only hurts (weight decay wipes the weights out) and patience 1 ends it after
-    # its epoch 1, batches 7-9: 8 stops mid-epoch once its epoch 0 is its best, 9 just
-    # before the epoch that runs out of patience ends.
+    # its epoch 2 (patience counts in a stage's second half), batches 7-12: 8 stops
+    # mid-epoch once its epoch 0 is its best, 12 just before the epoch that runs out of
+    # patience ends.
     config = small_batches(tiny_toml)
     wreck = dataclasses.replace(config.stages[1], weight_decay=990.0, warmup_fraction=0.0,
                                 epochs=3, patience=1)
     config = dataclasses.replace(config, stages=(config.stages[0], wreck))
     straight = Trainer(config, checkpoint_dir=tmp_path / "straight").train(force=True)
-    assert (straight.stages[1].best_epoch, straight.stages[1].epochs_run) == (0, 1)
+    assert (straight.stages[1].best_epoch, straight.stages[1].epochs_run) == (0, 2)
     folder, reporter = tmp_path / "stopped", StopAtBatch(stop_after)
     trainer = Trainer(config, checkpoint_dir=folder, reporter=reporter)
     reporter.trainer = trainer
-    with pytest.raises(RunInterrupted, match="stage 2 .* epoch 1, after batch"):
+    with pytest.raises(RunInterrupted, match=f"stage 2 .* epoch {epoch}, after batch"):
         trainer.train(force=True)
     resumed = Trainer(config, checkpoint_dir=folder).resume()
     assert resumed.stages[1] == dataclasses.replace(
         straight.stages[1], training_time=resumed.stages[1].training_time)
     assert_same_checkpoints(folder, tmp_path / "straight")
     assert [(r.stage_idx, r.epoch) for r in read_history(folder)[0]] == [
-        (1, 1), (1, 2), (2, 0), (2, 1)]
+        (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
 
 
 def test_continue_can_be_stopped_and_resumed(tiny_toml: Path, tmp_path: Path) -> None:

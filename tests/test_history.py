@@ -66,7 +66,7 @@ def test_every_epoch_of_every_run_is_one_row_equal_to_what_the_reporter_saw(
     assert [(r.kind, r.stage_idx, r.epoch, r.checkpoint, r.parent) for r in rows[5:]] == [
         ("continue", 2, e, continued.checkpoint, "best_model_stage_2") for e in (0, 1)]
     assert rows[5].run_id != result.run_id
-    assert continued.val_accuracy == max(r.val_accuracy for r in rows[5:])
+    assert continued.val_accuracy == [r for r in rows[5:] if r.is_best][-1].val_accuracy
     records, problems = list_checkpoints(tmp_path)
     assert problems == [] and len(records) == 5
 

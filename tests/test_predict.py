@@ -429,3 +429,20 @@ def test_evaluate_on_other_data_matches_landmarks_by_meaning(tmp_path: Path) -> 
     refused = evaluate("--data", str(tmp_path / "no_right.npz"))
     assert refused.exit_code == 2
     assert "lacks 21 of the 56 landmarks the checkpoint takes: right_hand_0" in refused.stderr
+
+
+def test_evaluate_on_data_that_holds_only_a_test_split(tmp_path: Path) -> None:
+    """Evaluating needs no validation split: a file of test clips alone is scored."""
+    data = holistic_npz(tmp_path / "holistic.npz")
+    train_npz(data, tmp_path, "sequence")
+    folder = tmp_path / "checkpoints"
+    with np.load(data) as arrays:
+        saved = {key: arrays[key] for key in arrays.files}
+    np.savez(tmp_path / "test_only.npz", **{**saved, "split": np.full(len(saved["y"]), "test")})
+    scored = slt("evaluate", MODEL, "--data", str(tmp_path / "test_only.npz"), "--split", "test",
+                 "--json", "--checkpoint-dir", str(folder))
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["count"] == len(saved["y"])
+    trained = slt("train", "--data", str(tmp_path / "test_only.npz"), "--stages", "1",
+                  "--checkpoint-dir", str(tmp_path / "other"))
+    assert trained.exit_code == 2 and "has no 'train' split" in trained.stderr

@@ -23,13 +23,20 @@ def checkpoint_folder(option: Path | None, config: Config | None = None) -> Path
     ``run.checkpoint_dir``. Without a loaded config (commands that only read checkpoints)
     the config in use is read leniently: a broken stages.toml must not stop them."""
     if option is not None:
-        return option
-    if config is not None:
-        return Path(config.run.checkpoint_dir)
-    from slt_cli.config import configured_checkpoint_dir
+        folder = option
+    elif config is not None:
+        folder = Path(config.run.checkpoint_dir)
+    else:
+        from slt_cli.config import configured_checkpoint_dir
 
-    return configured_checkpoint_dir(warn=lambda line: console.err.print(
-        f"warning: {line}", highlight=False, markup=False))
+        folder = configured_checkpoint_dir(warn=lambda line: console.err.print(
+            f"warning: {line}", highlight=False, markup=False))
+    if folder.exists() and not folder.is_dir():
+        from slt_cli.errors import SltError
+
+        raise SltError(f"checkpoint folder {folder} is a file, not a folder",
+                       hint="Name a folder with --checkpoint-dir (slt makes it when absent).")
+    return folder
 
 
 def check_device(choice: str) -> str:

@@ -62,16 +62,23 @@ class PreparedData:
     signer_names: tuple[str, ...] | None = None  # each signer id's name, when the source has them
 
     @property
+    def _any(self) -> Split:
+        """A split to read shapes from (training's; data to evaluate on may have no other
+        than its test split)."""
+        found = self.splits.get("train")
+        return found if found is not None else next(iter(self.splits.values()))
+
+    @property
     def num_joints(self) -> int:
-        return int(self.splits["train"].x.shape[2])
+        return int(self._any.x.shape[2])
 
     @property
     def num_channels(self) -> int:
-        return int(self.splits["train"].x.shape[3])
+        return int(self._any.x.shape[3])
 
     @property
     def num_frames(self) -> int:
-        return int(self.splits["train"].x.shape[1])
+        return int(self._any.x.shape[1])
 
     def validation_caveat(self) -> str | None:
         """What makes validation a weak judge of unseen people, when something does:

@@ -164,7 +164,15 @@ def _names(array: np.ndarray | None, key: str, fail) -> tuple[str, ...] | None:
         raise fail(f"{key!r} must be a 1-D array of names")
     if len(array) > MAX_CLASSES:
         raise fail(f"{key!r} holds {len(array)} names; slt takes at most {MAX_CLASSES}")
-    return tuple(str(v) for v in array.tolist())
+    names = tuple(str(v) for v in array.tolist())
+    seen: set[str] = set()
+    for name in names:  # two classes of one name would be merged in every result
+        if name in seen:
+            raise fail(f"{key!r} names {name!r} twice")
+        if not name.isprintable():  # escape sequences would reach the terminal
+            raise fail(f"{key!r} holds a name with a control character: {name!r}")
+        seen.add(name)
+    return names
 
 
 def lengths_from_padding(x: np.ndarray) -> np.ndarray:

@@ -43,8 +43,8 @@ def split_labels(y: np.ndarray, signer: np.ndarray | None, split: np.ndarray | N
         return np.where(number == 0, "test", np.where(number == fold, "val", "train"))
     rng = np.random.default_rng(seed)
     split = split.astype(str) if split is not None else np.full(len(y), "train")
-    if (split == "val").any():
-        return split
+    if (split == "val").any() or not (split == "train").any():
+        return split  # its own validation, or nothing to train on (data to evaluate on)
     train = np.flatnonzero(split == "train")
     if signer is not None and len(np.unique(signer[train])) > 1:
         people = rng.permutation(np.unique(signer[train]))

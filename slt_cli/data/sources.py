@@ -253,6 +253,9 @@ def parse_options(cls: type, text: str, spec: str) -> Any:
         if not sep or key not in known:
             raise DataError(f"data spec {spec!r}: unknown option {item!r}",
                             hint=f"Options: {', '.join(known)} (e.g. classes=60).")
+        if key in values:  # which one was meant cannot be told
+            raise DataError(f"data spec {spec!r}: {key} is given twice",
+                            hint="Give each option once.")
         try:
             values[key] = int(value)
         except ValueError:

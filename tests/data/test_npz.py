@@ -46,6 +46,9 @@ def test_npz_prefix_and_named_classes(tmp_path: Path) -> None:
     ({"split": np.array(["train"] * 39 + ["dev"])}, "'split' must be"),
     ({"lengths": np.full(40, 11)}, "'lengths' must be"),
     ({"joints": np.array(["a", "b"])}, "'joints' names 2 landmarks"),
+    ({"classes": np.array(["yes", "no", "yes"])}, "'classes' names 'yes' twice"),
+    ({"classes": np.array(["a", "b\x1b[2J", "c", "d"])},
+     "'classes' holds a name with a control character: 'b\\x1b[2J'"),
 ])
 def test_malformed_files_name_the_file_and_array(tmp_path: Path, change: dict,
                                                  message: str) -> None:
@@ -93,6 +96,8 @@ def test_unknown_source_and_bad_synthetic_options() -> None:
         load_source("synthetic:colour=3")
     with pytest.raises(DataError, match="classes must be an integer"):
         load_source("synthetic:classes=many")
+    with pytest.raises(DataError, match="classes is given twice"):
+        load_source("synthetic:classes=4,classes=6")
 
 
 def test_own_split_is_kept_and_prepared_to_fixed_length(tmp_path: Path) -> None:
