@@ -41,9 +41,9 @@ class RunConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32
     compile: bool = False  # torch.compile the model: a slower start, then faster steps
     mirror_average: bool = False  # score a clip by the mean probabilities of it and its mirror
-    # a new best must beat the start (and the stage's peak must not beat it) by more than
-    # this many standard errors of the paired per-clip difference; 0 = any gain counts
-    selection_margin: float = 1.0
+    # > 0: validation differences within this many standard errors of the paired per-clip
+    # difference are ties, which later epochs win (selection.py); 0 = the plain maximum
+    selection_margin: float = 0.0
 
     def problems(self) -> list[tuple[str, str]]:
         found = _positive(self, "batch_size", "min_batches_per_epoch")

@@ -145,7 +145,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
      "'y' holds class 3 but 'classes' names only 3"),
     ("only empty sequences", npz("nan.npz", x=np.full((40, 10, 3, 2), np.nan, np.float32)), 2,
      "no sequence holds any landmark (all NaN or exactly zero)"),
-    ("checkpoint folder is a file", file_as_folder, 2, "cannot write taken"),
+    ("checkpoint folder is a file", file_as_folder, 2, "checkpoint folder taken is a file"),
     ("unknown checkpoint", args("evaluate", "best_model_stage_9"), 2,
      "no checkpoint named 'best_model_stage_9'"),
     ("a path as checkpoint name", args("continue", "../../etc/passwd", "--type", "fine_tune"),
