@@ -331,18 +331,19 @@ class Trainer:
             save_resume_state(stage_run)
 
         settings = config.run
+        precision = resolve_precision(settings.precision, self.device)
         setup = StageSetup(stage_idx=step.stage_idx, batch_size=run.batch_size,
                            devices=run.devices, seed=settings.seed, monitor=settings.monitor,
                            motion=data.motion, min_batches=settings.min_batches_per_epoch,
                            mirror=mirror_permutation(data.joints),
-                           precision=resolve_precision(settings.precision, self.device),
+                           precision=precision,
                            compile=settings.compile, world=self.world,
                            score_start=start.state is not None,
                            mirror_average=settings.mirror_average,
                            margin=settings.selection_margin,
                            extra_loss=None if teacher is None else soft_targets(
                                teacher, stage.teacher_alpha, stage.teacher_temperature,
-                               resolve_precision(settings.precision, self.device)))
+                               precision))
         stage_run = StageRun(run.model, stage, run.train, run.val, setup, self.reporter)
         self.reporter.stage_started(
             stage_idx=step.saved_idx, name=stage.name, description=stage.description,

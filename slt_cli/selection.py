@@ -97,16 +97,23 @@ class Selection:
         if self.peak is None or is_better(scored.metrics, self.peak.metrics, self.monitor):
             self.peak = scored
         within_peak = scored is self.peak or not self.beats(self.peak, scored)
-        return within_peak and (self.start is None or self.margin <= 0
-                                and self.beats(scored, self.start)
-                                or self.margin > 0 and not self.beats(self.start, scored))
+        return within_peak and self._replaces_start(scored)
+
+    def _replaces_start(self, scored: Scored) -> bool:
+        """Whether a trained epoch may replace the starting weights: with the plain
+        maximum only by beating them; beyond the noise unless they beat it."""
+        if self.start is None:
+            return True
+        if self.margin <= 0:
+            return self.beats(scored, self.start)
+        return not self.beats(self.start, scored)
 
     def why_start_kept(self) -> str | None:
-        """Why no trained epoch replaced the start, when the start is kept."""
-        if self.start is None or self.peak is None:
+        """Why no trained epoch replaced the start, when the start is kept beyond the
+        noise; None with the plain maximum, whose saved line already says "no epoch beat
+        the starting weights"."""
+        if self.start is None or self.peak is None or self.margin <= 0:
             return None
-        if self.margin <= 0:
-            return "no epoch beat the starting weights"
         mean, error = paired_difference(self.start, self.peak)
         count = self.peak.per_clip.numel()
         if self.monitor == "val_loss":

@@ -102,8 +102,7 @@ class PreparedData:
         if len(people) < MIN_VALIDATION_PEOPLE:
             who = "person" if len(people) == 1 else "people"
             return (f"validation holds only {len(people)} {who}, too few to tell how the "
-                    "model does on others (differences within the noise keep the earlier "
-                    "weights); " + fix)
+                    "model does on others; " + fix)
         return None
 
     def split(self, name: str) -> Split:
