@@ -5,8 +5,8 @@ where a stage starts and what is kept, and passes ``on_best`` to save.
 
 A stage that starts from existing weights scores them first, as its epoch 0, with
 the scorer of every other epoch: they are its first best, so its best weights are
-never worse on validation than where it started; which epoch is best is judged beyond
-the validation set's noise (``selection.py``). With ``patience``, a stage stops once
+never worse on validation than where it started (with a ``margin``, beyond the
+validation set's noise: ``selection.py``). With ``patience``, a stage stops once
 that many epochs in a row have brought no new best, counted from its half-way epoch.
 """
 
@@ -305,20 +305,22 @@ class StageRun:
         scorer = self.scorer if judged is self.model else judged
         setup, world = self.setup, self.setup.world
         mirror = self.mirror if setup.mirror_average else None
+        values = torch.zeros(0, dtype=torch.float64)  # per clip, read only with a margin
         if world.distributed:
             logits = predict_logits(scorer, self.val_shard, setup.motion, setup.batch_size,
                                     setup.precision, mirror)
             val_loss, val_accuracy = sharded_score(logits, self.val_shard.y, world)
-            # every process holds every clip's value, so each judges (and resumes) alike
-            clips = torch.zeros(len(self.val), dtype=torch.float64, device=logits.device)
-            clips[world.rank::world.size] = per_clip(logits, self.val_shard.y,
-                                                     setup.monitor).to(logits.device)
-            values = all_sum(clips, world).cpu()
+            if setup.margin > 0:  # every process holds every clip's value: all judge alike
+                clips = torch.zeros(len(self.val), dtype=torch.float64, device=logits.device)
+                clips[world.rank::world.size] = per_clip(logits, self.val_shard.y,
+                                                         setup.monitor).to(logits.device)
+                values = all_sum(clips, world).cpu()
         else:
             logits = predict_logits(scorer, self.val, setup.motion, setup.batch_size,
                                     setup.precision, mirror)
             val_loss, val_accuracy = score(logits, self.val.y)
-            values = per_clip(logits, self.val.y, setup.monitor)
+            if setup.margin > 0:
+                values = per_clip(logits, self.val.y, setup.monitor)
         if not math.isfinite(val_loss):
             raise self._diverged(f"the validation loss became {val_loss} at epoch {self.epoch}")
         is_best = self.selection.consider(Scored(self.epoch, val_loss, val_accuracy, values))
