@@ -31,6 +31,7 @@ from slt_cli.settings import (  # the dataclasses and names, re-exported from he
     CONTINUE_TYPES,
     DEVICE_CHOICES,
     ENSEMBLE_MODEL,
+    JOINT_MODELS,
     MODEL_NAMES,
     AugmentConfig,
     Config,
@@ -284,8 +285,8 @@ def quick_test_config(epochs_per_stage: int = 1, config: Config | None = None) -
 
 __all__ = [
     "BUILT_IN", "CONFIG_FILE_NAME", "CONTINUE_TYPES", "DEVICE_CHOICES", "ENSEMBLE_MODEL",
-    "MODEL_NAMES", "AugmentConfig", "Config", "DataConfig", "ModelConfig", "RunConfig",
-    "StageConfig", "build_config", "build_table", "configured_checkpoint_dir",
+    "JOINT_MODELS", "MODEL_NAMES", "AugmentConfig", "Config", "DataConfig", "ModelConfig",
+    "RunConfig", "StageConfig", "build_config", "build_table", "configured_checkpoint_dir",
     "continue_preset", "default_config_text", "find_config", "load_config", "parse_config",
     "parse_stage_selection", "quick_test_config", "settings_from_dict", "with_overrides",
 ]

@@ -25,7 +25,7 @@ from slt_cli.config import Config, StageConfig
 from slt_cli.data import PreparedData
 from slt_cli.data.transforms import feature_count
 from slt_cli.errors import CheckpointError, DataError
-from slt_cli.models import build_model, resolved_settings
+from slt_cli.models import build_model, resolved_settings, takes_joints
 from slt_cli.models.ensemble import ENSEMBLE, Ensemble
 from slt_cli.reporting import EpochMetrics
 from slt_cli.scoring import State
@@ -46,10 +46,14 @@ def model_record(name: str, settings: Mapping[str, Any], data: PreparedData) -> 
     trained = data.splits.get("train")
     sized = resolved_settings(name, settings, sequences=0 if trained is None else len(trained),
                               classes=len(data.classes))
-    return {"name": name, "settings": sized,
-            "num_classes": len(data.classes),
-            "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
-            "num_frames": data.num_frames}
+    record = {"name": name, "settings": sized,
+              "num_classes": len(data.classes),
+              "in_features": feature_count(data.num_joints, data.num_channels, data.motion),
+              "num_frames": data.num_frames}
+    if takes_joints(name):  # a graph network's skeleton, read off the names when rebuilt
+        record["joints"] = (list(data.joints) if data.joints is not None
+                            else [f"joint_{i}" for i in range(data.num_joints)])
+    return record
 
 
 def ensemble_record(members: list[dict[str, Any]]) -> dict[str, Any]:
@@ -69,7 +73,7 @@ def build_network(record: Mapping[str, Any], *, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return build_model(record["name"], in_features=record["in_features"],
                        num_classes=record["num_classes"], num_frames=record["num_frames"],
-                       **record["settings"])
+                       joints=record.get("joints"), **record["settings"])
 
 
 def checked_record(name: str, sidecar: Sidecar, data: PreparedData) -> dict[str, Any]:

@@ -19,7 +19,9 @@ AVERAGING = ("none", "ema", "swa")
 TEACHERS = ("none", "start", "earlier")  # [[stages]] teacher
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # --device
-MODEL_NAMES = ("conv_transformer", "gru", "mlp")  # the keys of models.MODEL_BUILDERS
+# the keys of models.MODEL_BUILDERS
+MODEL_NAMES = ("conv_transformer", "gru", "mlp", "resnet1d", "gcn")
+JOINT_MODELS = ("gcn",)  # those built from the landmarks' names: models.takes_joints
 ENSEMBLE_MODEL = "ensemble"  # the model record of `slt ensemble --method logits`
 NORMALISE_MODES = ("parts", "sequence")
 SIGNER_RULES = ("csv", "top")  # [data] signer_from of mediapipe folders

@@ -17,6 +17,7 @@ from typing import Any
 
 from slt_cli.config import (
     ENSEMBLE_MODEL,
+    JOINT_MODELS,
     MODEL_NAMES,
     DataConfig,
     RunConfig,
@@ -224,6 +225,15 @@ def _model_record(key: str, value: Any, report: Report) -> dict[str, Any]:
             report(f"{key}.{part}", "missing or of the wrong type")
         elif kind is int and not 0 < item <= _MODEL_SIZES[part]:
             report(f"{key}.{part}", f"must be between 1 and {_MODEL_SIZES[part]}")
+    if name in JOINT_MODELS or "joints" in value:
+        joints = value.get("joints")
+        features = value.get("in_features")
+        if (not isinstance(joints, list) or not joints
+                or not all(isinstance(item, str) for item in joints)):
+            report(f"{key}.joints", "must list the landmarks' names")
+        elif isinstance(features, int) and features % len(joints):
+            report(f"{key}.joints", f"{len(joints)} landmarks do not divide in_features "
+                                    f"({features})")
     settings = value.get("settings")
     if not isinstance(settings, dict):
         return value

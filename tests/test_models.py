@@ -16,9 +16,18 @@ from slt_cli.models import (
     MODEL_BUILDERS,
     build_model,
     model_setting_problems,
+    takes_joints,
 )
 
 MODEL_NAMES = sorted(MODEL_BUILDERS)
+KNOWN = ", ".join(MODEL_NAMES)
+
+
+def landmark_names(features: int) -> list[str]:
+    """Names of as many landmarks as ``features`` holds (the fewest channels per landmark
+    that divide it: 3 = x, y and presence), a hand's first, for a graph network."""
+    width = next(w for w in (3, 4, 5, 7) if features % w == 0)
+    return [f"right_hand_{i}" for i in range(features // width)]
 
 
 def make(
@@ -31,8 +40,10 @@ def make(
     **settings: object,
 ) -> nn.Module:
     torch.manual_seed(seed)
+    joints = landmark_names(features) if takes_joints(name) else None
     return build_model(
-        name, in_features=features, num_classes=classes, num_frames=frames, **settings
+        name, in_features=features, num_classes=classes, num_frames=frames, joints=joints,
+        **settings
     )
 
 
@@ -63,7 +74,9 @@ def test_builders_take_keyword_only_arguments_with_documented_defaults(name: str
     parameters = inspect.signature(builder).parameters
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
     assert list(parameters)[:3] == ["in_features", "num_classes", "num_frames"]
-    for setting in list(parameters)[3:]:
+    data = 4 if takes_joints(name) else 3  # and the landmarks' names
+    assert (list(parameters)[3] == "joints") is takes_joints(name)
+    for setting in list(parameters)[data:]:
         default = parameters[setting].default
         assert type(default) in (int, float, bool, str), setting
         assert f"{setting}:" in (builder.__doc__ or ""), f"{setting} is undocumented"
@@ -87,7 +100,7 @@ def test_valid_settings_have_no_problems() -> None:
 
 def test_unknown_model_lists_the_known_ones() -> None:
     assert model_setting_problems("x", {"dim": 3}) == [
-        "model.name: unknown model 'x'; expected one of: conv_transformer, gru, mlp"
+        f"model.name: unknown model 'x'; expected one of: {KNOWN}"
     ]
 
 
@@ -141,6 +154,9 @@ def test_data_arguments_are_not_settings() -> None:
     assert model_setting_problems("mlp", {"num_classes": 5}) == [
         "model.num_classes: set from the data, not a model setting"
     ]
+    assert model_setting_problems("gcn", {"joints": ["a"]}) == [
+        "model.joints: set from the data, not a model setting"
+    ]
 
 
 def test_a_name_key_left_in_the_table_is_ignored() -> None:
@@ -163,7 +179,7 @@ def test_build_model_raises_config_error_for_an_unknown_name() -> None:
     with pytest.raises(ConfigError) as caught:
         build_model("transformer9000", in_features=4, num_classes=2, num_frames=8)
     assert caught.value.problems == [
-        "model.name: unknown model 'transformer9000'; expected one of: conv_transformer, gru, mlp"
+        f"model.name: unknown model 'transformer9000'; expected one of: {KNOWN}"
     ]
 
 
@@ -178,7 +194,7 @@ def test_build_model_raises_config_error_for_bad_settings() -> None:
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 @pytest.mark.parametrize(
-    ("batch", "frames", "features", "classes"), [(2, 8, 2, 3), (3, 48, 300, 20), (1, 32, 4, 7)]
+    ("batch", "frames", "features", "classes"), [(2, 8, 3, 3), (3, 48, 300, 20), (1, 32, 4, 7)]
 )
 def test_maps_clips_to_logits(
     name: str, batch: int, frames: int, features: int, classes: int
@@ -290,3 +306,76 @@ def test_resolved_settings_fill_in_the_builder_defaults() -> None:
 
     settings = resolved_settings("gru", {"hidden": 8})
     assert settings == {"dim": 64, "hidden": 8, "layers": 2, "bidirectional": True}
+
+
+# --- the graph network's view of the data ------------------------------------------
+
+
+@pytest.mark.parametrize(("channels", "motion"), [(2, False), (3, False), (2, True), (3, True)])
+def test_the_graph_network_regroups_the_features_landmark_by_landmark(channels: int,
+                                                                       motion: bool) -> None:
+    from slt_cli.data.transforms import features
+    from slt_cli.models.gcn import per_landmark_index
+
+    landmarks = torch.randn(2, 5, 4, channels)
+    landmarks[0, 1, 2] = float("nan")  # a missing landmark
+    flat = features(landmarks, motion)
+    grouped = flat[..., per_landmark_index(flat.shape[-1], 4)].view(2, 5, 4, -1)
+    present = ~torch.isnan(landmarks[..., :1])
+    coordinates = torch.nan_to_num(landmarks)
+    assert torch.equal(grouped[..., :channels], coordinates)
+    assert torch.equal(grouped[..., -1:], present.float())
+    if motion:
+        steps = torch.nan_to_num(landmarks[:, 1:] - landmarks[:, :-1])
+        assert torch.equal(grouped[:, 1:, :, channels:2 * channels], steps)
+        assert not grouped[:, 0, :, channels:2 * channels].any()
+
+
+def test_features_that_are_no_layout_of_the_landmarks_are_refused() -> None:
+    from slt_cli.models.gcn import per_landmark_index
+
+    with pytest.raises(ValueError, match="6 features are not a layout of 4 landmarks"):
+        per_landmark_index(6, 4)
+    with pytest.raises(ValueError, match="are not a layout"):
+        per_landmark_index(12, 2)  # 6 a landmark: no layout features() makes
+
+
+def test_the_skeleton_joins_mediapipe_neighbours_by_meaning() -> None:
+    from slt_cli.models.skeleton import adjacency
+
+    names = ["left_hand_0", "left_hand_1", "pose_left_wrist", "pose_16", "right_hand_0",
+             "face_61", "face_146", "left_hand_position", "mystery"]
+    matrix = adjacency(names)
+    linked = {(names[i], names[j]) for i, j in (matrix > 0).nonzero().tolist() if i < j}
+    assert linked == {("left_hand_0", "left_hand_1"), ("left_hand_0", "pose_left_wrist"),
+                      ("pose_16", "right_hand_0"), ("face_61", "face_146"),
+                      ("left_hand_0", "left_hand_position")}
+    assert torch.equal(matrix, matrix.T)
+    # D^-1/2 (A + I) D^-1/2: a landmark alone keeps itself, the wrist shares with 3 others
+    assert matrix[8, 8] == 1.0 and matrix[8].sum() == 1.0
+    assert matrix[0, 0] == pytest.approx(1 / 4)
+
+
+def test_the_graph_network_reads_its_skeleton_from_the_names() -> None:
+    clips = torch.randn(2, 8, 9)  # 3 landmarks of x, y and presence
+    hand = ["right_hand_0", "right_hand_1", "right_hand_2"]
+    torch.manual_seed(0)
+    joined = build_model("gcn", in_features=9, num_classes=3, num_frames=8, joints=hand)
+    torch.manual_seed(0)
+    apart = build_model("gcn", in_features=9, num_classes=3, num_frames=8,
+                        joints=["a", "b", "c"])
+    assert joined.state_dict().keys() == apart.state_dict().keys()  # the skeleton is no weight
+    assert not torch.allclose(joined(clips), apart(clips))
+
+
+def test_the_graph_network_wants_an_odd_temporal_kernel() -> None:
+    assert model_setting_problems("gcn", {"kernel_size": 4}) == [
+        "model.kernel_size: must be odd, got 4"]
+    assert model_setting_problems("gcn", {"kernel_size": 5, "dim": 8}) == []
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("resnet1d", 300_000, 600_000),
+                                                    ("gcn", 5_000, 60_000)])
+def test_family_sizes_are_as_documented(name: str, low: int, high: int) -> None:
+    model = make(name, features=300, classes=20, frames=48)
+    assert low <= sum(p.numel() for p in model.parameters()) <= high

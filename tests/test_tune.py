@@ -129,6 +129,17 @@ def test_auto_picks_a_model_and_promotes_it_within_a_tiny_budget(tmp_path: Path)
     assert report["rounds"] and report["studies"][0]["best"] is not None
     promoted = load_config(out)
     assert {"name": promoted.model.name, **promoted.model.settings} == report["model"]
+    # a budget of one second reaches the first candidate; the report names the rest
+    from slt_cli.tune.auto import CANDIDATES, describe
+
+    scored = [row["model"] for row in report["rounds"]]
+    assert report["winner"] in scored
+    assert report["untried"] == [describe(name, settings) for name, settings in CANDIDATES
+                                 if describe(name, settings) not in scored]
+    assert "gcn(dim=16, depth=3)" in report["untried"]
+    shown = _tune(tmp_path, "--auto", "--budget", "1s", "--stages", "1", "--study", "again")
+    assert shown.exit_code == 0, shown.output
+    assert "(chosen)" in shown.stdout and "not tried within the budget: " in shown.stdout
     bad = _tune(tmp_path, "--storage", "nosuchdb://x")
     assert bad.exit_code == 2 and "--storage nosuchdb://x: cannot open it" in bad.output
     lone = _tune(tmp_path, "--budget", "1s")

@@ -2,9 +2,10 @@
 
 Every model maps keypoint clips ``(B, T, F)`` (float32) to class logits ``(B, K)``.
 A model is made by a builder function with keyword-only arguments (torchtune's
-model builders): the three data arguments ``in_features`` (F), ``num_classes``
-(K) and ``num_frames`` (T) come from the data, and every other argument is a user
-setting with a documented default. A setting's default is also its type
+model builders): the data arguments ``in_features`` (F), ``num_classes`` (K),
+``num_frames`` (T) and, for a builder that takes it, ``joints`` (the landmarks' names,
+which a graph network reads its skeleton from) come from the data, and every other
+argument is a user setting with a documented default. A setting's default is also its type
 specification, which is how `model_setting_problems` checks a TOML table.
 
 All dropout in these models is done by ``nn.Dropout`` modules created with
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from torch import nn
 
@@ -25,19 +26,23 @@ from slt_cli.models.conv_transformer import (
     conv_transformer_setting_problems,
     data_sized,
 )
+from slt_cli.models.gcn import build_gcn, gcn_setting_problems
 from slt_cli.models.gru import build_gru
 from slt_cli.models.mlp import build_mlp
+from slt_cli.models.resnet1d import build_resnet1d
 from slt_cli.ranges import MODEL_FLOAT_MAX, MODEL_INT_MAX
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "conv_transformer": build_conv_transformer,
     "gru": build_gru,
     "mlp": build_mlp,
+    "resnet1d": build_resnet1d,
+    "gcn": build_gcn,
 }
 DEFAULT_MODEL = "conv_transformer"
 
 # Builder arguments that the data decides; a user may not set them.
-_DATA_ARGUMENTS = ("in_features", "num_classes", "num_frames")
+_DATA_ARGUMENTS = ("in_features", "num_classes", "num_frames", "joints")
 
 # Settings a user may leave at "auto", and what sizes them from the data (training
 # sequences, classes); the checkpoint's record stores the sizes chosen.
@@ -50,11 +55,13 @@ _AUTO_SIZERS: dict[str, tuple[tuple[str, ...], Callable[[int, int], dict[str, in
 # filled in) and runs only once each setting is valid on its own.
 _COMBINED_CHECKS: dict[str, Callable[[dict[str, object]], list[str]]] = {
     "conv_transformer": conv_transformer_setting_problems,
+    "gcn": gcn_setting_problems,
 }
 
 
 def build_model(
-    name: str, *, in_features: int, num_classes: int, num_frames: int, **settings: object
+    name: str, *, in_features: int, num_classes: int, num_frames: int,
+    joints: Sequence[str] | None = None, **settings: object
 ) -> nn.Module:
     """Build a registered model.
 
@@ -63,6 +70,7 @@ def build_model(
         in_features: Features per frame (F).
         num_classes: Number of classes (K).
         num_frames: Frames per clip (T).
+        joints: The landmarks' names, for a model that `takes_joints` (required there).
         **settings: The model's user settings; missing ones take the builder's defaults.
 
     Returns:
@@ -76,9 +84,18 @@ def build_model(
     if problems:
         raise ConfigError(problems)
     builder = MODEL_BUILDERS[name]
+    if takes_joints(name):
+        if joints is None:
+            raise TypeError(f"model {name!r} needs the landmarks' names (joints)")
+        settings = {**settings, "joints": tuple(joints)}
     return builder(
         in_features=in_features, num_classes=num_classes, num_frames=num_frames, **settings
     )
+
+
+def takes_joints(name: str) -> bool:
+    """Whether model ``name`` is built from the landmarks' names (a graph network)."""
+    return "joints" in inspect.signature(MODEL_BUILDERS[name]).parameters
 
 
 def model_setting_problems(name: str, settings: Mapping[str, object]) -> list[str]:

@@ -27,9 +27,15 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("conv_transformer", {"dim": 32, "depth": 1, "heads": 4}),
     ("conv_transformer", {"dim": 64, "depth": 2, "heads": 4}),
     ("conv_transformer", {"dim": 128, "depth": 3, "heads": 4}),
+    ("resnet1d", {"width": 32, "blocks": 2}),
+    ("resnet1d", {"width": 64, "blocks": 3}),
     ("gru", {"hidden": 64, "layers": 1}),
     ("gru", {"hidden": 128, "layers": 2}),
     ("mlp", {}),
+    # last: a graph network costs several times the others per step on a CPU, so a
+    # short budget reaches it only after the cheap candidates
+    ("gcn", {"dim": 16, "depth": 3}),
+    ("gcn", {"dim": 32, "depth": 4}),
 )
 MODEL_SHARE = 0.4  # of the budget, at most, for choosing the model
 REDUCTION = 3  # successive halving keeps the best 1/REDUCTION of each round
@@ -51,10 +57,18 @@ class AutoResult:
     model: ModelConfig
     scores: tuple[ModelScore, ...]
     tuning: TuneResult
+    untried: tuple[str, ...] = ()  # candidates the budget left out of the first round
+
+    @property
+    def winner(self) -> str:
+        """The chosen model, as its scores name it."""
+        return describe(self.model.name, dict(self.model.settings))
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": {"name": self.model.name, **self.model.settings},
+                "winner": self.winner,
                 "rounds": [dataclasses.asdict(score) for score in self.scores],
+                "untried": list(self.untried),
                 **self.tuning.to_dict()}
 
 
@@ -101,7 +115,12 @@ class AutoTuner:
         self._runner = tuner
         if self._stopped:
             tuner.request_stop()
-        return AutoResult(model=model, scores=tuple(scores), tuning=tuner.run())
+        tried = {score.model for score in scores}
+        untried = tuple(label for label in (describe(name, settings)
+                                            for name, settings in CANDIDATES)
+                        if label not in tried)
+        return AutoResult(model=model, scores=tuple(scores), tuning=tuner.run(),
+                          untried=untried)
 
     def _choose_model(self, deadline: float) -> tuple[ModelConfig, list[ModelScore]]:
         full = self.request.config.stages[0].epochs

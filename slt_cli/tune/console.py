@@ -47,13 +47,20 @@ def _short(value: Any) -> str:
 
 
 def model_table(result: AutoResult) -> Table:
-    """--auto's successive halving: each candidate's score per round, the winner first."""
-    table = Table(title="slt tune --auto: models by successive halving", title_justify="left")
+    """--auto's successive halving: each candidate's score per round, the winner first and
+    marked, then the candidates the budget did not reach."""
+    untried = (f"not tried within the budget: {', '.join(result.untried)}" if result.untried
+               else None)
+    table = Table(title="slt tune --auto: models by successive halving", title_justify="left",
+                  caption=untried, caption_justify="left")
     for column in ("model", "round", "epochs", "val acc", "time"):
         table.add_column(column, justify="left" if column == "model" else "right")
+    marked = False
     for score in sorted(result.scores, key=lambda s: (-s.round, -s.score)):
-        table.add_row(score.model, str(score.round), str(score.epochs), f"{score.score:.4f}",
-                      duration(score.seconds))
+        chosen = not marked and score.model == result.winner
+        marked = marked or chosen
+        table.add_row(f"{score.model} (chosen)" if chosen else score.model, str(score.round),
+                      str(score.epochs), f"{score.score:.4f}", duration(score.seconds))
     return table
 
 
