@@ -168,6 +168,10 @@ def distill(config: Config, teachers: Sequence[str], name: str, *,
     if not 1 <= stage_idx <= len(config.stages):
         raise SltError(f"--stage {stage_idx}: the config has stages 1 to {len(config.stages)}")
     _refuse_existing(folder, name)
+    if measure and installed("onnxruntime") and installed("onnx"):
+        from slt_cli.export import out_path
+
+        out_path(folder, name, "onnx", None)  # the student's export is new too, like its name
     sidecars = [read_sidecar(folder, teacher) for teacher in names]
     check_layout(names, sidecars)
     first = sidecars[0].config
@@ -250,14 +254,14 @@ def distill(config: Config, teachers: Sequence[str], name: str, *,
 
 def measure_footprint(folder: Path, name: str, *, count: int = 32,
                       repeats: int = 3) -> Footprint:
-    """Export checkpoint ``name`` to ONNX (``exports/NAME.onnx``, replaced if there) and
+    """Export checkpoint ``name`` to ONNX (``exports/NAME.onnx``, which must not exist) and
     time it: ONNX Runtime on one CPU thread, ``count`` random sequences of 1 to 3 x the
     model's frames, one at a time, ``repeats`` passes after a warm-up; the median."""
     import onnxruntime
 
     from slt_cli.export import INPUT_NAME, export_checkpoint, metadata_path, random_sequences
 
-    exported = export_checkpoint(folder, name, "onnx", force=True)
+    exported = export_checkpoint(folder, name, "onnx")
     meta = json.loads(metadata_path(exported.path).read_text(encoding="utf-8"))
     _, joints, channels = meta["input"]["shape"]
     frames = meta["preprocessing"]["frames"]

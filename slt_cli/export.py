@@ -30,7 +30,7 @@ from slt_cli import __version__
 from slt_cli.checkpoints import EXPORT_FOLDER, EXPORT_FORMATS, atomic_write_pair, check_name
 from slt_cli.errors import DataError, SltError
 from slt_cli.extras import require
-from slt_cli.files import abandoned_temps, own_folder
+from slt_cli.files import abandoned_temps, check_writable_output, own_folder
 from slt_cli.inference import LoadedModel, SequenceClassifier, layouts, load_model
 
 INPUT_NAME = "landmarks"
@@ -111,7 +111,9 @@ def out_path(checkpoint_dir: Path, name: str, fmt: str, out: Path | None, *,
                           hint=f"Leave --out out (it writes to {exports}) or choose another "
                                "folder.")
     _finish_killed_export(path)
-    taken = [p for p in (path, metadata_path(path)) if p.exists() or p.is_symlink()]
+    for output in (path, metadata_path(path)):
+        check_writable_output(output, replace=True)  # never a link, a FIFO or a device
+    taken = [p for p in (path, metadata_path(path)) if p.exists()]
     if taken and not force:
         raise ExportError(f"{taken[0]} exists; slt export does not replace a file without "
                           "--force", hint="Pass --force to replace it (and its .json), or "

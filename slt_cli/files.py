@@ -181,6 +181,34 @@ def readable_as_umask_allows(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def check_writable_output(path: Path, *, replace: bool, flag: str = "--force") -> None:
+    """Refuse, before any work, an output path slt may not write: anything but a regular
+    file or a path that does not exist (a folder, a link, a FIFO, a device: replacing
+    ``/dev/null`` or a link's target is never ours to do), or an existing file without
+    ``replace`` (the command's ``flag``).
+
+    Raises:
+        SltError: naming the path and what it is.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SltError(f"cannot write {path}: {exc.strerror or exc}",
+                       hint="Choose another path.") from None
+    if stat.S_ISLNK(mode):
+        raise SltError(f"{path} is a symbolic link; slt writes only regular files, never "
+                       "through a link", hint="Give the path of the file itself, or another "
+                                              "path.")
+    if not stat.S_ISREG(mode):
+        raise SltError(f"{path} is {_file_type(mode)}, not a file slt may replace",
+                       hint="Give the path of a regular file, or one that does not exist.")
+    if not replace:
+        raise SltError(f"{path} exists; nothing was written",
+                       hint=f"Pass {flag} to replace it, or give another path.")
+
+
 def temp_path(path: Path) -> Path:
     """A new temporary name beside ``path``: ``.NAME.slt-<pid>-<random>.tmp``."""
     return path.with_name(f".{path.name}.slt-{os.getpid()}-{secrets.token_hex(4)}.tmp")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from slt_cli.checkpoints import atomic_write_bytes, best_checkpoint_name
 from slt_cli.errors import SltError, StorageError
 from slt_cli.extras import require
-from slt_cli.files import readable_as_umask_allows
+from slt_cli.files import check_writable_output, readable_as_umask_allows
 from slt_cli.history import EpochRow
 from slt_cli.results import Evaluation
 
@@ -57,9 +57,9 @@ class TrainingCurves:
     missing: tuple[int, ...]  # stages with a best checkpoint but no recorded epochs
 
 
-def check_output(path: Path) -> None:
-    """Refuse, before any work, an image path that cannot be written, or a missing
-    matplotlib.
+def check_output(path: Path, *, replace: bool = False) -> None:
+    """Refuse, before any work, an image path that cannot be written (an existing file
+    unless ``replace``; never a link, FIFO or device), or a missing matplotlib.
 
     Raises:
         SltError: naming what is wrong with ``path``, or how to install matplotlib.
@@ -76,6 +76,7 @@ def check_output(path: Path) -> None:
     if not os.access(folder, os.W_OK):
         raise SltError(f"cannot write {path}: the folder {folder} is not writable",
                        hint="Choose a folder you can write to.")
+    check_writable_output(path, replace=replace)
     _require_matplotlib()
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,79 @@ def test_export_never_writes_among_the_checkpoint_folders_own_files(work: Path,
     assert result.exit_code == 2
     assert "exports do not go into the checkpoint folder itself" in result.stderr
     assert tree(work / "ck") == before
+
+
+# Every command that writes a file the user names: (its arguments before the output,
+# the flag that lets it replace a file, what it does then); the output goes last.
+OUTPUTS = {
+    "config init": (["config", "init"], "--force"),
+    "data convert": (["data", "convert", "synthetic:classes=3,signers=6,repeats=2,frames=8"],
+                     "--overwrite"),
+    "export": (["export", "best_model_stage_1", "--format", "torchscript", "--checkpoint-dir",
+                "ck", "--out"], "--force"),
+    "analyze --plot": (["analyze", "--checkpoint-dir", "ck", "--plot"], "--force"),
+    "evaluate --confusion": (["evaluate", "best_model_stage_1", "--checkpoint-dir", "ck",
+                              "--confusion"], "--force"),
+    "data inspect --plot": (["data", "inspect", "synthetic:classes=3,signers=6,repeats=2",
+                             "--plot"], "--force"),
+    "tune --promote": (["tune", "--config", "tiny.toml", "--checkpoint-dir", "ck",
+                        "--promote"], "--force"),
+    "tune --plot": (["tune", "--config", "tiny.toml", "--checkpoint-dir", "ck", "--plot"],
+                    "--force"),
+}
+
+
+def _suffix(command: str) -> str:
+    return {"config init": ".toml", "data convert": ".npz", "export": ".pt",
+            "tune --promote": ".toml"}.get(command, ".png")
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUTS))
+def test_an_existing_output_is_replaced_only_with_its_flag(work: Path, command: str) -> None:
+    args, flag = OUTPUTS[command]
+    out = work / f"mine{_suffix(command)}"
+    out.write_text("keep me")
+    refused = slt(*args, str(out))
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.startswith("error: ") and "exists" in refused.stderr.splitlines()[0]
+    assert flag in refused.stderr
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUTS))
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_link_or_a_fifo_as_output_is_never_written_even_with_the_flag(
+        work: Path, command: str, kind: str) -> None:
+    args, flag = OUTPUTS[command]
+    out = work / f"out{_suffix(command)}"
+    target = work / "target.txt"
+    target.write_text("keep me")
+    if kind == "link":
+        out.symlink_to(target)
+    else:
+        os.mkfifo(out)
+    refused = slt(*args, str(out), flag)
+    assert refused.exit_code == 2, refused.output
+    first = refused.stderr.splitlines()[0]
+    assert first == (f"error: {out} is a symbolic link; slt writes only regular files, never "
+                     "through a link" if kind == "link" else
+                     f"error: {out} is a FIFO, not a file slt may replace"), first
+    assert out.is_symlink() if kind == "link" else stat.S_ISFIFO(out.lstat().st_mode)
+    assert target.read_text() == "keep me"
+
+
+def test_distill_never_replaces_an_export_it_did_not_write(work: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    (work / "ck" / "exports").mkdir(exist_ok=True)
+    theirs = work / "ck" / "exports" / "student.onnx"
+    theirs.write_text("keep me")
+    refused = slt("distill", "best_model_stage_1", "--name", "student", "--epochs", "1",
+                  "--config", "tiny.toml", "--checkpoint-dir", "ck")
+    assert refused.exit_code == 2, refused.output
+    assert "student.onnx exists" in refused.stderr.splitlines()[0]
+    assert theirs.read_text() == "keep me"
+    assert not (work / "ck" / "student.json").exists()  # refused before any training
 
 
 def test_convert_replaces_an_existing_file_only_with_overwrite(work: Path) -> None:

@@ -28,6 +28,8 @@ def analyze(
         "--plot", help="Also draw validation loss and accuracy over every epoch of every "
         "stage into this .png (or .svg, .pdf) file; needs slt[plot].",
         show_default=False)] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the --plot file if it exists.")] = False,
 ) -> None:
     """Compare the best model of each stage with the stage before it."""
     from slt_cli.analysis import analyze as compare
@@ -36,7 +38,7 @@ def analyze(
     if plot is not None:
         from slt_cli import plots
 
-        plots.check_output(plot)
+        plots.check_output(plot, replace=force)
     records = readable_checkpoints(folder)
     analysis = compare(records)
     if json:

@@ -43,13 +43,11 @@ def init(path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path
     """Write the packaged stages.toml (every key, commented) to edit."""
     from slt_cli.checkpoints import atomic_write_bytes
     from slt_cli.config import default_config_text
-    from slt_cli.files import readable_as_umask_allows
+    from slt_cli.files import check_writable_output, readable_as_umask_allows
 
     if path.is_dir():
         raise SltError(f"{path} is a folder", hint="Give a file name, e.g. stages.toml.")
-    if path.exists() and not force:
-        raise SltError(f"{path} exists; nothing was written",
-                       hint="Pass --force to replace it, or give another path.")
+    check_writable_output(path, replace=force)
     atomic_write_bytes(path, default_config_text().encode("utf-8"))
     readable_as_umask_allows(path)
     console.err.print(f"wrote {path}; `slt config show --config {path}` prints what it "

@@ -30,6 +30,8 @@ def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = No
             plot: Annotated[Path | None, typer.Option(
                 "--plot", help="Also draw a few sequences as skeleton filmstrips into this "
                 ".png (or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
+            force: Annotated[bool, typer.Option(
+                "--force", help="Replace the --plot file if it exists.")] = False,
             ) -> None:
     """Sequences, classes, signers (per class and per signer), lengths, missing and
     zero-filled landmarks, and classes too few people sign for a signer-held-out split."""
@@ -38,7 +40,7 @@ def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = No
     if plot is not None:
         from slt_cli import plots
 
-        plots.check_output(plot)  # before anything is read
+        plots.check_output(plot, replace=force)  # before anything is read
     store, raw, source = _open(spec, landmarks, config, layout, signer_from)
     summary = summarise_store(source, store) if store is not None else summarise_raw(source, raw)
     if plot is not None:

@@ -27,6 +27,8 @@ def evaluate(
     confusion: Annotated[Path | None, typer.Option(
         "--confusion", help="Also draw the row-normalised confusion matrix into this .png "
         "(or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the --confusion file if it exists.")] = False,
     by: Annotated[str | None, typer.Option(
         "--by", help="Also show accuracy per signer or per class, the weakest first.",
         show_default=False)] = None,
@@ -44,7 +46,7 @@ def evaluate(
     if confusion is not None:
         from slt_cli import plots
 
-        plots.check_output(confusion)
+        plots.check_output(confusion, replace=force)
     settings = load_config(find_config(None))
     folder = checkpoint_folder(checkpoint_dir, settings)
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported

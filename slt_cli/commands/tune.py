@@ -12,6 +12,7 @@ from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, ConfigPath, DataOption, Device, Json
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
 from slt_cli.errors import SltError
+from slt_cli.files import check_writable_output
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
 
@@ -58,7 +59,8 @@ def tune(
     promote: Annotated[Path | None, typer.Option(
         help="Write a complete stages file with the winning settings here.",
         show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Let --promote replace an existing file.")
+    force: Annotated[bool, typer.Option("--force", help="Let --promote and --plot replace an "
+                                                        "existing file.")
                      ] = False,
     keep_all: Annotated[bool, typer.Option(
         "--keep-all", help="Keep every trial's checkpoints, not only the best trial's.")] = False,
@@ -91,13 +93,13 @@ def tune(
     if budget is not None and not auto:
         raise SltError("--budget goes with --auto", hint="Without --auto, use --timeout.")
     seconds = parse_duration(budget if auto else timeout) if (budget or timeout) else None
-    if promote is not None and promote.exists() and not force:
-        raise SltError(f"{promote} exists", hint="Use --force to replace it, or another path.")
+    if promote is not None:
+        check_writable_output(promote, replace=force)
     require("tune", "slt tune")
     if plot is not None:
         from slt_cli.plots import check_output
 
-        check_output(plot)
+        check_output(plot, replace=force)
     settings = with_overrides(load_config(find_config(config)), run_seed=seed, data_source=data)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
@@ -151,6 +153,5 @@ def _promote(settings: object, path: Path, force: bool) -> None:
     from slt_cli.checkpoints import atomic_write_bytes
     from slt_cli.config_text import config_toml
 
-    if path.exists() and not force:  # it may have appeared while the search ran
-        raise SltError(f"{path} exists", hint="Use --force to replace it, or another path.")
+    check_writable_output(path, replace=force)  # it may have appeared while the search ran
     atomic_write_bytes(path, config_toml(settings).encode("utf-8"))  # type: ignore[arg-type]

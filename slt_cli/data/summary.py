@@ -15,7 +15,13 @@ import numpy as np
 from slt_cli.data.base import RawData
 from slt_cli.data.cache import Store, iter_blocks
 from slt_cli.errors import DataError, StorageError
-from slt_cli.files import abandoned_temps, create_new, fault_point, temp_path
+from slt_cli.files import (
+    abandoned_temps,
+    check_writable_output,
+    create_new,
+    fault_point,
+    temp_path,
+)
 
 PART_PREFIXES = ("left_hand", "right_hand", "pose", "face")
 MIN_SIGNERS = 2  # per class, for a signer-held-out split to train and validate it
@@ -173,7 +179,8 @@ def check_output(path: Path, *, overwrite: bool = False) -> None:
         tmp.unlink(missing_ok=True)
     if path.is_dir() and not path.is_symlink():
         raise DataError(f"{path} is a folder; give the .npz file to write")
-    if (path.exists() or path.is_symlink()) and not overwrite:
+    check_writable_output(path, replace=True)  # never a link, a FIFO or a device
+    if path.exists() and not overwrite:
         raise DataError(f"{path} exists; slt data convert does not replace a file without "
                         "--overwrite", hint="Pass --overwrite to replace it, or choose "
                                             "another output path.")
