@@ -25,7 +25,7 @@ from slt_cli.files import (
     fault_point,
     fsync_directory,
     load_json,
-    read_bounded,
+    sha256_of,
     temp_path,
     temp_target,
 )
@@ -198,11 +198,12 @@ def _pending_fits(directory: Path, tmp: Path, final: str) -> bool:
     try:
         record = load_json(tmp)
         name = check_name(final[: -len(SIDECAR_SUFFIX)])
-        weights = read_bounded(weights_path(directory, name), "weights")
-    except (UnreadableFile, CheckpointError):
+        weights = weights_path(directory, name)
+        if not isinstance(record, dict) or not isinstance(record.get("weights_sha256"), str):
+            return False
+        return sha256_of(weights, "weights") == record["weights_sha256"]
+    except (UnreadableFile, CheckpointError, OSError):
         return False
-    return isinstance(record, dict) and (
-        hashlib.sha256(weights).hexdigest() == record.get("weights_sha256"))
 
 
 def read_sidecar(directory: Path, name: str) -> Sidecar:
@@ -226,22 +227,24 @@ def load_weights(directory: Path, name: str, sidecar: Sidecar) -> dict[str, torc
         CheckpointError: when the file is missing, damaged or does not match.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load as load_tensors
+    from safetensors.torch import load_file
 
     path = weights_path(directory, name)
     if not path.exists():
         raise CheckpointError(f"{path}: weights file is missing",
                               hint="The sidecar has no weights beside it; retrain it.")
     try:
-        blob = read_bounded(path, "weights")
+        # hashed block by block: a file that is not the one saved is refused before
+        # any of it is held in memory, whatever its size
+        digest = sha256_of(path, "weights")
     except UnreadableFile as exc:
         raise CheckpointError(str(exc), hint="Restore the weights file slt saved.") from None
-    if hashlib.sha256(blob).hexdigest() != sidecar.weights_sha256:
+    if digest != sidecar.weights_sha256:
         raise CheckpointError(f"{path}: weights do not match the sidecar's SHA-256",
                               hint="The file was changed or damaged after it was saved.")
     try:
-        return load_tensors(blob)
-    except SafetensorError as exc:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
 
 

@@ -18,6 +18,7 @@ delete files elsewhere, so it is refused.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -72,6 +73,41 @@ def read_bounded(path: Path, kind: Kind) -> bytes:
     if read > limit:
         raise UnreadableFile(path, _too_large(kind))
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def sha256_of(path: Path, kind: Kind) -> str:
+    """The SHA-256 of ``path``, a regular file of at most ``READ_LIMITS[kind]`` bytes,
+    read block by block (a file of gigabytes costs a megabyte of memory).
+
+    Raises:
+        UnreadableFile: as ``read_bounded``.
+    """
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        try:
+            if os.fstat(handle.fileno()).st_size > READ_LIMITS[kind]:
+                raise UnreadableFile(path, _too_large(kind))
+            read = 0
+            for block in iter(lambda: handle.read(MiB), b""):
+                read += len(block)
+                if read > READ_LIMITS[kind]:  # it grew while read
+                    raise UnreadableFile(path, _too_large(kind))
+                digest.update(block)
+        except OSError as exc:
+            raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
+    return digest.hexdigest()
+
+
+def regular_file(path: Path) -> Path:
+    """``path``, after checking it is a regular file (a symlink followed to one), so
+    that a reader that takes a path (``np.load`` with ``mmap_mode``) never waits on a
+    FIFO or reads a device.
+
+    Raises:
+        UnreadableFile: when it cannot be opened or is not a regular file.
+    """
+    open_regular(path).close()
+    return path
 
 
 def open_regular(path: Path) -> BinaryIO:

@@ -386,3 +386,49 @@ def test_an_npz_that_unpacks_past_the_machines_memory_is_refused_before_reading(
     assert result.exit_code == 2, result.output
     assert f"error: {bomb}: its arrays unpack to 32 MiB" in result.stderr
     assert "more than this machine's 16 MiB of memory" in result.stderr
+
+
+@pytest.mark.parametrize(("member", "kind"), [("manifest.json", "fifo"),
+                                              ("manifest.json", "dev-zero"),
+                                              ("index.npz", "fifo"), ("frames.f16", "fifo")])
+def test_a_cache_file_that_is_no_regular_file_is_rebuilt_not_hung_on(
+        tmp_path: Path, member: str, kind: str) -> None:
+    """A corpus cache whose manifest, index or frames are a FIFO or /dev/zero: the store
+    is stale and converted again (before, a FIFO hung the read and /dev/zero filled the
+    memory). A fresh interpreter, with a timeout, so that a hang fails the test."""
+    import subprocess
+    import sys
+
+    from tests.corpora import write_mediapipe
+
+    root = tmp_path / "mp"
+    write_mediapipe(root)
+    assert slt("data", "inspect", f"mediapipe:{root}").exit_code == 0
+    (store,) = (root / ".slt-cache").iterdir()
+    (store / member).unlink()
+    SPOILERS[kind](store / member)
+    done = subprocess.run([sys.executable, "-m", "slt_cli", "data", "inspect", "--json",
+                           f"mediapipe:{root}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sequences"] == 6
+
+
+def test_weights_are_hashed_without_holding_them(folder: Path) -> None:
+    """Weights replaced by a 1 GiB sparse file: refused by their hash, read block by
+    block (before, read whole: an 8 GB one was a MemoryError)."""
+    import resource
+    import subprocess
+    import sys
+
+    weights = folder / "best_model_stage_1.safetensors"
+    weights.unlink()
+    with open(weights, "wb") as handle:
+        handle.truncate(1 << 30)
+    done = subprocess.run([sys.executable, "-m", "slt_cli", "evaluate", "best_model_stage_1",
+                           "--checkpoint-dir", str(folder)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {weights}: weights do not match the sidecar's "
+                                  "SHA-256"), done.stderr
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak_kib < 900 * 1024, peak_kib  # torch and the data, not the gigabyte

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.errors import DataError
-from slt_cli.files import fsync_directory
+from slt_cli.errors import DataError, UnreadableFile
+from slt_cli.files import fsync_directory, load_json, regular_file, sha256_of
 
 FORMAT_VERSION = 1
 FRAMES_FILE = "frames.f16"
@@ -175,12 +175,14 @@ def open_store(folder: Path, key: str) -> Store:
         StaleStore: when anything about it is missing, wrong or for another key.
     """
     try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest = load_json(folder / MANIFEST_FILE)
+        if not isinstance(manifest, dict):
+            raise StaleStore(f"{MANIFEST_FILE} is not a table")
         if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
             raise StaleStore("made by another version or from other files")
         if manifest["index_sha256"] != _sha256(folder / INDEX_FILE):
             raise StaleStore(f"{INDEX_FILE} does not match the manifest")
-        with np.load(folder / INDEX_FILE, allow_pickle=False) as index:
+        with np.load(regular_file(folder / INDEX_FILE), allow_pickle=False) as index:
             arrays = {name: index[name] for name in index.files}
         count, total = manifest["sequences"], manifest["frames"]
         joints, channels = manifest["joints"], manifest["channels"]
@@ -192,9 +194,12 @@ def open_store(folder: Path, key: str) -> Store:
         if (offsets.shape != (count + 1,) or offsets[0] != 0 or offsets[-1] != total
                 or (np.diff(offsets) < 1).any() or arrays["y"].shape != (count,)):
             raise StaleStore(f"{INDEX_FILE} is inconsistent")
-        frames = np.memmap(folder / FRAMES_FILE, dtype=FRAME_DTYPE, mode="r", shape=shape)
+        frames = np.memmap(regular_file(folder / FRAMES_FILE), dtype=FRAME_DTYPE, mode="r",
+                           shape=shape)
     except StaleStore:
         raise
+    except UnreadableFile as exc:
+        raise StaleStore(f"unreadable ({exc.reason})") from None
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
         raise StaleStore(f"unreadable ({type(exc).__name__}: {exc})") from None
     return Store(folder=folder, key=key, frames=frames, offsets=offsets.astype(np.int64),
@@ -335,11 +340,7 @@ def _umask() -> int:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path, "data")
 
 
 def _fsync_close(file: Any, close: bool = True) -> None:

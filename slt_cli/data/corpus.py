@@ -44,7 +44,8 @@ from slt_cli.data.cache import (
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
 from slt_cli.data.preprocess import normalise, resample
 from slt_cli.data.sources import SOURCES, ReadOptions, source_for
-from slt_cli.errors import DataError
+from slt_cli.errors import DataError, UnreadableFile
+from slt_cli.files import load_json, regular_file
 from slt_cli.reporting import Reporter
 
 CHUNK = 32  # sequence files per worker task
@@ -252,19 +253,24 @@ def _write_prepared(store: Store, labels: np.ndarray, names: Iterable[str], fram
 
 def _open_prepared(folder: Path, key: str, names: list[str]) -> dict[str, PreparedSplit]:
     try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest = load_json(folder / MANIFEST_FILE)
+        if not isinstance(manifest, dict):
+            raise StaleStore(f"{MANIFEST_FILE} is not a table")
         if manifest.get("key") != key or manifest.get("splits") != names:
             raise StaleStore("other settings")
         splits = {}
         for name in names:
-            x = np.load(folder / f"{name}_x.npy", mmap_mode="c", allow_pickle=False)
-            y = np.load(folder / f"{name}_y.npy", allow_pickle=False)
+            x = np.load(regular_file(folder / f"{name}_x.npy"), mmap_mode="c",
+                        allow_pickle=False)
+            y = np.load(regular_file(folder / f"{name}_y.npy"), allow_pickle=False)
             if x.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[1] != manifest["frames"]:
                 raise StaleStore(f"{name} arrays do not fit")
             splits[name] = PreparedSplit(x, y.astype(np.int64))
         return splits
     except StaleStore:
         raise
+    except UnreadableFile as exc:
+        raise StaleStore(exc.reason) from None
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         raise StaleStore(str(exc)) from None
 
