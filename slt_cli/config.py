@@ -9,6 +9,7 @@ run plan's) go through the same checks (``build_table``, ``settings_from_dict``)
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
@@ -121,7 +122,22 @@ def parse_config(text: str, source: str) -> Config:
     return build_config(raw, source)
 
 
+# A key of more parts than this (``a.b.c...``, in a header, before ``=`` or in an
+# inline table) is refused
+# before parsing: the TOML parser's time and memory grow with the square of a dotted
+# key's parts (60,000 of them took 8 GB). slt's deepest key has 3 (stages.augment.rotate).
+MAX_KEY_PARTS = 64
+_KEY_PART = r"""(?:[\w\-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*"""  # bare or quoted
+# at a line's start, in a header, or in an inline table ({a.b = 1, c.d = 2})
+_LONG_KEY = re.compile(rf"(?:^|[{{,])[ \t\[]*(?:{_KEY_PART}){{{MAX_KEY_PARTS}}}", re.M)
+
+
 def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    found = _LONG_KEY.search(text)
+    if found:
+        line = text.count("\n", 0, found.start()) + 1
+        raise ConfigError(f"{source}: not valid TOML: line {line} has a key of more than "
+                          f"{MAX_KEY_PARTS} dotted parts")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

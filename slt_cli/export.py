@@ -322,6 +322,19 @@ def _torchscript(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+def _interruption(exc: BaseException) -> BaseException | None:
+    """A Ctrl-C or SIGTERM (a BaseException that is no Exception) that ``exc`` wraps:
+    torch.export turns what interrupts its tracing into errors of its own."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if not isinstance(cause, Exception):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _onnx(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
     frames = torch.export.Dim("frames", min=1)
     try:
@@ -331,6 +344,9 @@ def _onnx(wrapper: SequenceClassifier, example: torch.Tensor) -> bytes:
                                         output_names=list(OUTPUT_NAMES),
                                         dynamic_shapes=({0: frames},))
     except Exception as exc:  # the exporter raises many kinds; say which network failed
+        interrupt = _interruption(exc)
+        if interrupt is not None:  # Ctrl-C or SIGTERM while it traced, wrapped by it
+            raise interrupt from None
         raise ExportError(f"torch.onnx could not export this network ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})",
                           hint="Try --format torchscript.") from None

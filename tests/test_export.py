@@ -162,6 +162,7 @@ def test_a_file_that_disagrees_with_pytorch_is_not_written(
     (["--format", "tflite"], "--format 'tflite': expected onnx or torchscript"),
     (["--format", "torchscript", "--out", "{folder}/m.pt"],
      "exports do not go into the checkpoint folder itself"),
+    (["--format", "torchscript", "--samples", "100000000"], "less than or equal to 10000"),
 ])
 def test_bad_export_requests_exit_2(tiny_checkpoint: Path, args: list[str],
                                     message: str) -> None:
@@ -170,3 +171,27 @@ def test_bad_export_requests_exit_2(tiny_checkpoint: Path, args: list[str],
     assert result.exit_code == 2
     assert message in result.stderr
     assert not (tiny_checkpoint / "m.pt").exists()
+
+
+def test_sigterm_while_onnx_traces_exits_143_not_a_failed_export(
+        tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.export wraps what interrupts its tracing in errors of its own: a SIGTERM
+    there is the run ending (143), not a network the exporter cannot take (2)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from slt_cli.commands import Terminated
+
+    def interrupted_export(*args: object, **kwargs: object) -> None:
+        try:
+            raise Terminated()
+        except Terminated as signal:
+            raise RuntimeError("the exporter's own wrapping") from signal
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted_export)
+    out = tmp_path / "m.onnx"
+    result = slt("export", MODEL, "--format", "onnx", "--out", str(out), "--checkpoint-dir",
+                 str(tiny_checkpoint))
+    assert result.exit_code == 143, result.output
+    assert result.stderr.startswith("error: terminated (SIGTERM)")
+    assert "--format torchscript" not in result.stderr
+    assert not out.exists()

@@ -81,6 +81,18 @@ def test_weights_that_are_no_regular_file_are_refused(folder: Path, kind: str) -
     assert_clean_error(result, "best_model_stage_1.safetensors: a ")
 
 
+@pytest.mark.parametrize("key", ["a." * 60_000 + "b = 1", '"a".' * 40_000 + "b = 1",
+                                 "x = {" + "a." * 60_000 + "b = 1}"])
+def test_a_dotted_key_of_thousands_of_parts_is_refused_before_parsing(tmp_path: Path,
+                                                                      key: str) -> None:
+    """The TOML parser is quadratic in a dotted key's parts: 60,000 took 8 GB."""
+    config = tmp_path / "deep.toml"
+    config.write_text(f"[run]\n{key}\n", encoding="utf-8")
+    assert_clean_error(slt("config", "show", "--config", str(config)),
+                       f"{config}: not valid TOML: line 2 has a key of more than 64 dotted "
+                       "parts")
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
 def test_a_config_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
     SPOILERS[kind](tmp_path / "c.toml")

@@ -158,3 +158,15 @@ def test_a_stages_winners_carry_on_to_the_stages_that_had_its_untuned_value(
     three = dataclasses.replace(config, stages=(*config.stages, third))
     tuned = tuner.with_winners(three, (1,), {"lr": 1e-2})
     assert [s.lr for s in tuned.stages] == [1e-2, 1e-3, 3e-3]  # stage 2 changed it
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_checkpoint_folder_it_cannot_write_is_one_clear_error(tmp_path: Path) -> None:
+    """Nothing can be created under /proc, not even by root: as train says it."""
+    config = tmp_path / "tune.toml"
+    config.write_text(TUNE_TOML, encoding="utf-8")
+    result = runner.invoke(app, ["tune", "--config", str(config), "--device", "cpu",
+                                 "--checkpoint-dir", "/proc/slt-checkpoints"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: cannot write /proc/slt-checkpoints/tune: ")
+    assert "Choose a place you can write to with --checkpoint-dir" in result.stderr

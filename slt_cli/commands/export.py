@@ -23,7 +23,8 @@ def export(
                       "[default: CHECKPOINT_DIR/exports/MODEL.onnx or .pt].",
         show_default=False)] = None,
     samples: Annotated[int, typer.Option(
-        "--samples", min=1, help="Held-out and random sequences for the parity check.")] = 64,
+        "--samples", min=1, max=10_000,
+        help="Held-out and random sequences for the parity check (1 to 10,000).")] = 64,
     checkpoint_dir: CheckpointDir = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace the file at --out (and its .json) if it exists.")] = False,

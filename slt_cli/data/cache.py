@@ -86,6 +86,16 @@ class Corpus:
     notes: tuple[str, ...] = ()
     signer_names: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        # names from folder and file names reach tables and the terminal: an escape
+        # sequence in one would be played there
+        for what, names in (("class", self.classes), ("signer", self.signer_names or ())):
+            for name in names:
+                if not name.isprintable():
+                    raise DataError(f"{self.root}: a {what} name holds a control character: "
+                                    f"{name!r}", hint="Rename the folder or the listing's "
+                                                      "entry.")
+
 
 @dataclass(frozen=True)
 class Store:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slt_cli.data.base import in_frame_order, signer_ids
+from slt_cli.data.base import MAX_COORDINATE, in_frame_order, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
@@ -157,6 +157,9 @@ def frame_files(folder: Path) -> list[str]:
             stem = entry.name[:-4]
             if not stem.isdigit():
                 raise DataError(f"{folder / entry.name}: frame files are named 0.npy, 1.npy, ...")
+            if int(stem) in numbers:
+                raise DataError(f"{folder}: {numbers[int(stem)]} and {entry.name} are both "
+                                f"frame {int(stem)}", hint="Keep one file per frame.")
             numbers[int(stem)] = entry.name
     if not numbers:
         raise DataError(f"{folder}: holds no <frame>.npy files")
@@ -192,7 +195,14 @@ def read_vector(path: Path) -> np.ndarray:
         raise DataError(str(exc)) from None
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-    return vector.astype(np.float64)
+    vector = vector.astype(np.float64)
+    far = np.abs(vector) > MAX_COORDINATE  # inf too; NaN is a missing value
+    if far.any():
+        at = int(np.argmax(far))
+        raise DataError(f"{path}: value {at} is {vector[at]:.3g}; coordinates beyond "
+                        f"±{MAX_COORDINATE:g} are not keypoints",
+                        hint="Re-extract the frame, or remove its sequence folder.")
+    return vector
 
 
 def read_sequence(folder: Path, *, length: int, order: tuple[str, ...],
@@ -312,7 +322,7 @@ def _signers_from_csv(root: Path, found: list[tuple[str, str, str]]
                       ) -> tuple[list[str] | None, str]:
     """Each sequence's signer named by ``signers.csv`` (None, "" without one)."""
     path = root / SIGNERS
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):  # a FIFO or a dangling link is refused
         return None, ""
     try:
         fields, rows = read_csv(path)

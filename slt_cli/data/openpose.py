@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.data.base import in_frame_order, listing_row, signer_ids
+from slt_cli.data.base import MAX_COORDINATE, in_frame_order, listing_row, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import POSE_NAMES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
@@ -135,7 +135,11 @@ def frame_files(folder: Path) -> list[str]:
     for entry in os.scandir(folder):
         match = _NUMBER.search(entry.name)
         if match:
-            numbered[int(match.group(1))] = entry.name
+            number = int(match.group(1))
+            if number in numbered:
+                raise DataError(f"{folder}: {numbered[number]} and {entry.name} are both "
+                                f"frame {number}", hint="Keep one file per frame.")
+            numbered[number] = entry.name
     if not numbered:
         raise DataError(f"{folder}: holds no *{SUFFIX} files")
     return in_frame_order(folder, numbered,
@@ -187,15 +191,27 @@ def _person(path: Path, rule: str) -> dict[str, np.ndarray] | None:
 
 
 def _parts(path: Path, person: Any) -> dict[str, np.ndarray]:
+    if not isinstance(person, dict):
+        raise DataError(f"{path}: each of 'people' must be an object of keypoint lists, "
+                        f"got {type(person).__name__}")
     out = {}
     for part, (key, count) in ARRAYS.items():
-        values = person.get(key) if isinstance(person, dict) else None
+        values = person.get(key)
         if values is None or values == []:
             out[part] = np.zeros((count, 3))
             continue
+        # true and false are no numbers, though Python counts them as ints
         if (not isinstance(values, list) or len(values) != 3 * count
-                or not all(isinstance(v, int | float) for v in values)):
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in values)):
             raise DataError(f"{path}: {key} must be {3 * count} numbers (x, y, confidence "
                             f"for {count} points)")
-        out[part] = np.asarray(values, np.float64).reshape(count, 3)
+        points = np.asarray(values, np.float64).reshape(count, 3)
+        far = ~(np.abs(points[:, :2]) <= MAX_COORDINATE)  # inf and NaN too
+        if far.any():
+            point, axis = np.argwhere(far)[0]
+            raise DataError(f"{path}: {key} point {point} has {'xy'[axis]} = "
+                            f"{points[point, axis]:.3g}; coordinates beyond "
+                            f"±{MAX_COORDINATE:g} (or not finite) are not keypoints")
+        out[part] = points
     return out

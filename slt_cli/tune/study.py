@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from slt_cli.config import Config, ConfigError
-from slt_cli.errors import RunInterrupted, SltError
+from slt_cli.errors import RunInterrupted, SltError, StorageError
 from slt_cli.settings import ParamRange
 from slt_cli.tune.results import StudyResult, TrialRow, TuneReporter, TuneRequest, TuneResult
 from slt_cli.tune.space import stage_values, with_params
@@ -193,7 +193,12 @@ class Tuner:
     def _storage(self) -> tuple[Any, str]:
         url = self.request.storage or default_storage(self.request.checkpoint_dir)
         if not self.request.storage:
-            (self.request.checkpoint_dir / TUNE_FOLDER).mkdir(parents=True, exist_ok=True)
+            folder = self.request.checkpoint_dir / TUNE_FOLDER
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # as train says it: the folder, why, where else
+                raise StorageError.writing(folder, exc, elsewhere="with --checkpoint-dir"
+                                           ) from None
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
         for attempt in range(STORAGE_TRIES):
             try:

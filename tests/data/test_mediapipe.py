@@ -5,6 +5,7 @@ of ../shared/datasets/mediapipe-dev read to the landmarks its npz holds."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,13 @@ def bad_tree(root: Path, case: str) -> Path:
         np.save(frame, np.array([{"pickled": 1}], dtype=object), allow_pickle=True)
     elif case == "missing frame":
         frame.unlink()
+    elif case in ("infinite", "huge"):
+        vector = np.zeros(1662)
+        vector[7] = np.inf if case == "infinite" else 1e300
+        np.save(frame, vector)
+    elif case == "two files":
+        np.save(frame.with_name("02.npy"), np.zeros(1662))
+        return frame.parent
     elif case == "unknown length":
         frame = root / "a" / "0" / "0.npy"
         for f in range(4):
@@ -114,6 +122,9 @@ def bad_tree(root: Path, case: str) -> Path:
     ("not numbers", "not numbers"),
     ("object array", "object array; slt never unpickles"),
     ("missing frame", "missing"),
+    ("infinite", "value 7 is inf; coordinates beyond ±1e+06 are not keypoints"),
+    ("huge", "value 7 is 1e+300; coordinates beyond"),
+    ("two files", "are both frame 2"),
     ("unknown length", "slt knows MediaPipe frames of 1662, 1692, 1704, 258, 126 values"),
 ])
 def test_bad_trees_exit_2_naming_the_file(tmp_path: Path, case: str, words: str) -> None:
@@ -170,3 +181,23 @@ def test_real_samples_read_to_the_npz_landmarks(sample: str, signer: int, order:
                 else np.inf for c in candidates]
         assert min(gaps) < 2e-3, f"{sample} sequence {i} matches no npz sequence of its class"
 
+
+
+def test_a_class_folder_named_with_an_escape_sequence_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "mp"
+    write_mediapipe(root, signs=("a", "b\x1b[31mred"), sequences=1, frames=4)
+    result = CliRunner().invoke(app, ["data", "inspect", f"mediapipe:{root}"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {root}: a class name holds a control character: "
+                                    "'b\\x1b[31mred'")
+    assert "\x1b[31m" not in result.output
+
+
+def test_a_signers_csv_that_is_a_fifo_is_refused_not_taken_for_absent(tmp_path: Path) -> None:
+    root = tmp_path / "mp"
+    write_mediapipe(root)
+    os.mkfifo(root / "signers.csv")
+    result = CliRunner().invoke(app, ["data", "inspect", f"mediapipe:{root}"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {root / 'signers.csv'}: a FIFO, not a regular "
+                                    "file")

@@ -48,6 +48,10 @@ def test_threshold_and_the_most_confident_person(tmp_path: Path) -> None:
     ("no people", "no person in any frame"),
     ("missing frame", "frame 3 is missing"),
     ("not openpose", "not an OpenPose frame"),
+    ("booleans", "must be 75 numbers"),
+    ("not an object", "each of 'people' must be an object of keypoint lists, got list"),
+    ("huge", "pose_keypoints_2d point 0 has x = 1e+300; coordinates beyond ±1e+06"),
+    ("two files", "are both frame 2"),
 ])
 def test_bad_clips_exit_2_naming_the_file(tmp_path: Path, case: str, words: str) -> None:
     root = tmp_path / "op"
@@ -60,6 +64,17 @@ def test_bad_clips_exit_2_naming_the_file(tmp_path: Path, case: str, words: str)
         named = frames[0]
     elif case == "missing frame":
         frames[3].unlink()
+        named = clip
+    elif case in ("booleans", "not an object", "huge"):
+        person = {"pose_keypoints_2d": [True] * 75} if case == "booleans" else [1, 2]
+        if case == "huge":
+            person = {"pose_keypoints_2d": [1e300] + [1.0] * 74}
+        frames[2].write_text(json.dumps({"version": 1.3, "people": [person]}),
+                             encoding="utf-8")
+        named = frames[2]
+    elif case == "two files":
+        twin = frames[2].name.replace("_00000000000", "_0000000000")
+        (clip / twin).write_text(frames[2].read_text(encoding="utf-8"), encoding="utf-8")
         named = clip
     else:
         frames[2].write_text(json.dumps({"version": 1.3}), encoding="utf-8")
