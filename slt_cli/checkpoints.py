@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,8 @@ ARCHIVE_FOLDER = "archive"  # earlier runs' files are moved here, never deleted
 EXPORT_FOLDER = "exports"  # inside the checkpoint folder, where `slt list` never looks
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # slt export --format: suffix
 FOLDS_FILE = "folds.json"  # a cross-validation summary (slt train --folds), not a sidecar
+# a sidecar waiting under its temporary name (see save_checkpoint), as a glob pattern
+PENDING_PATTERN = f".*{SIDECAR_SUFFIX}.slt-*.tmp"
 # File systems take names of 255 bytes: a checkpoint's temporary file adds up to 41 to
 # its name (".NAME.safetensors.slt-<pid>-<8 hex>.tmp"), `continue` appends "_<preset>"
 # and a number.
@@ -156,7 +158,7 @@ def update_sidecar(directory: Path, name: str, **changes: Any) -> Sidecar:
         StorageError: when the folder cannot be written.
     """
     path = sidecar_path(directory, name)
-    record = _read_record(path, name).replace(**changes)
+    record = read_record(path, name).replace(**changes)
     atomic_write_bytes(path, _sidecar_text(record).encode("utf-8"))
     return record
 
@@ -182,12 +184,13 @@ def settle(directory: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _pending_sidecars(directory: Path) -> dict[str, Path]:
+def pending_sidecars(directory: Path, temps: Iterable[Path] | None = None) -> dict[str, Path]:
     """Checkpoint name -> a sidecar waiting under its temporary name whose hash names
-    the weights in place: what a save killed between its two renames meant to write."""
+    the weights in place: what a save killed between its two renames meant to write.
+    ``temps``: the folder's ``PENDING_PATTERN`` files, when a caller has scanned it."""
     pending: dict[str, Path] = {}
-    for tmp in sorted(directory.glob(f".*{SIDECAR_SUFFIX}.slt-*.tmp"),
-                      key=lambda p: p.stat().st_mtime if p.exists() else 0.0):
+    found = directory.glob(PENDING_PATTERN) if temps is None else temps
+    for tmp in sorted(found, key=lambda p: p.stat().st_mtime if p.exists() else 0.0):
         final = temp_target(tmp) or ""
         if final.endswith(SIDECAR_SUFFIX) and _pending_fits(directory, tmp, final):
             pending[final[: -len(SIDECAR_SUFFIX)]] = tmp
@@ -214,10 +217,10 @@ def read_sidecar(directory: Path, name: str) -> Sidecar:
             or its sidecar is not valid JSON or lacks or mistypes a key.
     """
     path = sidecar_path(directory, name)
-    pending = _pending_sidecars(directory).get(check_name(name)) if directory.is_dir() else None
+    pending = pending_sidecars(directory).get(check_name(name)) if directory.is_dir() else None
     if pending is None and not path.is_file():
         raise unknown_checkpoint(directory, name)
-    return _read_record(pending or path, check_name(name))
+    return read_record(pending or path, check_name(name))
 
 
 def load_weights(directory: Path, name: str, sidecar: Sidecar) -> dict[str, torch.Tensor]:
@@ -255,18 +258,23 @@ def list_checkpoints(directory: Path) -> tuple[list[Sidecar], list[str]]:
     problems: list[str] = []
     if not directory.is_dir():
         return records, problems
-    pending = _pending_sidecars(directory)
+    pending = pending_sidecars(directory)
     names = {path.name[: -len(SIDECAR_SUFFIX)] for path in directory.glob(f"*{SIDECAR_SUFFIX}")
              if path.name != FOLDS_FILE} | set(pending)
     for name in names:
         path = directory / f"{name}{SIDECAR_SUFFIX}"
         source = pending.get(name, path)
         try:
-            records.append(_read_record(source, name))
+            records.append(read_record(source, name))
         except CheckpointError as exc:
-            problems.append(f"{path.name}: {exc.message.removeprefix(f'{source}: ')}")
+            problems.append(skipped_line(path, source, exc))
     records.sort(key=lambda record: (record.created_at, record.name))
     return records, problems
+
+
+def skipped_line(path: Path, source: Path, exc: CheckpointError) -> str:
+    """The line that names a sidecar ``path`` (read from ``source``) a listing skips."""
+    return f"{path.name}: {exc.message.removeprefix(f'{source}: ')}"
 
 
 def checkpoint_names(directory: Path) -> list[str]:
@@ -303,7 +311,7 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _read_record(path: Path, name: str) -> Sidecar:
+def read_record(path: Path, name: str) -> Sidecar:
     """Checkpoint ``name``'s sidecar from ``path`` (its own, or one waiting under its
     temporary name), checked and migrated (``Sidecar.from_json``).
 

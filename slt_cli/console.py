@@ -148,18 +148,51 @@ def folds_table(result: Any) -> Table:
     return table
 
 
+CHECKPOINT_COLUMNS = ("name", "stage", "val loss", "val acc", "time", "parent", "created")
+
+
 def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table:
     table = Table(title=f"checkpoints in {folder}", title_justify="left")
-    for column in ("name", "stage", "val loss", "val acc", "time", "parent", "created"):
+    for column in CHECKPOINT_COLUMNS:
         table.add_column(column, justify="right" if column.startswith("val") else "left")
     for r in records:
-        table.add_row(r["name"], f"{r.get('stage_idx')} {r.get('stage_name')}",
-                      _number(r.get("val_loss")), _number(r.get("val_accuracy")),
-                      duration(r.get("training_time") or 0),
-                      f"teachers: {', '.join(r['teachers'])}" if r.get("teachers")
-                      else r.get("parent") or "–",
-                      str(r.get("created_at", ""))[:19].replace("T", " "))
+        table.add_row(*checkpoint_cells(r))
     return table
+
+
+def checkpoint_lines(records: Sequence[Mapping[str, Any]], folder: str) -> str:
+    """``checkpoint_table``'s title, columns and cells as plain text aligned with spaces:
+    for more rows than a screen holds, where measuring a rich table costs seconds."""
+    rows = [CHECKPOINT_COLUMNS, *(tuple(map(_printable, checkpoint_cells(r))) for r in records)]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    right = [column.startswith("val") for column in CHECKPOINT_COLUMNS]
+    lines = [f"checkpoints in {_printable(folder)}"]
+    lines += ["  ".join(cell.rjust(width) if flush else cell.ljust(width)
+                        for cell, width, flush in zip(row, widths, right, strict=True)).rstrip()
+              for row in rows]
+    return "\n".join(lines)
+
+
+def checkpoint_cells(r: Mapping[str, Any]) -> tuple[str, ...]:
+    """One listed row's cells under ``CHECKPOINT_COLUMNS``."""
+    return (r["name"], f"{r.get('stage_idx')} {r.get('stage_name')}",
+            _number(r.get("val_loss")), _number(r.get("val_accuracy")),
+            duration(r.get("training_time") or 0),
+            f"teachers: {', '.join(r['teachers'])}" if r.get("teachers")
+            else r.get("parent") or "–",
+            str(r.get("created_at", ""))[:19].replace("T", " "))
+
+
+def print_plain(text: str) -> None:
+    """Plain text on stdout (what ``--json`` and plain listings write)."""
+    if not out.quiet:
+        print(text)
+
+
+def _printable(text: str) -> str:
+    """``text`` with each control character shown as ``?``: a sidecar's names are the
+    user's to choose, and must not move the cursor or recolour the terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def analysis_table(analysis: Any) -> Table:

@@ -55,10 +55,23 @@ def read_bounded(path: Path, kind: Kind) -> bytes:
         UnreadableFile: when ``path`` cannot be opened, is not a regular file (see
             ``open_regular``), or is larger than the limit.
     """
+    return read_bounded_with_stat(path, kind)[0]
+
+
+def read_bounded_with_stat(path: Path, kind: Kind, *, follow_symlinks: bool = True
+                           ) -> tuple[bytes, os.stat_result]:
+    """``read_bounded``, with the ``fstat`` of the very file read (so what a cache
+    records of a file's identity on disk is that of the bytes it read, even when the
+    file is replaced meanwhile); ``follow_symlinks=False`` refuses a symbolic link.
+
+    Raises:
+        UnreadableFile: as ``read_bounded``.
+    """
     limit = READ_LIMITS[kind]
-    with open_regular(path) as handle:
+    with open_regular(path, follow_symlinks=follow_symlinks) as handle:
         try:
-            size = os.fstat(handle.fileno()).st_size
+            status = os.fstat(handle.fileno())
+            size = status.st_size
             if size > limit:
                 raise UnreadableFile(path, _too_large(kind))
             # One read of the size the file says it has (one allocation), then more only
@@ -72,7 +85,7 @@ def read_bounded(path: Path, kind: Kind) -> bytes:
             raise UnreadableFile(path, f"cannot read ({exc.strerror or exc})") from None
     if read > limit:
         raise UnreadableFile(path, _too_large(kind))
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), status
 
 
 def sha256_of(path: Path, kind: Kind) -> str:
@@ -110,9 +123,9 @@ def regular_file(path: Path) -> Path:
     return path
 
 
-def open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path, *, follow_symlinks: bool = True) -> BinaryIO:
     """``path`` opened for reading in binary, when it is a regular file (a symlink is
-    followed, to a regular file only).
+    followed, to a regular file only; refused with ``follow_symlinks=False``).
 
     Opening does not block (a FIFO is opened and refused, not waited on); the check
     runs on the opened file, so a path swapped between check and read gains nothing.
@@ -121,6 +134,8 @@ def open_regular(path: Path) -> BinaryIO:
         UnreadableFile: when ``path`` cannot be opened or is not a regular file.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
     try:
         handle = os.open(path, flags)
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 The lock is an ``flock`` on ``.slt.lock`` in the folder: the kernel releases it when
 the process ends, however it ends, so a killed run's leftover file never blocks the
-next one. The file itself only tells the next comer who holds the folder.
+next one. The file itself only tells the next comer who holds the folder. A writer
+refreshes the folder's listing index (``catalog``) as it lets go.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from slt_cli.catalog import refresh_index
 from slt_cli.errors import SltError, StorageError
 
 LOCK_FILE = ".slt.lock"
@@ -55,6 +57,8 @@ def folder_lock(directory: Path, run_id: str) -> Iterator[None]:
         handle.flush()
         try:
             yield
+            # the writer leaves the listing index up to date (a failed run need not)
+            refresh_index(directory)
         finally:
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)

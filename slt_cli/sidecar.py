@@ -172,6 +172,20 @@ class Sidecar:
 
 # --- checks --------------------------------------------------------------------------
 
+def checked_values(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Some of a sidecar's top-level values (``stage_idx``, ``val_loss``...) through the
+    checks and conversions ``Sidecar.from_json`` gives them; None when one is unknown or
+    wrong. For copies of a sidecar's values kept elsewhere (the listing index)."""
+    problems: list[str] = []
+
+    def report(key: str, message: str) -> None:
+        problems.append(key)
+
+    checked = {key: _checked(key, value, report) for key, value in values.items()
+               if key in _TYPES}
+    return None if problems or len(checked) != len(values) else checked
+
+
 Report = Callable[[str, str], None]
 _NUMBER = "a finite number"
 

@@ -2,39 +2,72 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
 
 from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Json
-from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
+from slt_cli.commands.shared import checkpoint_folder
+from slt_cli.errors import SltError
 
-LISTED_KEYS = ("name", "stage_idx", "stage_name", "val_loss", "val_accuracy", "training_time",
-               "stage_time", "epoch", "parent", "created_at", "run_id")
+Row = dict[str, Any]
+# --sort: each key orders best (or first) on top; ties keep the default order, oldest first
+SORT_KEYS: dict[str, Callable[[Row], Any]] = {
+    "created": lambda row: (row["created_at"], row["name"]),
+    "name": lambda row: row["name"],
+    "stage": lambda row: row["stage_idx"],
+    "val_acc": lambda row: -row["val_accuracy"],
+    "val_loss": lambda row: row["val_loss"],
+    "time": lambda row: row["training_time"],
+}
+
+Sort = Annotated[str, typer.Option(
+    "--sort", help=f"Order by {', '.join(SORT_KEYS)} (val_acc: highest first; val_loss "
+                   "and time: lowest first).")]
+Stage = Annotated[int | None, typer.Option(
+    "--stage", min=0, help="Only the checkpoints of stage N.", show_default=False)]
+Limit = Annotated[int | None, typer.Option(
+    "--limit", min=1, help="Show the first N (after sorting); says how many are left out.",
+    show_default=False)]
 
 
-def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False) -> None:
+def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False,
+                     sort: Sort = "created", stage: Stage = None, limit: Limit = None) -> None:
     """List saved checkpoints (reads sidecars only, so it answers at once)."""
+    from slt_cli.catalog import folder_rows
     from slt_cli.checkpoints import FOLDS_FILE
 
+    if sort not in SORT_KEYS:
+        raise SltError(f"unknown sort key {sort!r}", hint=f"Use {', '.join(SORT_KEYS)}.")
     folder = checkpoint_folder(checkpoint_dir)
-    records = readable_checkpoints(folder)
-    summary = [_listed(record.name, record.to_json()) for record in records]
+    rows, problems = folder_rows(folder)
+    for problem in problems:
+        console.err.print(f"warning: skipped {problem}", highlight=False)
+    found = len(rows)
+    if stage is not None:
+        rows = [row for row in rows if row["stage_idx"] == stage]
+    if sort != "created":  # folder_rows gives the default order; sorting keeps its ties
+        rows.sort(key=SORT_KEYS[sort])
+    shown = rows[:limit]
     if json:
-        console.print_json(summary)
-    elif not records and (folder / FOLDS_FILE).is_file():
+        console.print_json(shown)
+    elif not found and (folder / FOLDS_FILE).is_file():
         from slt_cli.foldsummary import fold_folder
 
         console.err.print(f"no checkpoints in {folder} itself: it holds a cross-validation "
                           f"run; list a fold with --checkpoint-dir {fold_folder(folder, 1)}")
-    elif not records:
+    elif not found:
         console.err.print(f"no checkpoints in {folder}; run `slt train` to make some")
+    elif not rows:
+        console.err.print(f"no checkpoints of stage {stage} in {folder} ({found:,} of other "
+                          "stages)", highlight=False)
+    elif len(shown) + 5 <= console.out.size.height:  # a rich table while it fits a screen
+        console.out.print(console.checkpoint_table(shown, str(folder)))
     else:
-        console.out.print(console.checkpoint_table(summary, str(folder)))
-
-
-def _listed(name: str, sidecar: dict[str, Any]) -> dict[str, Any]:
-    """The listed keys; a distilled student's also its ``teachers`` (names)."""
-    row = {"name": name, **{key: sidecar[key] for key in LISTED_KEYS[1:]}}
-    if sidecar.get("distilled"):
-        row["teachers"] = [teacher["name"] for teacher in sidecar["distilled"]["teachers"]]
-    return row
+        console.print_plain(console.checkpoint_lines(shown, str(folder)))
+    if len(shown) < len(rows):
+        console.err.print(f"showing {len(shown):,} of {len(rows):,} checkpoints "
+                          f"(--limit {limit}); {len(rows) - len(shown):,} left out",
+                          highlight=False)
