@@ -219,7 +219,7 @@ def with_overrides(config: Config, **changes: Any) -> Config:
     """A copy with dotted-path changes, e.g. ``run.seed=3`` given as ``run_seed=3``.
 
     Supported keys: run_seed, run_checkpoint_dir, run_multi_gpu, run_precision,
-    run_compile, data_source, stage_epochs (applied to every stage).
+    run_compile, run_log_to, data_source, stage_epochs (applied to every stage).
     """
     run, data, stages = config.run, config.data, config.stages
     for key, value in changes.items():

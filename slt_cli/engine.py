@@ -43,6 +43,7 @@ from slt_cli.reporting import EpochMetrics, Reporter
 from slt_cli.results import Evaluation, RunResult, StageResult
 from slt_cli.runfolder import RunFolder
 from slt_cli.teaching import soft_targets, teacher_names
+from slt_cli.trackers import Tracking, open_tracking
 from slt_cli.training import (
     StageInterrupted,
     StageRun,
@@ -242,23 +243,27 @@ class Trainer:
         """Run ``plan``'s steps from its position; that step may be half done
         (``snapshot``). Clears the resume state when the plan is done."""
         run = self._prepare(plan, data)
+        # TensorBoard, MLflow ([run] log_to): a store that cannot open stops us here
+        tracking = open_tracking(plan, self.checkpoint_dir, self.reporter,
+                                 active=self.folder.writes)
         self._report_start(plan, run)
         start = _Start(start_state, plan.start_checkpoint, plan.start_metrics)
         stopped = None
         held: dict[str, State] = {}  # this run's stage bests in memory, for teachers
-        for position in range(plan.position, len(plan.steps)):
-            plan = plan.at(position)
-            result, start = self._run_step(plan, run, start, snapshot, held)
-            held[result.checkpoint] = start.state  # type: ignore[assignment]  # never None
-            snapshot = None
-            plan = plan.after(result)
-            if position < len(plan.steps) - 1 and result.gain is not None and (
-                    result.gain < plan.threshold):
-                stopped = (f"stage {result.stage_idx} ({result.name}) improved "
-                           f"{plan.config.run.monitor} by {result.gain:+.4f}, less than the "
-                           f"threshold {plan.threshold}; use --force to run every stage")
-                self.reporter.note(stopped)
-                break
+        with tracking:
+            for position in range(plan.position, len(plan.steps)):
+                plan = plan.at(position)
+                result, start = self._run_step(plan, run, start, snapshot, held, tracking)
+                held[result.checkpoint] = start.state  # type: ignore[assignment]  # never None
+                snapshot = None
+                plan = plan.after(result)
+                if position < len(plan.steps) - 1 and result.gain is not None and (
+                        result.gain < plan.threshold):
+                    stopped = (f"stage {result.stage_idx} ({result.name}) improved "
+                               f"{plan.config.run.monitor} by {result.gain:+.4f}, less than "
+                               f"the threshold {plan.threshold}; use --force to run every stage")
+                    self.reporter.note(stopped)
+                    break
         self.folder.clear_state()
         barrier(self.world)  # every process returns once rank 0's files are written
         return plan.outcome(stopped, tuple(archived))
@@ -304,7 +309,8 @@ class Trainer:
 
     def _run_step(self, plan: RunPlan, run: _Run, start: _Start,
                   snapshot: tuple[State, dict[str, Any]] | None,
-                  held: Mapping[str, State]) -> tuple[StageResult, _Start]:
+                  held: Mapping[str, State],
+                  tracking: Tracking) -> tuple[StageResult, _Start]:
         """Train one stage from ``start`` (or from ``snapshot``), saving each new best."""
         step, config, data = plan.step, plan.config, run.data
         stage = step.fitted(data.num_frames)
@@ -324,10 +330,12 @@ class Trainer:
 
         def end_epoch(stage_run: StageRun) -> None:
             if stage_run.last is not None:  # before the resume state
-                self.folder.log(EpochRow.from_metrics(
+                row = EpochRow.from_metrics(
                     stage_run.last, run_id=plan.run_id, kind=plan.kind,
                     stage_idx=step.saved_idx, checkpoint=step.best_name,
-                    parent=start.checkpoint))
+                    parent=start.checkpoint)
+                self.folder.log(row)
+                tracking.epoch(row)  # never raises: a failing tracker is dropped
             save_resume_state(stage_run)
 
         settings = config.run
@@ -387,6 +395,7 @@ class Trainer:
             final_checkpoint=step.final_name, parent=start.checkpoint, gain=gain,
             epochs_run=outcome.epochs_run)
         self.reporter.stage_done(result)
+        tracking.stage_done(result)
         return result, _Start(outcome.best_state, step.best_name, best)
 
     def _teacher(self, plan: RunPlan, stage: StageConfig, start: _Start,

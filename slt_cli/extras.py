@@ -18,6 +18,8 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "onnx": (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript")),
     "plot": (("matplotlib", "matplotlib"),),
     "tune": (("optuna", "optuna"),),
+    "tensorboard": (("tensorboard", "tensorboard"),),  # [run] log_to, via torch's SummaryWriter
+    "mlflow": (("mlflow", "mlflow-skinny"),),  # [run] log_to; the full mlflow package works too
 }
 
 

@@ -27,6 +27,7 @@ NORMALISE_MODES = ("parts", "sequence")
 SIGNER_RULES = ("csv", "top")  # [data] signer_from of mediapipe folders
 PERSON_CHOICES = ("first", "best")  # [data] person of openpose folders
 HAND_MODES = ("keep", "right")  # [data] dominant_hand
+TRACKERS = ("tensorboard", "mlflow")  # [run] log_to: "none", or these joined with +
 MAX_STAGE_NAME = 64
 
 
@@ -46,9 +47,14 @@ class RunConfig:
     # > 0: validation differences within this many standard errors of the paired per-clip
     # difference are ties, which later epochs win (selection.py); 0 = the plain maximum
     selection_margin: float = 0.0
+    # also log metrics.csv's numbers and the config to "tensorboard", "mlflow" or both
+    # ("tensorboard+mlflow"): trackers.py; "none" = metrics.csv alone
+    log_to: str = "none"
 
     def problems(self) -> list[tuple[str, str]]:
         found = _positive(self, "batch_size", "min_batches_per_epoch")
+        if problem := _log_to_problem(self.log_to):
+            found.append(("log_to", problem))
         if not 0.0 <= self.selection_margin <= 10.0:
             found.append(("selection_margin", "must be between 0 and 10 (standard errors)"))
         if self.monitor not in MONITORS:
@@ -263,6 +269,21 @@ class Config:
             "continue": {key: dataclasses.asdict(preset) for key, preset in self.presets.items()},
             "tune": tune,
         }
+
+
+def trackers_of(log_to: str) -> tuple[str, ...]:
+    """The trackers a checked ``[run] log_to`` names, in its order ("none": none)."""
+    return () if log_to == "none" else tuple(log_to.split("+"))
+
+
+def _log_to_problem(log_to: str) -> str | None:
+    names = trackers_of(log_to)
+    if not all(name in TRACKERS for name in names):
+        return (f"must be none, {', '.join(TRACKERS)} or {'+'.join(TRACKERS)} (both), "
+                f"got {log_to!r}")
+    if len(set(names)) < len(names):
+        return f"names a tracker twice: {log_to!r}"
+    return None
 
 
 def _items(obj: Any) -> list[tuple[str, Any]]:

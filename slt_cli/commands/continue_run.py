@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from slt_cli import console
-from slt_cli.commands.options import CheckpointDir, Compile, ConfigPath, Device, Precision, Resume
+from slt_cli.commands.options import (
+    CheckpointDir,
+    Compile,
+    ConfigPath,
+    Device,
+    LogTo,
+    Precision,
+    Resume,
+)
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
 from slt_cli.errors import SltError
 
@@ -25,6 +33,7 @@ def continue_run(
     device: Device = "auto",
     compile_: Compile = None,
     precision: Precision = None,
+    log_to: LogTo = None,
     resume: Resume = False,
 ) -> None:
     """Train further from a saved checkpoint with a named preset."""
@@ -36,9 +45,12 @@ def continue_run(
                        hint="For example: slt continue best_model_stage_5 --type exploration.")
     check_device(device)
     settings = with_overrides(load_config(find_config(config)), run_compile=compile_,
-                              run_precision=precision)
+                              run_precision=precision, run_log_to=log_to)
     folder = checkpoint_folder(checkpoint_dir, settings)
     if not resume:  # a typo'd preset or checkpoint is told before torch is imported
+        from slt_cli.trackers import require_trackers
+
+        require_trackers(settings.run.log_to)
         continue_preset(settings, type_)  # type: ignore[arg-type]
         read_sidecar(folder, model)  # type: ignore[arg-type]
     from slt_cli.engine import Trainer

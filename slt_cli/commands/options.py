@@ -21,6 +21,10 @@ Compile = Annotated[bool | None, typer.Option(
 Precision = Annotated[str | None, typer.Option(
     "--precision", help="auto (bf16 autocast on CUDA, fp32 on the CPU), bf16 or fp32 "
     "[default: run.precision].", show_default=False)]
+LogTo = Annotated[str | None, typer.Option(
+    "--log-to", help="Also log each epoch's metrics and the config to tensorboard "
+    "(CHECKPOINT_DIR/tensorboard/), mlflow (MLFLOW_TRACKING_URI, else ./mlruns), "
+    "tensorboard+mlflow, or none [default: run.log_to].", show_default=False)]
 Resume = Annotated[bool, typer.Option(
     "--resume", help="Carry on the interrupted run in the checkpoint folder (other flags "
     "but --checkpoint-dir and --device are taken from that run).")]

@@ -14,6 +14,7 @@ from slt_cli.commands.options import (
     DataOption,
     Device,
     Layout,
+    LogTo,
     Precision,
     Resume,
     SignerFrom,
@@ -41,6 +42,7 @@ def train(
         show_default=False)] = None,
     compile_: Compile = None,
     precision: Precision = None,
+    log_to: LogTo = None,
     resume: Resume = False,
     folds: Annotated[int | None, typer.Option(
         "--folds", help="K-fold cross-validation: train K times, fold i into "
@@ -60,7 +62,11 @@ def train(
                               run_multi_gpu=multi_gpu, data_source=data, data_layout=layout,
                               data_signer_from=signer_from,
                               stage_epochs=epochs_per_stage, run_compile=compile_,
-                              run_precision=precision)
+                              run_precision=precision, run_log_to=log_to)
+    if not resume:  # a resumed run logs where it did: the engine checks that one
+        from slt_cli.trackers import require_trackers
+
+        require_trackers(settings.run.log_to)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
     from slt_cli.progress import RichReporter
