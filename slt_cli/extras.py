@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "onnx": (("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("onnxscript", "onnxscript")),
     "plot": (("matplotlib", "matplotlib"),),
     "tune": (("optuna", "optuna"),),
+    "video": (("mediapipe", "mediapipe"), ("cv2", "opencv-contrib-python")),
 }
 
 
