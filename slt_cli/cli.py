@@ -24,7 +24,9 @@ from slt_cli.commands.distill import distill
 from slt_cli.commands.ensemble import ensemble
 from slt_cli.commands.evaluate import evaluate
 from slt_cli.commands.export import export
+from slt_cli.commands.extract import extract
 from slt_cli.commands.listing import list_checkpoints
+from slt_cli.commands.live import live
 from slt_cli.commands.predict import predict
 from slt_cli.commands.smoke import smoke
 from slt_cli.commands.train import train
@@ -42,11 +44,13 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("analyze", analyze), ("evaluate", evaluate), ("ensemble", ensemble),
     ("distill", distill), ("tune", tune),
     ("predict", predict), ("export", export), ("smoke", smoke),
+    ("extract", extract), ("live", live),
 )
 # What an interrupted command leaves, for the commands that write checkpoints.
 KEPT = {name: "checkpoints saved so far are kept" for name in ("train", "continue",
                                                                "ensemble", "distill")}
 KEPT["tune"] = "finished trials are kept in the study"
+KEPT["extract"] = "the clips extracted so far are kept; the same command carries on"
 for _name, _command in COMMANDS:  # each behind the one error boundary
     app.command(_name)(guarded(_command, kept=KEPT.get(_name)))
 app.add_typer(data_app, name="data")

@@ -327,6 +327,14 @@ def _input_names(inputs: Sequence[str]) -> dict[str, str]:
             for path in distinct}
 
 
+def _row_index(row: Mapping[str, Any]) -> str:
+    """A prediction's place in its input: the sequence's index, or a clip's frames."""
+    if "window" not in row:
+        return str(row["index"])
+    window = row["window"]
+    return "all frames" if window is None else f"frames {window['start']}–{window['end'] - 1}"
+
+
 def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
     """``slt predict``: per sequence the top label, its probability and the next ones."""
     table = Table(title=f"predictions of {model}")
@@ -341,7 +349,7 @@ def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
     names = _input_names([row["input"] for row in rows])
     for row in rows:
         if not row["top"]:
-            cells = [escape(names[row["input"]]), str(row["index"])]
+            cells = [escape(names[row["input"]]), _row_index(row)]
             cells += [escape(row["label"] or "–")] if labelled else []
             table.add_row(*cells, "[dim]no landmark at all[/]", "–", "–")
             continue
@@ -349,7 +357,7 @@ def prediction_table(rows: Sequence[Mapping[str, Any]], model: str) -> Table:
         mark = ""
         if row["label"] is not None:
             mark = " [green]✓[/]" if best["class"] == row["label"] else " [red]✗[/]"
-        cells = [escape(names[row["input"]]), str(row["index"])]
+        cells = [escape(names[row["input"]]), _row_index(row)]
         cells += [escape(row["label"] or "–")] if labelled else []
         cells += [f"{escape(best['class'])}{mark}", f"{best['probability']:.3f}",
                   escape(", ".join(f"{t['class']} {t['probability']:.3f}" for t in rest) or "–")]

@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "tune": (("optuna", "optuna"),),
     "tensorboard": (("tensorboard", "tensorboard"),),  # [run] log_to, via torch's SummaryWriter
     "mlflow": (("mlflow", "mlflow-skinny"),),  # [run] log_to; the full mlflow package works too
+    "video": (("mediapipe", "mediapipe"), ("cv2", "opencv-contrib-python")),
 }
 
 

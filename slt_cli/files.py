@@ -294,6 +294,16 @@ def abandoned_temps(folder: Path, final: str | None = None) -> list[Path]:
     return sorted(found)
 
 
+def abandoned_temp_folders(folder: Path) -> list[Path]:
+    """slt's temporary folders in ``folder`` (named as ``temp_path`` names files: a clip
+    being extracted) whose writer is gone, as ``abandoned_temps`` finds files."""
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return sorted(entry for entry in folder.iterdir()
+                  if (match := _TEMP.fullmatch(entry.name)) and entry.is_dir()
+                  and not entry.is_symlink() and _writer_gone(int(match["pid"])))
+
+
 def _writer_gone(pid: int) -> bool:
     if pid == os.getpid():
         return True

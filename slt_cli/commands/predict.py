@@ -16,7 +16,8 @@ def predict(
     model: Model,
     inputs: Annotated[list[Path], typer.Argument(
         help="Sequences to classify: .npz files (x, optional lengths and y), GISLR .parquet "
-             "or .pose files, folders of one sequence's MediaPipe <frame>.npy or OpenPose "
+             "or .pose files, video clips (.mp4, ...; needs slt[video]), folders of one "
+             "sequence's MediaPipe <frame>.npy or OpenPose "
              "*_keypoints.json frames, or any folder of these (every sequence under it; a "
              "folder named like a class labels what is in it).", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per sequence.")] = 5,
@@ -40,10 +41,14 @@ def predict(
     from slt_cli.data.sources import ReadOptions
     from slt_cli.devices import resolve_device
     from slt_cli.inference import load_model, predict_probabilities
+    from slt_cli.video import is_video
 
     loaded = load_model(folder, model, resolve_device(device))
     rows: list[dict[str, Any]] = []
     found = [item for given in inputs for item in find_inputs(given, loaded.classes)]
+    if any(is_video(path) for path, _ in found):
+        rows += _clips(loaded, [item for item in found if is_video(item[0])], top_k)
+        found = [item for item in found if not is_video(item[0])]
     for path, label in found:
         sequences = read_sequences(path, landmarks=loaded.preprocessing.landmarks,
                                    classes=loaded.classes, joints=loaded.preprocessing.joints,
@@ -62,13 +67,31 @@ def predict(
     if json:
         console.print_json(rows)
     else:
-        console.out.print(console.prediction_table(rows, model))
+        from slt_cli.video.scoring import shown_rows
+
+        console.out.print(console.prediction_table(shown_rows(rows), model))
     labelled = [row for row in rows if row["label"] is not None]
     if labelled:
         hits = sum(bool(row["top"]) and row["top"][0]["class"] == row["label"]
                    for row in labelled)
         console.err.print(f"top-1 accuracy {hits / len(labelled):.4f} on {len(labelled)} "
                           "labelled sequence(s)", highlight=False)
+
+
+def _clips(loaded: Any, clips: list[tuple[Path, str | None]], top_k: int
+           ) -> list[dict[str, Any]]:
+    """Rows of video clips: landmarks extracted (MediaPipe), then the whole clip and every
+    window of the checkpoint's frame count scored."""
+    from slt_cli.progress import RichReporter
+    from slt_cli.video.backend import load_backend
+    from slt_cli.video.scoring import clip_landmarks, clip_rows
+
+    backend, reporter, rows = load_backend("slt predict on video"), RichReporter(), []
+    for path, label in clips:
+        with reporter.running():
+            x = clip_landmarks(loaded, path, backend, reporter)
+        rows += clip_rows(loaded, path, x, label, top_k)
+    return rows
 
 
 def _rows(sequences: Any, probabilities: Any, classes: tuple[str, ...], top_k: int,

@@ -10,6 +10,8 @@
   checkpoint's ``[data] landmarks`` picked them.
 - ``.pose``: one pose-format file; MediaPipe Holistic files keep the same selection,
   other layouts every point.
+- a video clip (``.mp4``, ...): read by ``slt predict`` itself (``video.scoring``),
+  found here in folders like the rest.
 - a folder of one sequence's frames: ``<frame>.npy`` MediaPipe vectors (as in
   ``mediapipe:DIR``; their order found from the frames unless the checkpoint's
   ``[data] layout`` states it) or OpenPose ``*_keypoints.json`` (as in ``openpose:DIR``).
@@ -28,6 +30,7 @@ from slt_cli.data.landmarks import match_landmarks
 from slt_cli.data.sources import ReadOptions, input_folders, input_source, input_suffixes
 from slt_cli.errors import DataError, UnreadableFile
 from slt_cli.files import open_regular
+from slt_cli.video import is_video
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def find_inputs(path: Path, classes: tuple[str, ...]) -> list[tuple[Path, str | 
                     found.append((entry, label))
                 else:
                     walk(entry, here)
-            elif entry.suffix in suffixes:
+            elif entry.suffix in suffixes or is_video(entry):
                 found.append((entry, label))
 
     walk(path, None)

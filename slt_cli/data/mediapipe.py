@@ -7,7 +7,8 @@ with a fourth value), 258 (no face), 126 (hands only), with zeros where a part w
 detected. The length narrows the parts; their order is not fixed (projects put the
 face second, last or first), so it is found from the data (``detect_order``: pose
 visibility lies in [0, 1], the pose nose sits on the face's nose tip, each hand at its
-own side's pose wrist) unless ``[data] layout`` states it. Sign folders are matched
+own side's pose wrist) unless ``[data] layout`` states it, or ``DIR/layout.json``
+(written by ``slt extract``: see ``stated_options``) does. Sign folders are matched
 without regard to case (the class is the lower-cased name); a part that is all zeros
 in a frame is missing (NaN); the landmarks are named and selected as the other corpus
 loaders name them. Signers come from ``signers.csv`` (``folder,signer``: a sequence
@@ -17,6 +18,7 @@ folders of ``DIR/<signer>/<sign>/<sequence>/<frame>.npy``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from itertools import permutations
@@ -29,9 +31,12 @@ from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.data.sources import ReadOptions
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import open_regular, read_csv
+from slt_cli.files import load_json, open_regular, read_csv
 
 SIGNERS = "signers.csv"
+# What `slt extract` writes beside its frame folders: the parts' order (and signers).
+LAYOUT_FILE = "layout.json"
+LAYOUT_FORMAT = "slt mediapipe frames"
 TUTORIAL = ("pose", "face", "left_hand", "right_hand")  # the tutorial's order
 # Values per frame -> (part, points, values per point) of each part it holds.
 FRAME_PARTS: dict[int, dict[str, tuple[int, int]]] = {
@@ -66,6 +71,7 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
     Raises:
         DataError: naming the folder or file that does not fit the layout.
     """
+    options, stated_by = stated_options(root, options)
     top = options.signer_from == "top"
     found = _sequence_folders(root, top)
     if not found:
@@ -81,7 +87,7 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
                         f"{', '.join(map(str, FRAME_PARTS))} values",
                         hint="Frames are flat vectors of pose (x, y, z, visibility), face, "
                              "left and right hand (x, y, z).")
-    order, note = _order(root, files, length, options.layout)
+    order, note = _order(root, files, length, options.layout, stated_by)
     chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
     if not chosen:
         raise DataError(f"landmarks {landmarks!r} keep none of {root}'s parts "
@@ -120,11 +126,47 @@ def read_sequence_input(folder: Path, landmarks: str,
     if length not in FRAME_PARTS:
         raise DataError(f"{folder / names[0]}: holds {length} values; slt knows MediaPipe "
                         f"frames of {', '.join(map(str, FRAME_PARTS))} values")
+    for above in (folder.parent.parent, folder.parent.parent.parent):  # <sign>/, <signer>/
+        if above != folder and (above / LAYOUT_FILE).is_file():
+            options = stated_options(above, options)[0]
+            break
     order, _ = _order(folder.parent, {folder.name: names}, length, options.layout)
     chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
     slots = np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen], np.int64)
     return (read_sequence(folder, length=length, order=order, slots=slots)[0],
             tuple(lm.name for lm in chosen))
+
+
+def stated_options(root: Path, options: ReadOptions) -> tuple[ReadOptions, str]:
+    """``options`` with what ``root/layout.json`` (written by ``slt extract``) states:
+    the parts' order when ``options.layout`` is auto, one signer per top folder when it
+    says so and no ``signers.csv`` names them; and how a stated order is described.
+    A ``layout.json`` of another program (without slt's ``format``) is ignored.
+
+    Raises:
+        DataError: when slt's layout file cannot be read or states what slt cannot read.
+    """
+    path = root / LAYOUT_FILE
+    if not (path.exists() or path.is_symlink()):
+        return options, "as stated"
+    try:
+        record = load_json(path)
+    except UnreadableFile as exc:
+        raise DataError(str(exc), hint="Remove it, or state the order with --layout.") from None
+    if not isinstance(record, dict) or record.get("format") != LAYOUT_FORMAT:
+        return options, "as stated"
+    layout, signer_from = record.get("layout"), record.get("signer_from", "csv")
+    if (not isinstance(layout, str) or layout == "auto" or layout_problem(layout)
+            or signer_from not in ("csv", "top")):
+        raise DataError(f"{path}: states layout {str(layout)[:80]!r} and signers "
+                        f"{str(signer_from)[:20]!r}; slt reads a layout such as "
+                        "pose+face+left_hand+right_hand and signers csv or top",
+                        hint="Remove it, or state the order with --layout.")
+    top = signer_from == "top" and not (root / SIGNERS).exists()
+    stated = options.layout == "auto"
+    return (dataclasses.replace(options, layout=layout if stated else options.layout,
+                                signer_from="top" if top else options.signer_from),
+            f"as {LAYOUT_FILE} states" if stated else "as stated")
 
 
 def _sequence_folders(root: Path, top: bool) -> list[tuple[str, str, str]]:
@@ -286,7 +328,7 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _order(root: Path, files: dict[str, list[str]], length: int,
-           layout: str) -> tuple[tuple[str, ...], str]:
+           layout: str, stated_by: str = "as stated") -> tuple[tuple[str, ...], str]:
     """The parts' order (stated, else detected from a sample) and a note saying which."""
     parts = FRAME_PARTS[length]
     if layout != "auto":
@@ -294,7 +336,7 @@ def _order(root: Path, files: dict[str, list[str]], length: int,
         if set(order) != set(parts):
             raise DataError(f"layout {layout!r} does not fit {root}'s frames of {length} "
                             f"values, which hold {', '.join(parts)}", hint=LAYOUT_HINT)
-        return order, f"{root}: frames of {length} values, read as {layout} (as stated)"
+        return order, f"{root}: frames of {length} values, read as {layout} ({stated_by})"
     rels = list(files)
     picked = [rels[i] for i in np.linspace(0, len(rels) - 1, min(len(rels), SAMPLE_SEQUENCES),
                                            dtype=int)]
