@@ -4,8 +4,9 @@
 # with torch, typer, rich and safetensors preinstalled (slt itself from PYTHONPATH;
 # PYTHON=path/to/python picks another interpreter).
 # Prints one JSON line per figure: the smoke test on CUDA, training throughput
-# against a bare loop in fp32, bf16 and bf16 + torch.compile, and a short run with
-# DataParallel over every visible GPU (and, with several, torchrun + DDP). Every step
+# against a bare loop in fp32, bf16 and bf16 + torch.compile, a short run with
+# DataParallel over every visible GPU (and, with several, torchrun + DDP), and every
+# model family's step time on the GPU. Every step
 # has its own time limit and its own line, so one failure does not hide the rest.
 # CI never runs this: no test needs a GPU.
 set -u -o pipefail
@@ -102,4 +103,36 @@ if [ "$gpus" -gt 1 ]; then
   fi
 else
   emit ddp ok=null skipped="$gpus GPU(s) visible; torchrun + DDP needs two or more"
+fi
+
+# 5. Every model family on the GPU (the graph network is the CPU's slowest): step times.
+if step families 60 "$PY" - <<'EOF'
+import json, time, torch
+import torch.nn.functional as F
+from slt_cli.data.landmarks import select_landmarks
+from slt_cli.data.transforms import feature_count
+from slt_cli.models import MODEL_BUILDERS, build_model, takes_joints
+names = [mark.name for mark in select_landmarks("hands+pose+lips")][:96]
+features = feature_count(len(names), 3, motion=True)
+clips = torch.randn(256, 30, features, device="cuda")
+labels = torch.randint(0, 250, (256,), device="cuda")
+for name in MODEL_BUILDERS:
+    model = build_model(name, in_features=features, num_classes=250, num_frames=30,
+                        joints=names if takes_joints(name) else None).cuda()
+    times = []
+    for _ in range(6):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(clips).float(), labels)
+        loss.backward()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"check": "family", "model": name, "batch": 256, "landmarks": 96,
+                      "ms_per_step": round(min(times[1:]) * 1e3, 2)}))
+EOF
+then
+  cat "$work/families.out"
+else
+  report_failure families
 fi
