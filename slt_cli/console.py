@@ -1,0 +1,6 @@
+"""Moved to ``slt_cli.show.console``; this old path warns, and goes in slt 0.3."""
+
+from slt_cli.common.moved import moved
+from slt_cli.show import console as _new
+
+moved(__name__, _new)

@@ -1,0 +1,6 @@
+"""Moved to ``slt_cli.store.sidecar``; this old path warns, and goes in slt 0.3."""
+
+from slt_cli.common.moved import moved
+from slt_cli.store import sidecar as _new
+
+moved(__name__, _new)
