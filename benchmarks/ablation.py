@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from slt_cli import Trainer, load_config
-from slt_cli.config import AugmentConfig, Config
+from slt_cli.cfg.config import AugmentConfig, Config
 
 
 def with_seed(config: Config, seed: int) -> Config:

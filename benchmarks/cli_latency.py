@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from slt_cli.checkpoints import save_checkpoint
-from slt_cli.config import load_config
-from slt_cli.sidecar import Sidecar, TrainedWith
+from slt_cli.cfg.config import load_config
+from slt_cli.store.checkpoints import save_checkpoint
+from slt_cli.store.sidecar import Sidecar, TrainedWith
 
 
 def build_checkpoints(folder: Path, count: int) -> None:

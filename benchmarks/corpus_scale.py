@@ -71,9 +71,9 @@ finish({"seconds": seconds, "sequences": len(store), "frames": int(store.offsets
 """
 
 TRAIN = PROBE + r"""
-from slt_cli import engine
+from slt_cli.run import engine
 from slt_cli.cli import main
-from slt_cli.progress import RichReporter
+from slt_cli.show.progress import RichReporter
 load_data = engine.load_configured
 def timed_load_data(*args, **kwargs):
     start = time.time()

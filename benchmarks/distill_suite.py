@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_suite import DEFAULT_DATA, Job, plan_jobs  # noqa: E402
 
 from slt_cli import Reporter, Trainer, load_config  # noqa: E402
-from slt_cli.config import with_overrides  # noqa: E402
-from slt_cli.distill import STUDENT_PRESETS, distill, measure_footprint  # noqa: E402
-from slt_cli.ensemble import make_ensemble  # noqa: E402
+from slt_cli.cfg.config import with_overrides  # noqa: E402
+from slt_cli.use.distill import STUDENT_PRESETS, distill, measure_footprint  # noqa: E402
+from slt_cli.use.ensemble import make_ensemble  # noqa: E402
 
 
 def scored(folder: Path, name: str, config: Any) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def scored(folder: Path, name: str, config: Any) -> dict[str, Any]:
     trainer = Trainer(config, checkpoint_dir=folder, device="cpu")
     evaluation = trainer.evaluate(name, split="test")
     footprint = measure_footprint(folder, name)
-    from slt_cli.checkpoints import load_weights, read_sidecar
+    from slt_cli.store.checkpoints import load_weights, read_sidecar
 
     sidecar = read_sidecar(folder, name)
     parameters = sum(t.numel() for t in load_weights(folder, name, sidecar).values())

@@ -56,7 +56,7 @@ def runtimes(folder: Path, model: str, files: dict[str, Path]) -> dict[str, Call
     import onnxruntime
     import torch
 
-    from slt_cli.inference import SequenceClassifier, load_model
+    from slt_cli.use.inference import SequenceClassifier, load_model
 
     eager = SequenceClassifier(load_model(folder, model).classifier).eval()
     scripted = torch.jit.load(str(files["torchscript"]))
@@ -104,8 +104,8 @@ def main() -> None:
     import torch
 
     from slt_cli.data import load_source
-    from slt_cli.export import random_sequences
-    from slt_cli.inference import load_model
+    from slt_cli.use.export import random_sequences
+    from slt_cli.use.inference import load_model
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as scratch:

@@ -65,10 +65,10 @@ def combination_rules(folder: Path, names: list[str]) -> tuple[float, float]:
     does) and of averaging their raw logits instead, from the same member outputs."""
     import torch
 
-    from slt_cli.checkpoints import load_weights, read_sidecar
     from slt_cli.data import load_data
-    from slt_cli.records import build_network, load_state
-    from slt_cli.training import TensorSplit, predict_logits
+    from slt_cli.run.records import build_network, load_state
+    from slt_cli.run.training import TensorSplit, predict_logits
+    from slt_cli.store.checkpoints import load_weights, read_sidecar
 
     outputs = []
     for name in names:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from slt_cli.checkpoints import save_checkpoint
-from slt_cli.config import load_config
-from slt_cli.lock import folder_lock
-from slt_cli.sidecar import Distillation, Sidecar, Teacher, TrainedWith
+from slt_cli.cfg.config import load_config
+from slt_cli.store.checkpoints import save_checkpoint
+from slt_cli.store.lock import folder_lock
+from slt_cli.store.sidecar import Distillation, Sidecar, Teacher, TrainedWith
 
-INDEX_FILE = ".slt-index"  # slt_cli.catalog.INDEX_FILE (absent from older trees)
+INDEX_FILE = ".slt-index"  # slt_cli.store.catalog.INDEX_FILE (absent from older trees)
 
 
 def build_checkpoints(folder: Path, count: int) -> None:

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from slt_cli import Trainer, load_config
-from slt_cli.config import Config
+from slt_cli.cfg.config import Config
 from slt_cli.errors import DataError
 
 

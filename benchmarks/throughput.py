@@ -33,13 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from slt_cli.config import AugmentConfig, load_config
+from slt_cli.cfg.config import AugmentConfig, load_config
+from slt_cli.common.reporting import Reporter
 from slt_cli.data import load_data
 from slt_cli.data.transforms import feature_count, features, mirror_permutation
-from slt_cli.devices import resolve_device
 from slt_cli.models import build_model
-from slt_cli.reporting import Reporter
-from slt_cli.training import StageRun, StageSetup, TensorSplit, predict_logits, set_dropout
+from slt_cli.run.devices import resolve_device
+from slt_cli.run.training import StageRun, StageSetup, TensorSplit, predict_logits, set_dropout
 
 
 class Interleaved(Reporter):

@@ -18,19 +18,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Trainer": "slt_cli.engine",
-    "RunResult": "slt_cli.results",
-    "StageResult": "slt_cli.results",
-    "Evaluation": "slt_cli.results",
-    "load_config": "slt_cli.config",
-    "quick_test_config": "slt_cli.config",
-    "Reporter": "slt_cli.reporting",
-    "RecordingReporter": "slt_cli.reporting",
-    "CrossValidation": "slt_cli.folds",
-    "make_ensemble": "slt_cli.ensemble",
-    "load_model": "slt_cli.inference",
-    "predict_probabilities": "slt_cli.inference",
-    "export_checkpoint": "slt_cli.export",
+    "Trainer": "slt_cli.run.engine",
+    "RunResult": "slt_cli.run.results",
+    "StageResult": "slt_cli.run.results",
+    "Evaluation": "slt_cli.run.results",
+    "load_config": "slt_cli.cfg.config",
+    "quick_test_config": "slt_cli.cfg.config",
+    "Reporter": "slt_cli.common.reporting",
+    "RecordingReporter": "slt_cli.common.reporting",
+    "CrossValidation": "slt_cli.run.folds",
+    "make_ensemble": "slt_cli.use.ensemble",
+    "load_model": "slt_cli.use.inference",
+    "predict_probabilities": "slt_cli.use.inference",
+    "export_checkpoint": "slt_cli.use.export",
 }
 
 __all__ = ["__version__", *_LAZY]

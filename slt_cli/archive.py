@@ -1,61 +1,6 @@
-"""Earlier runs' checkpoints are moved aside, never deleted: ``archive/<run_id>/``.
+"""Moved to ``slt_cli.store.archive``; this old path warns, and goes in slt 0.3."""
 
-A run that writes stage N's names moves the earlier files of those names into the
-archive first, and with them every checkpoint trained from them (its ``parent``, or an
-ensemble's ``members``, transitively): after ``slt train --stages 1`` over a folder of
-stages 1 to 5, stages 2 to 5 were trained from a stage 1 that is no longer there, so
-they go too, and ``slt list`` and ``slt analyze`` only ever show true lineage.
-"""
+from slt_cli.common.moved import moved
+from slt_cli.store import archive as _new
 
-from __future__ import annotations
-
-import os
-from collections.abc import Iterable
-from pathlib import Path
-
-from slt_cli.checkpoints import ARCHIVE_FOLDER, list_checkpoints, sidecar_path, weights_path
-from slt_cli.files import own_folder
-
-
-def dependants(directory: Path, names: Iterable[str]) -> list[str]:
-    """The checkpoints of ``directory`` trained from any of ``names``, directly or through
-    others (their recorded ``parent``, or an ensemble's ``members``), oldest first;
-    ``names`` themselves are not among them."""
-    records, _ = list_checkpoints(directory)
-    gone, found = set(names), []
-    changed = True
-    while changed:
-        changed = False
-        for record in records:
-            name = record.name
-            if name in gone:
-                continue
-            sources = {record.parent, *(record.members or ())}
-            if sources & gone:
-                gone.add(name)
-                found.append(name)
-                changed = True
-    return found
-
-
-def archive_existing(directory: Path, names: Iterable[str], run_id: str) -> list[str]:
-    """Move the files of ``names`` that exist into ``archive/<run_id>/``.
-
-    A new run calls this before it writes, so an earlier run's results are kept.
-    Returns the names moved.
-
-    Raises:
-        SltError: when ``archive/`` is a symbolic link or a file (nothing is moved).
-    """
-    moved = []
-    target = own_folder(directory, ARCHIVE_FOLDER) / run_id
-    for name in names:
-        files = [weights_path(directory, name), sidecar_path(directory, name)]
-        present = [f for f in files if f.exists() or f.is_symlink()]
-        if not present:
-            continue
-        target.mkdir(parents=True, exist_ok=True)
-        for path in present:
-            os.replace(path, target / path.name)
-        moved.append(name)
-    return moved
+moved(__name__, _new)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slt_cli import __version__, console
+from slt_cli import __version__
 from slt_cli.commands import guarded
 from slt_cli.commands.analyze import analyze
 from slt_cli.commands.config import config_app
@@ -31,6 +31,7 @@ from slt_cli.commands.predict import predict
 from slt_cli.commands.smoke import smoke
 from slt_cli.commands.train import train
 from slt_cli.commands.tune import tune
+from slt_cli.show import console
 
 # Help in markdown mode: rich markup would read "[default: ...]" and "[run]" as tags.
 app = typer.Typer(

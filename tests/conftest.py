@@ -100,7 +100,7 @@ def validation_both_ways(sidecar: object) -> tuple[object, object, object, objec
     records."""
     from slt_cli.data import load_data, load_source
     from slt_cli.data.preprocess import assign_splits
-    from slt_cli.training import TensorSplit
+    from slt_cli.run.training import TensorSplit
 
     settings, seed = sidecar.config.data, sidecar.config.run.seed
     raw = load_source(settings.source)

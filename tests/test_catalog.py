@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from slt_cli import catalog, console
-from slt_cli.catalog import INDEX_FILE
-from slt_cli.checkpoints import read_sidecar, save_checkpoint
-from slt_cli.config import DataConfig, RunConfig, StageConfig
-from slt_cli.lock import folder_lock
-from slt_cli.sidecar import Distillation, Sidecar, Teacher, TrainedWith
+from slt_cli.cfg.config import DataConfig, RunConfig, StageConfig
+from slt_cli.show import console
+from slt_cli.store import catalog
+from slt_cli.store.catalog import INDEX_FILE
+from slt_cli.store.checkpoints import read_sidecar, save_checkpoint
+from slt_cli.store.lock import folder_lock
+from slt_cli.store.sidecar import Distillation, Sidecar, Teacher, TrainedWith
 from tests.cli import slt
 
 SIDECAR = Sidecar(

@@ -9,8 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from slt_cli.archive import archive_existing
-from slt_cli.checkpoints import (
+from slt_cli.cfg.config import DataConfig, RunConfig, StageConfig
+from slt_cli.errors import CheckpointError
+from slt_cli.run.devices import unwrap
+from slt_cli.run.training import cpu_state
+from slt_cli.store.archive import archive_existing
+from slt_cli.store.checkpoints import (
     check_name,
     free_name,
     list_checkpoints,
@@ -20,11 +24,7 @@ from slt_cli.checkpoints import (
     settle,
     update_sidecar,
 )
-from slt_cli.config import DataConfig, RunConfig, StageConfig
-from slt_cli.devices import unwrap
-from slt_cli.errors import CheckpointError
-from slt_cli.sidecar import Sidecar, TrainedWith
-from slt_cli.training import cpu_state
+from slt_cli.store.sidecar import Sidecar, TrainedWith
 
 
 def small_model() -> nn.Module:

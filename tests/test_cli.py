@@ -11,8 +11,8 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
+from slt_cli.store.checkpoints import read_sidecar
 from tests.cli import slt
 
 
@@ -231,7 +231,7 @@ def test_help_keeps_bracketed_text() -> None:
 def test_notes_keep_bracketed_text() -> None:
     from rich.console import Console
 
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
 
     console = Console(record=True, width=200)
     RichReporter(console).note("kept 56 of 75 landmarks; set [data] landmarks to change")
@@ -257,7 +257,7 @@ def test_config_show_prints_what_a_run_uses_and_reads_back_the_same(tmp_path: Pa
 
 
 def test_config_init_writes_the_packaged_file_and_never_overwrites(tmp_path: Path) -> None:
-    from slt_cli.config import default_config_text
+    from slt_cli.cfg.config import default_config_text
 
     target = tmp_path / "stages.toml"
     assert slt("config", "init", str(target)).exit_code == 0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from slt_cli.config import (
+from slt_cli.cfg.config import (
     CONTINUE_TYPES,
     build_config,
     configured_checkpoint_dir,

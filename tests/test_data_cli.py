@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.main import get_command
 
-from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
 from slt_cli.data import load_source
+from slt_cli.store.checkpoints import read_sidecar
 from tests.cli import slt
 
 pq = pytest.importorskip("pyarrow.parquet")

@@ -27,7 +27,7 @@ def taught(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_loss_is_cross_entropy_at_alpha_zero_and_kl_at_one() -> None:
-    from slt_cli.teaching import distillation_loss
+    from slt_cli.run.teaching import distillation_loss
 
     torch.manual_seed(0)
     student, teacher = torch.randn(6, 5), torch.randn(6, 5)
@@ -45,12 +45,12 @@ def test_a_student_agrees_with_its_teacher_more_than_the_control(taught: Path,
                                                                  tmp_path: Path) -> None:
     """Trained on the teacher's soft targets, the student reproduces the teacher's
     decisions on the training clips more often than the same network on labels alone."""
-    from slt_cli.checkpoints import load_weights, read_sidecar
-    from slt_cli.config import load_config
+    from slt_cli.cfg.config import load_config
     from slt_cli.data import load_configured
-    from slt_cli.distill import distill
-    from slt_cli.records import build_network
-    from slt_cli.training import TensorSplit, predict_logits
+    from slt_cli.run.records import build_network
+    from slt_cli.run.training import TensorSplit, predict_logits
+    from slt_cli.store.checkpoints import load_weights, read_sidecar
+    from slt_cli.use.distill import distill
 
     folder = tmp_path / "ck"
     shutil.copytree(taught / "ck", folder)
@@ -81,8 +81,8 @@ def test_distill_saves_a_student_with_its_lineage_and_enforces_budgets(
     """Two teachers (an ensemble of them); the ONNX export and its timing are
     ``measure_footprint``'s, tested through ``slt export``'s own tests: here it reports
     fixed figures, so the budgets' arithmetic is what is checked, in no time."""
-    import slt_cli.distill
-    from slt_cli.distill import Footprint
+    import slt_cli.use.distill
+    from slt_cli.use.distill import Footprint
 
     measured: list[str] = []
 
@@ -90,7 +90,7 @@ def test_distill_saves_a_student_with_its_lineage_and_enforces_budgets(
         measured.append(name)
         return Footprint(folder / "exports" / f"{name}.onnx", size_mb=0.25, ms_per_sequence=0.5)
 
-    monkeypatch.setattr(slt_cli.distill, "measure_footprint", footprint)
+    monkeypatch.setattr(slt_cli.use.distill, "measure_footprint", footprint)
     folder = tmp_path / "ck"
     shutil.copytree(taught / "ck", folder)
     common = ("--config", str(taught / "tiny.toml"), "--checkpoint-dir", str(folder),
@@ -153,9 +153,9 @@ def test_teachers_of_different_layouts_exit_2(taught: Path, tiny_checkpoint: Pat
 
 def test_a_budget_without_the_onnx_extra_exits_2_before_training(
         taught: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import slt_cli.extras
+    import slt_cli.common.extras
 
-    monkeypatch.setattr(slt_cli.extras, "installed", lambda module: module != "onnx")
+    monkeypatch.setattr(slt_cli.common.extras, "installed", lambda module: module != "onnx")
     result = slt("distill", "best_model_stage_1", "--name", "s", "--max-mb", "40",
                  "--checkpoint-dir", str(taught / "ck"))
     assert result.exit_code == 2 and "ONNX export needs onnx" in result.output, result.output
@@ -164,7 +164,7 @@ def test_a_budget_without_the_onnx_extra_exits_2_before_training(
 
 def test_a_student_sidecar_with_a_broken_lineage_is_named(taught: Path) -> None:
     from slt_cli.errors import CheckpointError
-    from slt_cli.sidecar import Distillation, Sidecar, Teacher
+    from slt_cli.store.sidecar import Distillation, Sidecar, Teacher
 
     raw = json.loads((taught / "ck" / "best_model_stage_1.json").read_text())
     lineage = Distillation((Teacher("a", "0" * 64),), 0.7, 3.0, 100)

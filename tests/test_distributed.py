@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from slt_cli import Trainer, load_config
-from slt_cli.checkpoints import load_weights, read_sidecar
-from slt_cli.distributed import World, shard, world_from_environment
 from slt_cli.errors import SltError
-from slt_cli.metrics import RunningMetrics
-from slt_cli.sidecar import SIDECAR_KEYS
+from slt_cli.run.distributed import World, shard, world_from_environment
+from slt_cli.run.metrics import RunningMetrics
+from slt_cli.store.checkpoints import load_weights, read_sidecar
+from slt_cli.store.sidecar import SIDECAR_KEYS
 from tests.conftest import TINY_TOML
 
 
@@ -127,7 +127,7 @@ def test_a_killed_torchrun_run_resumes_under_torchrun_to_the_same_checkpoints(
 
 
 def test_smoke_refuses_torchrun(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from slt_cli.smoke import run_smoke
+    from slt_cli.run.smoke import run_smoke
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")

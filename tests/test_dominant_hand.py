@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from slt_cli.checkpoints import read_sidecar
 from slt_cli.cli import app
 from slt_cli.data.transforms import dominant_hand_swap, mirror_clips, right_handed
-from slt_cli.inference import load_model
-from slt_cli.training import TensorSplit, predict_logits
+from slt_cli.run.training import TensorSplit, predict_logits
+from slt_cli.store.checkpoints import read_sidecar
+from slt_cli.use.inference import load_model
 from tests.conftest import TINY_TOML, validation_both_ways
 
 NAMES = ("pose_0", "left_hand_0", "left_hand_1", "right_hand_0", "right_hand_1")

@@ -10,11 +10,11 @@ import torch
 from rich.console import Console
 
 from slt_cli import RecordingReporter, Trainer, load_config
-from slt_cli.checkpoints import list_checkpoints, load_weights, read_sidecar
-from slt_cli.config import Config
+from slt_cli.cfg.config import Config
 from slt_cli.errors import CheckpointError, ConfigError, DataError
-from slt_cli.history import read_history
-from slt_cli.sidecar import SIDECAR_KEYS
+from slt_cli.run.history import read_history
+from slt_cli.store.checkpoints import list_checkpoints, load_weights, read_sidecar
+from slt_cli.store.sidecar import SIDECAR_KEYS
 
 
 def tiny(tiny_toml: Path, **run: object) -> Config:
@@ -218,7 +218,7 @@ def test_a_stage_that_only_hurts_keeps_its_start_and_the_next_starts_there(
     from typer.testing import CliRunner
 
     from slt_cli.cli import app
-    from slt_cli.console import stage_table
+    from slt_cli.show.console import stage_table
 
     reporter = RecordingReporter()
     result = Trainer(wrecking(tiny(tiny_toml)), checkpoint_dir=tmp_path,

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from slt_cli.checkpoints import read_sidecar
 from slt_cli.models.ensemble import Ensemble
-from slt_cli.records import build_network
+from slt_cli.run.records import build_network
+from slt_cli.store.checkpoints import read_sidecar
 from tests.cli import slt
 from tests.conftest import TINY_TOML
 

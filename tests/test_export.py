@@ -13,8 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from slt_cli.checkpoints import read_sidecar
-from slt_cli.inference import SequenceClassifier, load_model
+from slt_cli.store.checkpoints import read_sidecar
+from slt_cli.use.inference import SequenceClassifier, load_model
 from tests.cli import slt
 
 runner = CliRunner()
@@ -141,7 +141,7 @@ def test_missing_onnx_extra_names_the_install_command(tiny_checkpoint: Path, tmp
 
 def test_a_file_that_disagrees_with_pytorch_is_not_written(
         tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slt_cli import export
+    from slt_cli.use import export
 
     real = export.runner
 

@@ -16,14 +16,14 @@ import torch
 from typer.testing import CliRunner
 
 from slt_cli import Trainer, load_config
-from slt_cli.checkpoints import list_checkpoints, load_weights, read_sidecar
+from slt_cli.cfg.config import Config
 from slt_cli.cli import app
-from slt_cli.config import Config
+from slt_cli.common.reporting import Reporter
 from slt_cli.errors import RunInterrupted, SltError, TrainingDiverged
-from slt_cli.history import read_history
-from slt_cli.lock import folder_lock
-from slt_cli.reporting import Reporter
-from slt_cli.resume import has_resume
+from slt_cli.run.history import read_history
+from slt_cli.run.resume import has_resume
+from slt_cli.store.checkpoints import list_checkpoints, load_weights, read_sidecar
+from slt_cli.store.lock import folder_lock
 from tests.conftest import TINY_TOML
 
 NAMES = ["best_model_stage_1", "stage_1_baseline", "best_model_stage_2", "stage_2_augmentation"]

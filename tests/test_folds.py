@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slt_cli.checkpoints import read_sidecar
-from slt_cli.config import Config, load_config, parse_config, with_overrides
+from slt_cli.cfg.config import Config, load_config, parse_config, with_overrides
+from slt_cli.common.reporting import RecordingReporter
 from slt_cli.data.preprocess import assign_folds, split_labels
 from slt_cli.errors import ConfigError, DataError, RunInterrupted, SltError
-from slt_cli.folds import CrossValidation
-from slt_cli.reporting import RecordingReporter
-from slt_cli.resume import has_resume
+from slt_cli.run.folds import CrossValidation
+from slt_cli.run.resume import has_resume
+from slt_cli.store.checkpoints import read_sidecar
 from tests.cli import slt
 from tests.conftest import TINY_TOML
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from slt_cli import Trainer, load_config
-from slt_cli.checkpoints import load_weights, read_sidecar
+from slt_cli.store.checkpoints import load_weights, read_sidecar
 
 pytestmark = [
     pytest.mark.gpu,
@@ -22,7 +22,7 @@ def test_data_parallel_training_saves_bare_weights_that_load_on_cpu(
     config = load_config(tiny_toml)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, multi_gpu=True))
     # DataParallel's scatter/gather path, even on a one-GPU machine
-    monkeypatch.setattr("slt_cli.engine.device_count", lambda device, multi_gpu: 2)
+    monkeypatch.setattr("slt_cli.run.engine.device_count", lambda device, multi_gpu: 2)
     trainer = Trainer(config, checkpoint_dir=tmp_path, device="cuda")
     result = trainer.train(force=True)
     assert len(result.stages) == 2
@@ -41,8 +41,8 @@ def test_auto_device_picks_the_gpu(tiny_toml: Path, tmp_path: Path) -> None:
 
 
 def test_a_gpu_run_stops_and_resumes(tiny_toml: Path, tmp_path: Path) -> None:
+    from slt_cli.common.reporting import Reporter
     from slt_cli.errors import RunInterrupted
-    from slt_cli.reporting import Reporter
 
     config = load_config(tiny_toml)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, batch_size=8))
@@ -68,7 +68,7 @@ def test_a_gpu_run_stops_and_resumes(tiny_toml: Path, tmp_path: Path) -> None:
 
 def test_bf16_autocast_is_the_cuda_default_and_checkpoints_stay_fp32(tiny_toml: Path,
                                                                       tmp_path: Path) -> None:
-    from slt_cli.reporting import RecordingReporter
+    from slt_cli.common.reporting import RecordingReporter
 
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")

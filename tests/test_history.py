@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from slt_cli import RecordingReporter, Trainer, load_config
-from slt_cli import runfolder as runfolder_module
-from slt_cli.checkpoints import list_checkpoints
-from slt_cli.history import (
+from slt_cli.run import runfolder as runfolder_module
+from slt_cli.run.history import (
     COLUMNS,
     METRICS_FILE,
     EpochRow,
@@ -20,6 +19,7 @@ from slt_cli.history import (
     forget_from,
     read_history,
 )
+from slt_cli.store.checkpoints import list_checkpoints
 
 METRIC_FIELDS = ("stage_idx", "stage_name", "epoch", "epochs", "train_loss", "train_accuracy",
                  "val_loss", "val_accuracy", "lr", "seconds", "is_best")

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slt_cli.common.files import READ_LIMITS, load_json, read_bounded
 from slt_cli.errors import UnreadableFile
-from slt_cli.files import READ_LIMITS, load_json, read_bounded
 from tests.cli import slt
 from tests.conftest import TINY_TOML
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slt_cli.checkpoints import read_sidecar
+from slt_cli.store.checkpoints import read_sidecar
 from tests.cli import slt
 from tests.conftest import TINY_TOML
 

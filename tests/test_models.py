@@ -18,6 +18,7 @@ from slt_cli.models import (
     model_setting_problems,
     takes_joints,
 )
+from slt_cli.models.ensemble import ENSEMBLE
 
 MODEL_NAMES = sorted(MODEL_BUILDERS)
 KNOWN = ", ".join(MODEL_NAMES)
@@ -62,10 +63,11 @@ def test_default_model_is_registered() -> None:
 
 
 def test_the_config_knows_every_model_without_importing_torch() -> None:
-    from slt_cli import config
+    from slt_cli.cfg import config
 
     assert sorted(config.MODEL_NAMES) == sorted(MODEL_BUILDERS)
     assert config.ModelConfig.name == DEFAULT_MODEL
+    assert config.ENSEMBLE_MODEL == ENSEMBLE
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -316,7 +316,7 @@ def test_a_closed_stdout_ends_the_command_quietly(work: Path, args: list[str]) -
 
 def test_json_output_has_null_for_numbers_that_are_not_finite(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from slt_cli import console
+    from slt_cli.show import console
 
     console.print_json({"loss": math.nan, "gain": [math.inf, -math.inf, 1.5], "n": 2})
     assert json.loads(capsys.readouterr().out) == {"loss": None, "gain": [None, None, 1.5],

@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 
 from slt_cli import Trainer, load_config
-from slt_cli.checkpoints import list_checkpoints
-from slt_cli.history import METRICS_FILE, EpochRow, read_history
-from slt_cli.plots import row_normalised, training_curves
-from slt_cli.results import ConfusedPair, Evaluation, most_confused
+from slt_cli.run.history import METRICS_FILE, EpochRow, read_history
+from slt_cli.run.results import ConfusedPair, Evaluation, most_confused
+from slt_cli.show.plots import row_normalised, training_curves
+from slt_cli.store.checkpoints import list_checkpoints
 from tests.cli import slt
 from tests.conftest import TINY_TOML
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from slt_cli.checkpoints import read_sidecar
 from slt_cli.data import load_data, load_source
 from slt_cli.data import preprocess as numpy_path
 from slt_cli.data.inputs import read_sequences
-from slt_cli.inference import load_model, normalise, resample
-from slt_cli.training import TensorSplit, predict_logits
+from slt_cli.run.training import TensorSplit, predict_logits
+from slt_cli.store.checkpoints import read_sidecar
+from slt_cli.use.inference import load_model, normalise, resample
 from tests.cli import slt
 
 MODEL = "best_model_stage_1"
@@ -325,7 +325,7 @@ def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path)
 
 
 def test_a_sidecar_from_before_normalise_predicts_as_one_cloud(tmp_path: Path) -> None:
-    from slt_cli.inference import Preprocessing
+    from slt_cli.use.inference import Preprocessing
 
     data = holistic_npz(tmp_path / "holistic.npz")
     train_npz(data, tmp_path, "sequence")

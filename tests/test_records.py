@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from slt_cli import Trainer, load_config
 from slt_cli.cli import app
+from slt_cli.common.reporting import Reporter
 from slt_cli.errors import CheckpointError, RunInterrupted
-from slt_cli.foldsummary import FoldsSummary
-from slt_cli.plan import RunPlan
-from slt_cli.reporting import Reporter
-from slt_cli.runfolder import RunFolder
+from slt_cli.run.foldsummary import FoldsSummary
+from slt_cli.run.plan import RunPlan
+from slt_cli.run.runfolder import RunFolder
 
 runner = CliRunner()
 
@@ -94,7 +94,7 @@ def test_an_edited_resume_state_is_refused_naming_the_key(
 
 def test_a_cross_validation_summary_reads_back_and_an_edited_one_is_refused(
         tmp_path: Path) -> None:
-    from slt_cli.folds import CrossValidation
+    from slt_cli.run.folds import CrossValidation
     from tests.conftest import TINY_TOML
 
     (tmp_path / "tiny.toml").write_text(TINY_TOML)

@@ -11,16 +11,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from slt_cli.checkpoints import read_sidecar
+from slt_cli.cfg.config import StageConfig, parse_config
 from slt_cli.cli import app
-from slt_cli.config import StageConfig, parse_config
 from slt_cli.data.transforms import mean_probabilities, mirror_clips, mirror_permutation
 from slt_cli.errors import ConfigError
-from slt_cli.inference import load_model, predict_probabilities
 from slt_cli.models import build_model, model_setting_problems, resolved_settings
 from slt_cli.models.conv_transformer import data_sized
 from slt_cli.models.layers import DropBranch
-from slt_cli.training import TensorSplit, predict_logits, set_dropout, stage_dropout
+from slt_cli.run.training import TensorSplit, predict_logits, set_dropout, stage_dropout
+from slt_cli.store.checkpoints import read_sidecar
+from slt_cli.use.inference import load_model, predict_probabilities
 from tests.conftest import TINY_TOML, validation_both_ways
 
 NAMES = ("pose_nose", "left_hand_0", "right_hand_0", "left_hand_1", "right_hand_1")
@@ -182,7 +182,7 @@ def test_an_export_of_a_mirror_averaged_checkpoint_averages_inside_the_graph(
 
 
 def test_awp_steps_along_the_gradient_at_perturbed_weights_and_puts_them_back() -> None:
-    from slt_cli.regularisers import adversarial_weights
+    from slt_cli.run.regularisers import adversarial_weights
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(3, 2)

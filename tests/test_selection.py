@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from slt_cli.selection import Scored, Selection, paired_difference
+from slt_cli.run.selection import Scored, Selection, paired_difference
 
 
 def scored(epoch: int, hits: list[int], loss: float = 1.0) -> Scored:

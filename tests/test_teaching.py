@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from slt_cli import RecordingReporter, Trainer, load_config
-from slt_cli.checkpoints import load_weights, read_sidecar
-from slt_cli.config import Config
+from slt_cli.cfg.config import Config
 from slt_cli.errors import ConfigError
+from slt_cli.store.checkpoints import load_weights, read_sidecar
 
 
 def four_stages(tiny_toml: Path, third: str, fourth: str) -> Config:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from slt_cli.engine import Trainer
-from slt_cli.reporting import EpochMetrics, RecordingReporter
+from slt_cli.common.reporting import EpochMetrics, RecordingReporter
+from slt_cli.run.engine import Trainer
 from tests.cli import slt
 
 QUICK = ("--stages", "1", "--epochs-per-stage", "1")
@@ -126,7 +126,7 @@ def test_a_tracker_failing_mid_run_is_told_once_and_training_goes_on(
     """The MLflow store disappears after the first epoch (as a full or lost disk would
     make it fail): one note, and every checkpoint and row of metrics.csv is written."""
     pytest.importorskip("mlflow")
-    from slt_cli.config import load_config, with_overrides
+    from slt_cli.cfg.config import load_config, with_overrides
 
     store = tmp_path / "store"
     mlflow_env.setenv("MLFLOW_TRACKING_URI", store.as_uri())
@@ -157,7 +157,7 @@ def test_a_resumed_run_carries_on_its_tensorboard_folder_and_mlflow_run(
     pytest.importorskip("mlflow")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from slt_cli.config import load_config, with_overrides
+    from slt_cli.cfg.config import load_config, with_overrides
     from slt_cli.errors import RunInterrupted
 
     store = tmp_path / "store"

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slt_cli import Trainer, load_config
-from slt_cli.checkpoints import load_weights, read_sidecar
-from slt_cli.training import LossHead
+from slt_cli.run.training import LossHead
+from slt_cli.store.checkpoints import load_weights, read_sidecar
 
 
 def test_mixup_loss_blends_the_two_labels_by_the_clip_weights() -> None:
@@ -64,7 +64,7 @@ def test_compiled_training_on_the_cpu_saves_unprefixed_fp32_weights(tiny_toml: P
 def test_step_ema_matches_torch_averaged_model_bit_for_bit() -> None:
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from slt_cli.averaging import StepEma
+    from slt_cli.run.averaging import StepEma
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3))

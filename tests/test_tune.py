@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from slt_cli.cfg.config import load_config, parse_config
 from slt_cli.cli import app
-from slt_cli.config import load_config, parse_config
 
 optuna = pytest.importorskip("optuna")
 
@@ -90,7 +90,7 @@ def test_tiny_search_prunes_promotes_and_the_promoted_file_reproduces_the_score(
     promoted = load_config(out)
     assert promoted.stages[0].lr == pytest.approx(best["params"]["lr"])
     assert promoted.stages[1] == load_config(tmp_path / "tune.toml").stages[1]
-    from slt_cli.engine import Trainer
+    from slt_cli.run.engine import Trainer
 
     rerun = Trainer(promoted, checkpoint_dir=tmp_path / "again", device="cpu").train([1])
     assert rerun.stages[0].val_accuracy == pytest.approx(best["score"])

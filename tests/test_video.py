@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slt_cli.extras import installed
+from slt_cli.common.extras import installed
 from tests import video_standin
 from tests.cli import slt
 from tests.video_standin import Detector, write_clip
@@ -125,7 +125,7 @@ def test_extract_refuses_an_output_it_may_not_write(tmp_path: Path, setup: str,
 def test_extract_without_the_extra_says_how_to_install_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()  # the real backend, with mediapipe seen as absent
-    monkeypatch.setattr("slt_cli.extras.installed", lambda module: False)
+    monkeypatch.setattr("slt_cli.common.extras.installed", lambda module: False)
     result = slt("extract", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert result.stderr.startswith("error: slt extract (MediaPipe Holistic) needs mediapipe")

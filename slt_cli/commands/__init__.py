@@ -1,5 +1,8 @@
 """Command groups of the ``slt`` CLI that live outside ``cli.py``, and the one error
-boundary every command runs behind."""
+boundary every command runs behind.
+
+May import every package; none imports this one but ``cli``. A command imports what it
+calls inside its body, so ``slt --help`` and ``slt list`` never import torch."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from typing import Any
 
 import typer
 
-from slt_cli import console
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 SIGPIPE_EXIT = 141  # what a shell reports for `git log | head -1`: 128 + SIGPIPE
 SIGTERM_EXIT = 143  # 128 + SIGTERM

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Json
 from slt_cli.commands.shared import checkpoint_folder, readable_checkpoints
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from slt_cli.analysis import Analysis
-    from slt_cli.sidecar import Sidecar
+    from slt_cli.store.sidecar import Sidecar
+    from slt_cli.use.analysis import Analysis
 
 
 def analyze(
@@ -32,11 +32,11 @@ def analyze(
         "--force", help="Replace the --plot file if it exists.")] = False,
 ) -> None:
     """Compare the best model of each stage with the stage before it."""
-    from slt_cli.analysis import analyze as compare
+    from slt_cli.use.analysis import analyze as compare
 
     folder = checkpoint_folder(checkpoint_dir)
     if plot is not None:
-        from slt_cli import plots
+        from slt_cli.show import plots
 
         plots.check_output(plot, replace=force)
     records = readable_checkpoints(folder)
@@ -78,8 +78,8 @@ def students_table(analysis: Analysis) -> Table:
 
 def _plot_curves(folder: Path, records: list[Sidecar], path: Path) -> None:
     """``--plot``: the epochs of the best checkpoints' runs, from metrics.csv."""
-    from slt_cli import plots
-    from slt_cli.history import METRICS_FILE, read_history
+    from slt_cli.run.history import METRICS_FILE, read_history
+    from slt_cli.show import plots
 
     rows, problems = read_history(folder)
     for problem in problems:

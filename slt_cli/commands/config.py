@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands import guarded
 from slt_cli.commands.options import ConfigPath, Json
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 config_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown",
@@ -25,8 +25,8 @@ def show(config: ConfigPath = None, defaults: Annotated[bool, typer.Option(
          json: Json = False) -> None:
     """Print the configuration a run would use: ./stages.toml or --config laid over the
     packaged defaults, every stage whole."""
-    from slt_cli.config import find_config, load_config
-    from slt_cli.config_text import config_toml
+    from slt_cli.cfg.config import find_config, load_config
+    from slt_cli.cfg.config_text import config_toml
 
     settings = load_config(None if defaults else find_config(config))
     if json:
@@ -41,9 +41,9 @@ def init(path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path
          force: Annotated[bool, typer.Option(
              "--force", help="Replace the file when it exists.")] = False) -> None:
     """Write the packaged stages.toml (every key, commented) to edit."""
-    from slt_cli.checkpoints import atomic_write_bytes
-    from slt_cli.config import default_config_text
-    from slt_cli.files import check_writable_output, readable_as_umask_allows
+    from slt_cli.cfg.config import default_config_text
+    from slt_cli.common.files import check_writable_output, readable_as_umask_allows
+    from slt_cli.store.checkpoints import atomic_write_bytes
 
     if path.is_dir():
         raise SltError(f"{path} is a folder", hint="Give a file name, e.g. stages.toml.")

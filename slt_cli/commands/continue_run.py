@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import (
     CheckpointDir,
     Compile,
@@ -18,6 +17,7 @@ from slt_cli.commands.options import (
 )
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 
 def continue_run(
@@ -37,8 +37,8 @@ def continue_run(
     resume: Resume = False,
 ) -> None:
     """Train further from a saved checkpoint with a named preset."""
-    from slt_cli.checkpoints import read_sidecar
-    from slt_cli.config import continue_preset, find_config, load_config, with_overrides
+    from slt_cli.cfg.config import continue_preset, find_config, load_config, with_overrides
+    from slt_cli.store.checkpoints import read_sidecar
 
     if not resume and (model is None or type_ is None):
         raise SltError("continue needs a checkpoint and --type",
@@ -48,13 +48,13 @@ def continue_run(
                               run_precision=precision, run_log_to=log_to)
     folder = checkpoint_folder(checkpoint_dir, settings)
     if not resume:  # a typo'd preset or checkpoint is told before torch is imported
-        from slt_cli.trackers import require_trackers
+        from slt_cli.run.trackers import require_trackers
 
         require_trackers(settings.run.log_to)
         continue_preset(settings, type_)  # type: ignore[arg-type]
         read_sidecar(folder, model)  # type: ignore[arg-type]
-    from slt_cli.engine import Trainer
-    from slt_cli.progress import RichReporter
+    from slt_cli.run.engine import Trainer
+    from slt_cli.show.progress import RichReporter
 
     reporter = RichReporter()
     trainer = Trainer(settings, checkpoint_dir=folder, device=device, reporter=reporter)

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands import guarded
 from slt_cli.commands.options import DataSpec, Json, Landmarks, Layout, SignerFrom
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 data_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode="markdown",
@@ -38,7 +38,7 @@ def inspect(spec: DataSpec, landmarks: Landmarks = None, config: ConfigPath = No
     from slt_cli.data.summary import summarise_raw, summarise_store
 
     if plot is not None:
-        from slt_cli import plots
+        from slt_cli.show import plots
 
         plots.check_output(plot, replace=force)  # before anything is read
     store, raw, source = _open(spec, landmarks, config, layout, signer_from)
@@ -76,7 +76,7 @@ def convert(spec: DataSpec,
 
 
 def _filmstrips(store: Any, raw: Any, source: str, path: Path) -> None:
-    from slt_cli.filmstrip import pick, save_filmstrips
+    from slt_cli.show.filmstrip import pick, save_filmstrips
 
     data = store if store is not None else raw
     if store is not None:
@@ -94,7 +94,7 @@ def _filmstrips(store: Any, raw: Any, source: str, path: Path) -> None:
 def _open(spec: str, landmarks: str | None, config: Path | None, layout: str | None,
           signer_from: str | None) -> tuple[Any, Any, str]:
     """(store, None, source) for a corpus, else (None, RawData, source)."""
-    from slt_cli.config import find_config, load_config, with_overrides
+    from slt_cli.cfg.config import find_config, load_config, with_overrides
     from slt_cli.data import load_source
     from slt_cli.data.corpus import open_corpus
     from slt_cli.data.landmarks import parse_landmarks
@@ -104,7 +104,7 @@ def _open(spec: str, landmarks: str | None, config: Path | None, layout: str | N
                           data_signer_from=signer_from).data
     chosen = landmarks or data.landmarks
     parse_landmarks(chosen)  # a bad --landmarks is an error before anything is read
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
 
     reporter = RichReporter()
     kind, options = source_for(spec), ReadOptions.of(data)

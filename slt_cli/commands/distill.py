@@ -1,4 +1,4 @@
-"""``slt distill``: train a small student from teacher checkpoints (``slt_cli.distill``),
+"""``slt distill``: train a small student from teacher checkpoints (``slt_cli.use.distill``),
 then hold its exported size and latency against the budgets asked for."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Device
 from slt_cli.commands.shared import check_device, checkpoint_folder
 from slt_cli.errors import BudgetMissed, SltError
+from slt_cli.show import console
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from slt_cli.distill import DistillResult
+    from slt_cli.use.distill import DistillResult
 
 
 def distill(
@@ -59,7 +59,7 @@ def distill(
 ) -> None:
     """Distill teachers into a small student saved beside them; exit 3 when it misses
     --max-mb or --max-ms (the student is kept)."""
-    from slt_cli.config import find_config, load_config
+    from slt_cli.cfg.config import find_config, load_config
 
     check_device(device)
     for flag, value in (("--max-mb", max_mb), ("--max-ms", max_ms)):
@@ -67,18 +67,18 @@ def distill(
             raise SltError(f"{flag} {value}: must be > 0")
     budgets = max_mb is not None or max_ms is not None
     if budgets:
-        from slt_cli.export import require_onnx
+        from slt_cli.use.export import require_onnx
 
         require_onnx()  # before training: a budget cannot be checked without it
     settings = load_config(find_config(config))
-    from slt_cli.distill import DEFAULT_STUDENT, STUDENT_PRESETS, check_request
+    from slt_cli.use.distill import DEFAULT_STUDENT, STUDENT_PRESETS, check_request
 
     check_request(teachers, name, alpha, temperature, epochs, student)
     model: dict[str, Any] = STUDENT_PRESETS[student or DEFAULT_STUDENT]
     if student is None and config is not None:  # the [model] of the file named
         model = {"name": settings.model.name, **settings.model.settings}
-    from slt_cli.distill import distill as run_distill
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
+    from slt_cli.use.distill import distill as run_distill
 
     reporter = RichReporter()
     with reporter.running():

@@ -1,4 +1,4 @@
-"""``slt ensemble``: combine saved checkpoints into one (``slt_cli.ensemble`` does it)."""
+"""``slt ensemble``: combine saved checkpoints into one (``slt_cli.use.ensemble`` does it)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Device
 from slt_cli.commands.shared import check_device, checkpoint_folder
+from slt_cli.show import console
 
 
 def ensemble(
@@ -24,12 +24,12 @@ def ensemble(
     device: Device = "auto",
 ) -> None:
     """Combine checkpoints into one, scored on their validation data and saved beside them."""
-    from slt_cli.config import find_config, load_config
-    from slt_cli.ensemble import make_ensemble
+    from slt_cli.cfg.config import find_config, load_config
+    from slt_cli.use.ensemble import make_ensemble
 
     check_device(device)
     settings = load_config(find_config(None))
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
 
     reporter = RichReporter()
     with reporter.running():

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Device, Json, Model
 from slt_cli.commands.shared import check_device, checkpoint_folder
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 SPLITS = ("val", "test", "train")
 
@@ -35,8 +35,8 @@ def evaluate(
 ) -> None:
     """Score a checkpoint: loss, accuracy, top-5, per-class and per-signer accuracy, worst
     confusions."""
-    from slt_cli.checkpoints import read_sidecar
-    from slt_cli.config import find_config, load_config
+    from slt_cli.cfg.config import find_config, load_config
+    from slt_cli.store.checkpoints import read_sidecar
 
     if split not in SPLITS:
         raise SltError(f"--split {split!r}: expected val, test or train")
@@ -44,13 +44,13 @@ def evaluate(
         raise SltError(f"--by {by!r}: expected signer or class")
     check_device(device)
     if confusion is not None:
-        from slt_cli import plots
+        from slt_cli.show import plots
 
         plots.check_output(confusion, replace=force)
     settings = load_config(find_config(None))
     folder = checkpoint_folder(checkpoint_dir, settings)
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported
-    from slt_cli.engine import Trainer
+    from slt_cli.run.engine import Trainer
 
     result = Trainer(settings, checkpoint_dir=folder, device=device).evaluate(
         model, data_spec=data, split=split)

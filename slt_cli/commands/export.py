@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Model
 from slt_cli.commands.shared import checkpoint_folder
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 
 def export(
@@ -36,13 +36,13 @@ def export(
     in FILE.json, which names FILE's SHA-256. It is checked against PyTorch before it is
     written; an existing file is replaced only with --force.
     """
-    from slt_cli.checkpoints import EXPORT_FORMATS, read_sidecar
+    from slt_cli.store.checkpoints import EXPORT_FORMATS, read_sidecar
 
     if format_ not in EXPORT_FORMATS:
         raise SltError(f"--format {format_!r}: expected onnx or torchscript")
     folder = checkpoint_folder(checkpoint_dir)
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported
-    from slt_cli.export import export_checkpoint
+    from slt_cli.use.export import export_checkpoint
 
     result = export_checkpoint(folder, model, format_, out, samples=samples, force=force)
     console.out.print(console.parity_table(result, model))

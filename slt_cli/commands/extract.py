@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import Json
 from slt_cli.errors import DataError
+from slt_cli.show import console
 
 
 def extract(
@@ -32,7 +32,7 @@ def extract(
     Clips already in OUT are skipped, so a stopped run carries on; a clip that cannot be
     decoded is named and the others go on. Needs slt[video].
     """
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
     from slt_cli.video import render
     from slt_cli.video.backend import load_backend
     from slt_cli.video.extract import extract_clips, plan_clips

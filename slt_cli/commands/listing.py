@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Json
 from slt_cli.commands.shared import checkpoint_folder
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 Row = dict[str, Any]
 # --sort: each key orders best (or first) on top; ties keep the default order, oldest first
@@ -36,8 +36,8 @@ Limit = Annotated[int | None, typer.Option(
 def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False,
                      sort: Sort = "created", stage: Stage = None, limit: Limit = None) -> None:
     """List saved checkpoints (reads sidecars only, so it answers at once)."""
-    from slt_cli.catalog import folder_rows
-    from slt_cli.checkpoints import FOLDS_FILE
+    from slt_cli.store.catalog import folder_rows
+    from slt_cli.store.checkpoints import FOLDS_FILE
 
     if sort not in SORT_KEYS:
         raise SltError(f"unknown sort key {sort!r}", hint=f"Use {', '.join(SORT_KEYS)}.")
@@ -54,7 +54,7 @@ def list_checkpoints(checkpoint_dir: CheckpointDir = None, json: Json = False,
     if json:
         console.print_json(shown)
     elif not found and (folder / FOLDS_FILE).is_file():
-        from slt_cli.foldsummary import fold_folder
+        from slt_cli.run.foldsummary import fold_folder
 
         console.err.print(f"no checkpoints in {folder} itself: it holds a cross-validation "
                           f"run; list a fold with --checkpoint-dir {fold_folder(folder, 1)}")

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Device, Model
 from slt_cli.commands.shared import check_device, checkpoint_folder
-from slt_cli.files import check_writable_output
+from slt_cli.common.files import check_writable_output
+from slt_cli.show import console
 
 
 def live(
@@ -45,7 +45,7 @@ def live(
     Headless: nothing is shown in a window. Ctrl-C ends a camera session (the files are
     kept). Needs slt[video].
     """
-    from slt_cli.checkpoints import read_sidecar
+    from slt_cli.store.checkpoints import read_sidecar
 
     check_device(device)
     folder = checkpoint_folder(checkpoint_dir)
@@ -55,8 +55,8 @@ def live(
     from slt_cli.video.backend import load_backend
 
     backend = load_backend("slt live (MediaPipe Holistic)")
-    from slt_cli.devices import resolve_device
-    from slt_cli.inference import load_model
+    from slt_cli.run.devices import resolve_device
+    from slt_cli.use.inference import load_model
     from slt_cli.video import render
     from slt_cli.video.live import LiveTiming, live_steps
     from slt_cli.video.sinks import AnnotatedVideo, JsonLines

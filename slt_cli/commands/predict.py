@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, Device, Json, Model
 from slt_cli.commands.shared import check_device, checkpoint_folder
+from slt_cli.show import console
 
 
 def predict(
@@ -30,18 +30,17 @@ def predict(
     Each input gets exactly the preprocessing the checkpoint was trained with (its
     sidecar's landmark selection, normalisation, frames and motion features).
     """
-    from slt_cli.checkpoints import read_sidecar
+    from slt_cli.store.checkpoints import read_sidecar
 
     check_device(device)
     folder = checkpoint_folder(checkpoint_dir)
     read_sidecar(folder, model)  # a typo'd name is told before torch is imported
     import numpy as np
 
-    from slt_cli.data.inputs import find_inputs, read_sequences
+    from slt_cli.data.inputs import find_inputs, is_video, read_sequences
     from slt_cli.data.sources import ReadOptions
-    from slt_cli.devices import resolve_device
-    from slt_cli.inference import load_model, predict_probabilities
-    from slt_cli.video import is_video
+    from slt_cli.run.devices import resolve_device
+    from slt_cli.use.inference import load_model, predict_probabilities
 
     loaded = load_model(folder, model, resolve_device(device))
     rows: list[dict[str, Any]] = []
@@ -82,7 +81,7 @@ def _clips(loaded: Any, clips: list[tuple[Path, str | None]], top_k: int
            ) -> list[dict[str, Any]]:
     """Rows of video clips: landmarks extracted (MediaPipe), then the whole clip and every
     window of the checkpoint's frame count scored."""
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
     from slt_cli.video.backend import load_backend
     from slt_cli.video.scoring import clip_landmarks, clip_rows
 

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slt_cli import console
-from slt_cli.config import DEVICE_CHOICES
+from slt_cli.cfg.config import DEVICE_CHOICES
 from slt_cli.errors import SltError
+from slt_cli.show import console
 
 if TYPE_CHECKING:
-    from slt_cli.config import Config
-    from slt_cli.sidecar import Sidecar
+    from slt_cli.cfg.config import Config
+    from slt_cli.store.sidecar import Sidecar
 
 
 def checkpoint_folder(option: Path | None, config: Config | None = None) -> Path:
@@ -27,7 +27,7 @@ def checkpoint_folder(option: Path | None, config: Config | None = None) -> Path
     elif config is not None:
         folder = Path(config.run.checkpoint_dir)
     else:
-        from slt_cli.config import configured_checkpoint_dir
+        from slt_cli.cfg.config import configured_checkpoint_dir
 
         folder = configured_checkpoint_dir(warn=lambda line: console.err.print(
             f"warning: {line}", highlight=False, markup=False))
@@ -48,7 +48,7 @@ def check_device(choice: str) -> str:
 
 def readable_checkpoints(folder: Path) -> list[Sidecar]:
     """The folder's checkpoints; each damaged sidecar is named on stderr, then skipped."""
-    from slt_cli.checkpoints import list_checkpoints
+    from slt_cli.store.checkpoints import list_checkpoints
 
     records, problems = list_checkpoints(folder)
     for problem in problems:

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import Device
 from slt_cli.commands.shared import check_device
+from slt_cli.show import console
 
 
 def smoke(
@@ -22,7 +22,7 @@ def smoke(
 ) -> None:
     """Check the installation: all stages on a tiny generated set, then every file."""
     check_device(device)
-    from slt_cli.smoke import run_smoke
+    from slt_cli.run.smoke import run_smoke
 
     with tempfile.TemporaryDirectory(prefix="slt-smoke-") as scratch:
         checks = run_smoke(epochs, keep or Path(scratch), device=device)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import (
     CheckpointDir,
     Compile,
@@ -20,6 +19,7 @@ from slt_cli.commands.options import (
     SignerFrom,
 )
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
+from slt_cli.show import console
 
 
 def train(
@@ -55,7 +55,7 @@ def train(
     Under torchrun (torchrun --nproc_per_node=N -m slt_cli train ...) it trains one
     process per device with DistributedDataParallel; only rank 0 writes and prints.
     """
-    from slt_cli.config import find_config, load_config, parse_stage_selection, with_overrides
+    from slt_cli.cfg.config import find_config, load_config, parse_stage_selection, with_overrides
 
     check_device(device)
     settings = with_overrides(load_config(find_config(config)), run_seed=seed,
@@ -64,20 +64,20 @@ def train(
                               stage_epochs=epochs_per_stage, run_compile=compile_,
                               run_precision=precision, run_log_to=log_to)
     if not resume:  # a resumed run logs where it did: the engine checks that one
-        from slt_cli.trackers import require_trackers
+        from slt_cli.run.trackers import require_trackers
 
         require_trackers(settings.run.log_to)
     selected = parse_stage_selection(stages, [stage.name for stage in settings.stages])
     folder = checkpoint_folder(checkpoint_dir, settings)
-    from slt_cli.progress import RichReporter
+    from slt_cli.show.progress import RichReporter
 
     reporter = RichReporter()
     if resume and folds is None:  # the interrupted run there may be a cross-validation
-        from slt_cli.foldsummary import unfinished_folds
+        from slt_cli.run.foldsummary import unfinished_folds
 
         folds = unfinished_folds(folder)
     if folds is not None:
-        from slt_cli.folds import CrossValidation
+        from slt_cli.run.folds import CrossValidation
 
         folded = CrossValidation(settings, folds, checkpoint_dir=folder, device=device,
                                  reporter=reporter)
@@ -85,7 +85,7 @@ def train(
             outcome = folded.resume() if resume else folded.run(selected, force=force)
         console.out.print(console.folds_table(outcome))
         return
-    from slt_cli.engine import Trainer  # torch: only once the arguments are known good
+    from slt_cli.run.engine import Trainer  # torch: only once the arguments are known good
 
     trainer = Trainer(settings, checkpoint_dir=folder, device=device, reporter=reporter)
     with reporter.running(), stop_on_interrupt(trainer):

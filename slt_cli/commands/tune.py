@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from slt_cli import console
 from slt_cli.commands.options import CheckpointDir, ConfigPath, DataOption, Device, Json
 from slt_cli.commands.shared import check_device, checkpoint_folder, stop_on_interrupt
+from slt_cli.common.files import check_writable_output
 from slt_cli.errors import SltError
-from slt_cli.files import check_writable_output
+from slt_cli.show import console
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
 
@@ -84,8 +84,8 @@ def tune(
     scored on held-out data; hopeless trials are pruned. The first trial of each stage
     runs the untuned defaults, so the summary compares the best against them.
     """
-    from slt_cli.config import find_config, load_config, parse_stage_selection, with_overrides
-    from slt_cli.extras import require
+    from slt_cli.cfg.config import find_config, load_config, parse_stage_selection, with_overrides
+    from slt_cli.common.extras import require
 
     check_device(device)
     if auto and budget is None:
@@ -97,7 +97,7 @@ def tune(
         check_writable_output(promote, replace=force)
     require("tune", "slt tune")
     if plot is not None:
-        from slt_cli.plots import check_output
+        from slt_cli.show.plots import check_output
 
         check_output(plot, replace=force)
     settings = with_overrides(load_config(find_config(config)), run_seed=seed, data_source=data)
@@ -135,7 +135,7 @@ def tune(
 def _plot(result: Any, path: Path) -> None:
     import optuna
 
-    from slt_cli.plots import save_tune_figure
+    from slt_cli.show.plots import save_tune_figure
 
     studies = []
     for study in result.studies:
@@ -150,8 +150,8 @@ def _plot(result: Any, path: Path) -> None:
 
 
 def _promote(settings: object, path: Path, force: bool) -> None:
-    from slt_cli.checkpoints import atomic_write_bytes
-    from slt_cli.config_text import config_toml
+    from slt_cli.cfg.config_text import config_toml
+    from slt_cli.store.checkpoints import atomic_write_bytes
 
     check_writable_output(path, replace=force)  # it may have appeared while the search ran
     atomic_write_bytes(path, config_toml(settings).encode("utf-8"))  # type: ignore[arg-type]

@@ -6,17 +6,21 @@ memory), a path to a ``.npz`` file (``npz:PATH`` also works), or a corpus folder
 (frame folders of flat MediaPipe vectors) or ``openpose:DIR`` (per-frame OpenPose
 JSON), converted once into a memory-mapped cache (``corpus.py``). Which is which is
 the registry's to say (``sources.py``).
+
+May import: ``errors``, ``common``. It knows no config: a ``[data]`` table comes in as
+anything with its fields (``options.DataSettings``; ``cfg.settings.DataConfig`` is one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slt_cli.common.reporting import Reporter
 from slt_cli.data.base import SPLITS, RawData
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, match_landmarks, normalisation_layout
+from slt_cli.data.options import DataSettings, ReadOptions
 from slt_cli.data.preprocess import (
     assign_splits,
     frames_for,
@@ -24,12 +28,8 @@ from slt_cli.data.preprocess import (
     resample,
     split_labels,
 )
-from slt_cli.data.sources import SYNTHETIC, ReadOptions, source_for
+from slt_cli.data.sources import SYNTHETIC, source_for
 from slt_cli.errors import DataError
-from slt_cli.reporting import Reporter
-
-if TYPE_CHECKING:
-    from slt_cli.config import DataConfig
 
 DEFAULT_NORMALISE = "sequence"  # as DataConfig.normalise
 MIN_VALIDATION_PEOPLE = 5  # fewer, and validation says little about other people
@@ -205,7 +205,7 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
                    normalise_mode=normalise_mode)
 
 
-def load_configured(data: DataConfig, seed: int, reporter: Reporter | None = None,
+def load_configured(data: DataSettings, seed: int, reporter: Reporter | None = None,
                     joints: tuple[str, ...] | None = None) -> PreparedData:
     """``load_data`` with every setting of a ``[data]`` table (a run's, or the one a
     checkpoint's sidecar records, cross-validation fold included), its landmarks

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from slt_cli.common.files import fsync_directory, load_json, regular_file, sha256_of
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import fsync_directory, load_json, regular_file, sha256_of
 
 FORMAT_VERSION = 1
 FRAMES_FILE = "frames.f16"

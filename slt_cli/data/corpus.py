@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.common.files import load_json, regular_file
+from slt_cli.common.reporting import Reporter
 from slt_cli.data.cache import (
     MANIFEST_FILE,
     Corpus,
@@ -45,8 +47,6 @@ from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
 from slt_cli.data.preprocess import normalise, resample
 from slt_cli.data.sources import SOURCES, ReadOptions, source_for
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import load_json, regular_file
-from slt_cli.reporting import Reporter
 
 CHUNK = 32  # sequence files per worker task
 PREPARED_VERSION = 2  # 2: the normalisation (parts or sequence) is part of the key

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.common.files import load_json, read_csv
 from slt_cli.data.base import signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import (
@@ -26,7 +27,6 @@ from slt_cli.data.landmarks import (
     select_landmarks,
 )
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import load_json, read_csv
 
 LISTING = "train.csv"
 SIGN_MAP = "sign_to_prediction_index_map.json"

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.common.files import open_regular
 from slt_cli.data.base import far_coordinate
 from slt_cli.data.landmarks import match_landmarks
 from slt_cli.data.sources import ReadOptions, input_folders, input_source, input_suffixes
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import open_regular
-from slt_cli.video import is_video
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,13 @@ class Sequences:
 
 
 MAX_FOUND = 100_000  # sequences one folder may hold for `slt predict DIR`
+# What `slt extract DIR` and `slt predict DIR` take for a clip (any case).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def is_video(path: Path) -> bool:
+    """Whether ``path`` is named like a video clip."""
+    return path.suffix.casefold() in VIDEO_SUFFIXES
 
 
 def find_inputs(path: Path, classes: tuple[str, ...]) -> list[tuple[Path, str | None]]:

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.common.files import load_json, open_regular, read_csv
 from slt_cli.data.base import MAX_COORDINATE, in_frame_order, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
-from slt_cli.data.sources import ReadOptions
+from slt_cli.data.options import ReadOptions
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import load_json, open_regular, read_csv
 
 SIGNERS = "signers.csv"
 # What `slt extract` writes beside its frame folders: the parts' order (and signers).

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.common.reporting import Reporter
 from slt_cli.data.base import MAX_CLASSES, SPLITS, RawData, far_coordinate, signer_ids
 from slt_cli.data.landmarks import select_named
 from slt_cli.data.npzfile import member_names, read_npz
 from slt_cli.errors import DataError
-from slt_cli.reporting import Reporter
 
 KNOWN_ARRAYS = ("x", "y", "classes", "split", "signer", "lengths", "joints")
 

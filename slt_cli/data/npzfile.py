@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slt_cli.common.files import open_regular
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import open_regular
 
 _SUFFIX = ".npy"
 

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from slt_cli.common.files import load_json, read_csv
 from slt_cli.data.base import MAX_COORDINATE, in_frame_order, listing_row, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import POSE_NAMES, canonical_landmarks, select_landmarks
-from slt_cli.data.sources import ReadOptions
+from slt_cli.data.options import ReadOptions
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import load_json, read_csv
 
 LISTING = "labels.csv"
 SUFFIX = "_keypoints.json"

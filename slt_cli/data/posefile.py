@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from slt_cli.common.files import read_bounded, read_csv
 from slt_cli.data.base import listing_row, signer_ids
 from slt_cli.data.cache import Corpus
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.errors import DataError, UnreadableFile
-from slt_cli.files import read_bounded, read_csv
 
 LISTING = "labels.csv"
 HOLISTIC = {"face": "FACE_LANDMARKS", "left_hand": "LEFT_HAND_LANDMARKS",

@@ -19,33 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from slt_cli.common.extras import require
+from slt_cli.data.options import ReadOptions
 from slt_cli.errors import DataError
-from slt_cli.extras import require
 
 if TYPE_CHECKING:
+    from slt_cli.common.reporting import Reporter
     from slt_cli.data.base import RawData
     from slt_cli.data.cache import Corpus
-    from slt_cli.reporting import Reporter
-    from slt_cli.settings import DataConfig
 
 SYNTHETIC = "synthetic"
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How a reader takes a source apart, beyond the landmark selection: the
-    ``[data]`` settings that change what a frame-folder or OpenPose corpus reads to
-    (see ``settings.DataConfig``, where each is documented)."""
-
-    layout: str = "auto"  # mediapipe: the order of a frame's parts, or auto-detected
-    signer_from: str = "csv"  # mediapipe: signers.csv, or "top" (one per top folder)
-    min_confidence: float = 0.0  # openpose: points at or below this are missing
-    person: str = "first"  # openpose: the first person of a frame, or the "best"
-
-    @classmethod
-    def of(cls, data: DataConfig) -> ReadOptions:
-        """The options a ``[data]`` table (a run's, or a checkpoint's) sets."""
-        return cls(**{f.name: getattr(data, f.name) for f in dataclasses.fields(cls)})
 
 
 Scan = Callable[[Path, str, ReadOptions], "Corpus"]

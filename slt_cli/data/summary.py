@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from slt_cli.data.base import RawData
-from slt_cli.data.cache import Store, iter_blocks
-from slt_cli.errors import DataError, StorageError
-from slt_cli.files import (
+from slt_cli.common.files import (
     abandoned_temps,
     check_writable_output,
     create_new,
     fault_point,
     temp_path,
 )
+from slt_cli.data.base import RawData
+from slt_cli.data.cache import Store, iter_blocks
+from slt_cli.errors import DataError, StorageError
 
 PART_PREFIXES = ("left_hand", "right_hand", "pose", "face")
 MIN_SIGNERS = 2  # per class, for a signer-held-out split to train and validate it

@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from slt_cli.config import AugmentConfig
 from slt_cli.data.landmarks import mirror_name
+
+
+class Augmentation(Protocol):
+    """The settings ``augment`` reads (``cfg.settings.AugmentConfig`` is one, and
+    documents each): maximum strengths and probabilities, 0 = off."""
+
+    rotate: float
+    scale: float
+    shear: float
+    shift: float
+    jitter: float
+    speed: float
+    time_mask: float
+    joint_drop: float
+    mirror: float
+    mixup: float
+
+    @property
+    def enabled(self) -> bool: ...
 
 
 def feature_count(num_joints: int, num_channels: int, motion: bool) -> int:
@@ -115,7 +134,7 @@ def mean_probabilities(first: torch.Tensor, second: torch.Tensor) -> torch.Tenso
 
 def augment(
     x: torch.Tensor,
-    settings: AugmentConfig,
+    settings: Augmentation,
     generator: torch.Generator,
     mirror: Sequence[int] | torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -214,7 +233,7 @@ def _move(x: torch.Tensor, maps: torch.Tensor | None, flip: torch.Tensor | None,
     return moved.view(batch, channels, frames, joints).permute(0, 2, 3, 1)
 
 
-def _linear_maps(settings: AugmentConfig, channels: int, uniform, batch: int) -> torch.Tensor:
+def _linear_maps(settings: Augmentation, channels: int, uniform, batch: int) -> torch.Tensor:
     """One random rotation, shear and scale matrix (C, C) per sample."""
     # The planes turned: x-y by up to the full angle and, with depth, x-z and y-z by
     # up to half of it (out-of-plane turns of the camera are smaller than in-plane ones).

@@ -10,6 +10,9 @@ specification, which is how `model_setting_problems` checks a TOML table.
 
 All dropout in these models is done by ``nn.Dropout`` modules created with
 ``p=0.0``; the engine sets their ``p`` per stage. No model uses BatchNorm.
+
+May import: ``errors``, ``common``, ``data`` (the landmarks' names). The config checks a
+``[model]`` table through ``model_setting_problems``, so this package knows no config.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from torch import nn
 
+from slt_cli.common.ranges import MODEL_FLOAT_MAX, MODEL_INT_MAX
 from slt_cli.errors import ConfigError
 from slt_cli.models.conv_transformer import (
     build_conv_transformer,
@@ -30,7 +34,6 @@ from slt_cli.models.gcn import build_gcn, gcn_setting_problems
 from slt_cli.models.gru import build_gru
 from slt_cli.models.mlp import build_mlp
 from slt_cli.models.resnet1d import build_resnet1d
-from slt_cli.ranges import MODEL_FLOAT_MAX, MODEL_INT_MAX
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "conv_transformer": build_conv_transformer,

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slt_cli.config import ENSEMBLE_MODEL
-
-ENSEMBLE = ENSEMBLE_MODEL  # the model record name of an averaged-predictions network
+# the model record name of an averaged-predictions network; the config knows it, without
+# torch, as cfg.settings.ENSEMBLE_MODEL
+ENSEMBLE = "ensemble"
 
 
 class Ensemble(nn.Module):

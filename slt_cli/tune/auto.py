@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slt_cli.config import ModelConfig
+from slt_cli.cfg.config import ModelConfig
 from slt_cli.tune.study import TUNE_FOLDER, Tuner, TuneReporter, TuneRequest, TuneResult
 
 # (family, settings): small to large, each a size the builders accept for any data.
@@ -143,7 +143,7 @@ class AutoTuner:
         return alive[0], scores
 
     def _score(self, model: ModelConfig, epochs: int, round_: int) -> ModelScore:
-        from slt_cli.engine import Trainer
+        from slt_cli.run.engine import Trainer
 
         request = self.request
         config = request.config

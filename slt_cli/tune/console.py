@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from slt_cli.console import duration, err
+from slt_cli.show.console import duration, err
 from slt_cli.tune.auto import AutoReporter, AutoResult, ModelScore
 from slt_cli.tune.study import StudyResult, TrialRow, TuneResult
 

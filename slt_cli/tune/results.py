@@ -10,8 +10,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from slt_cli.config import Config
-from slt_cli.reporting import Reporter
+from slt_cli.cfg.config import Config
+from slt_cli.common.reporting import Reporter
 
 
 @dataclass(frozen=True)

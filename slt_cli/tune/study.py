@@ -33,11 +33,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from slt_cli.config import Config, ConfigError
+from slt_cli.cfg.config import Config, ConfigError
+from slt_cli.cfg.settings import ParamRange
+from slt_cli.cfg.tune_space import stage_values, with_params
 from slt_cli.errors import RunInterrupted, SltError, StorageError
-from slt_cli.settings import ParamRange
 from slt_cli.tune.results import StudyResult, TrialRow, TuneReporter, TuneRequest, TuneResult
-from slt_cli.tune.space import stage_values, with_params
 from slt_cli.tune.trial import Objective
 
 TUNE_FOLDER = "tune"  # under the checkpoint folder

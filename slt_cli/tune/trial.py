@@ -6,21 +6,35 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import optuna
 
-from slt_cli.checkpoints import best_checkpoint_name
-from slt_cli.config import Config
+from slt_cli.cfg.config import Config
+from slt_cli.cfg.settings import ParamRange
+from slt_cli.cfg.tune_space import tunable_keys
+from slt_cli.common.reporting import EpochMetrics
 from slt_cli.errors import RunInterrupted
-from slt_cli.reporting import EpochMetrics
-from slt_cli.settings import ParamRange
-from slt_cli.tune.results import TrialRow, TuneReporter
-from slt_cli.tune.space import tunable_keys
+from slt_cli.store.checkpoints import best_checkpoint_name
+from slt_cli.tune.results import TrialRow, TuneReporter, TuneRequest
 
-if TYPE_CHECKING:
-    from slt_cli.tune.study import Tuner
+
+class Tuner(Protocol):
+    """What a trial asks of the study that runs it (``study.Tuner`` is the one)."""
+
+    request: TuneRequest
+    reporter: TuneReporter
+    runner: Any  # the running trial's Trainer or CrossValidation, set by the trial
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def param_name(self, config: Config, index: int, key: str) -> str: ...
+
+    def with_winners(self, config: Config, group: Sequence[int],
+                     params: dict[str, Any]) -> Config: ...
 
 
 class Objective:
@@ -66,14 +80,14 @@ class Objective:
         request = self.tuner.request
         try:
             if request.folds > 1:
-                from slt_cli.folds import CrossValidation
+                from slt_cli.run.folds import CrossValidation
 
                 runner: Any = CrossValidation(config, request.folds, checkpoint_dir=folder,
                                               device=request.device, reporter=forward)
                 self.tuner.runner = runner
                 folded = runner.run(list(self.group), force=True)
                 return folded.stages[-1].val_accuracy.mean
-            from slt_cli.engine import Trainer
+            from slt_cli.run.engine import Trainer
 
             runner = Trainer(config, checkpoint_dir=folder, device=request.device,
                              reporter=forward)

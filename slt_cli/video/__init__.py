@@ -2,18 +2,15 @@
 
 MediaPipe and OpenCV stay behind two seams in ``backend.py`` (a reader that turns a
 clip or a camera into RGB frames, a detector that turns one RGB frame into a
-Holistic-like result), so everything else, and the tests, run without them. This
-module is light: commands import it to tell a video file by its name.
+Holistic-like result), so everything else, and the tests, run without them. What is
+named like a clip is the inputs' to say (``data.inputs.is_video``), handed on here.
+
+May import: ``errors``, ``common``, ``data``, ``models``, ``cfg``, ``store``, ``run``,
+``use``, ``show``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from slt_cli.data.inputs import VIDEO_SUFFIXES, is_video
 
-# What `slt extract DIR` and `slt predict DIR` take for a clip (any case).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
-
-def is_video(path: Path) -> bool:
-    """Whether ``path`` is named like a video clip."""
-    return path.suffix.casefold() in VIDEO_SUFFIXES
+__all__ = ["VIDEO_SUFFIXES", "is_video"]

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from slt_cli.common.extras import require
+from slt_cli.common.files import open_regular
 from slt_cli.errors import DataError, SltError, UnreadableFile
-from slt_cli.extras import require
-from slt_cli.files import open_regular
 
 # The tutorial's frame: (part, points, values per point), in this order.
 PARTS = (("pose", 33, 4), ("face", 468, 3), ("left_hand", 21, 3), ("right_hand", 21, 3))

@@ -27,9 +27,9 @@ from typing import Protocol
 
 import numpy as np
 
+from slt_cli.common.reporting import Reporter
+from slt_cli.data.inputs import is_video
 from slt_cli.errors import DataError
-from slt_cli.reporting import Reporter
-from slt_cli.video import is_video
 from slt_cli.video.backend import Backend, VideoError, detected, read_clip
 
 MAX_CLIPS = 100_000

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slt_cli.inference import LoadedModel, predict_probabilities
+from slt_cli.use.inference import LoadedModel, predict_probabilities
 from slt_cli.video.backend import Clip, Detector, frame_vector, named_landmarks
 from slt_cli.video.scoring import pick_landmarks
 

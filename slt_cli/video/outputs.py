@@ -26,10 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from slt_cli import __version__
-from slt_cli.checkpoints import atomic_write_bytes
-from slt_cli.data.mediapipe import LAYOUT_FILE, LAYOUT_FORMAT
-from slt_cli.errors import DataError, SltError, StorageError, UnreadableFile
-from slt_cli.files import (
+from slt_cli.common.files import (
     abandoned_temp_folders,
     abandoned_temps,
     create_new,
@@ -38,6 +35,9 @@ from slt_cli.files import (
     open_regular,
     temp_path,
 )
+from slt_cli.data.mediapipe import LAYOUT_FILE, LAYOUT_FORMAT
+from slt_cli.errors import DataError, SltError, StorageError, UnreadableFile
+from slt_cli.store.checkpoints import atomic_write_bytes
 from slt_cli.video.backend import FRAME_VALUES, LAYOUT, MODEL_COMPLEXITY, named_landmarks
 from slt_cli.video.extract import ClipJob, Plan
 

@@ -9,8 +9,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from slt_cli.console import _printable as printable
-from slt_cli.console import duration
+from slt_cli.show.console import _printable as printable
+from slt_cli.show.console import duration
 
 
 def extraction_table(results: Sequence[Any]) -> Table:

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from slt_cli.common.reporting import Reporter
 from slt_cli.data.landmarks import match_landmarks, select_named
-from slt_cli.inference import LoadedModel, predict_probabilities
-from slt_cli.reporting import Reporter
+from slt_cli.use.inference import LoadedModel, predict_probabilities
 from slt_cli.video.backend import Backend, VideoError, named_landmarks, read_clip
 
 

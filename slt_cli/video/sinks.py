@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from slt_cli.common.files import create_new, fsync_directory, temp_path
 from slt_cli.errors import StorageError
-from slt_cli.files import create_new, fsync_directory, temp_path
 from slt_cli.video.backend import PARTS
 from slt_cli.video.live import LiveStep
 

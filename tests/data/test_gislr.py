@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
 
+from slt_cli.common.reporting import RecordingReporter  # noqa: E402
 from slt_cli.data import (  # noqa: E402
     gislr,  # noqa: E402
     load_data,
@@ -23,7 +24,6 @@ from slt_cli.data import (  # noqa: E402
 from slt_cli.data.corpus import ensure_store, open_corpus, scan_corpus  # noqa: E402
 from slt_cli.data.preprocess import split_labels  # noqa: E402
 from slt_cli.errors import DataError  # noqa: E402
-from slt_cli.reporting import RecordingReporter  # noqa: E402
 from tests.corpora import write_gislr  # noqa: E402
 
 FIRST = "train_landmark_files/10000/0.parquet"

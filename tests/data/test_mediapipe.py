@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from slt_cli.cli import app
+from slt_cli.common.reporting import RecordingReporter
 from slt_cli.data import ReadOptions, load_source
 from slt_cli.data.landmarks import parse_joint
 from slt_cli.errors import DataError
-from slt_cli.reporting import RecordingReporter
 from tests.corpora import MP_PART_ORDER, write_mediapipe
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mediapipe-dev"

@@ -60,7 +60,7 @@ def test_malformed_files_name_the_file_and_array(tmp_path: Path, change: dict,
 
 
 def test_unknown_arrays_are_a_note_and_ignored(tmp_path: Path) -> None:
-    from slt_cli.reporting import RecordingReporter
+    from slt_cli.common.reporting import RecordingReporter
 
     path = write_npz(tmp_path / "d.npz", **sequences(), fps=np.float64(30),
                      meta=np.array([{"a": 1}], dtype=object))  # never unpickled either

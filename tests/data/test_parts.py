@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from slt_cli.common.reporting import Reporter
 from slt_cli.data import load_data, load_source
 from slt_cli.data.landmarks import POSE_NAMES, Joint, PartsLayout, parse_joint
 from slt_cli.data.preprocess import normalise
 from slt_cli.data.transforms import mirror_permutation
 from slt_cli.errors import DataError
-from slt_cli.inference import normalise as torch_normalise
-from slt_cli.reporting import Reporter
+from slt_cli.use.inference import normalise as torch_normalise
 
 # MediaPipe Holistic as recorders write it: pose 0-32, left hand, right hand.
 HOLISTIC = (tuple(f"pose_{i}" for i in range(33)) + tuple(f"left_hand_{i}" for i in range(21))

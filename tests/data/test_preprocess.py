@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from slt_cli.config import AugmentConfig
+from slt_cli.cfg.config import AugmentConfig
 from slt_cli.data.preprocess import normalise, resample
 from slt_cli.data.transforms import augment, feature_count, features, mirror_permutation
 

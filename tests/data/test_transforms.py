@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from slt_cli.config import AugmentConfig
+from slt_cli.cfg.config import AugmentConfig
 from slt_cli.data.transforms import augment, mix
 
 
