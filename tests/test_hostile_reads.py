@@ -427,8 +427,8 @@ def test_a_cache_file_that_is_no_regular_file_is_rebuilt_not_hung_on(
 
 def test_weights_are_hashed_without_holding_them(folder: Path) -> None:
     """Weights replaced by a 1 GiB sparse file: refused by their hash, read block by
-    block (before, read whole: an 8 GB one was a MemoryError)."""
-    import resource
+    block (before, read whole: an 8 GB one was a MemoryError). The command runs in a
+    fresh interpreter that reports its own peak memory as it exits."""
     import subprocess
     import sys
 
@@ -436,11 +436,16 @@ def test_weights_are_hashed_without_holding_them(folder: Path) -> None:
     weights.unlink()
     with open(weights, "wb") as handle:
         handle.truncate(1 << 30)
-    done = subprocess.run([sys.executable, "-m", "slt_cli", "evaluate", "best_model_stage_1",
+    measured = ("import atexit, resource, runpy, sys\n"
+                "atexit.register(lambda: print('peak', resource.getrusage("
+                "resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+                "sys.argv = ['slt', *sys.argv[1:]]\n"
+                "runpy.run_module('slt_cli', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", measured, "evaluate", "best_model_stage_1",
                            "--checkpoint-dir", str(folder)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: {weights}: weights do not match the sidecar's "
                                   "SHA-256"), done.stderr
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_kib = int(done.stderr.rsplit("peak ", 1)[1])
     assert peak_kib < 900 * 1024, peak_kib  # torch and the data, not the gigabyte
