@@ -425,6 +425,7 @@ def test_a_cache_file_that_is_no_regular_file_is_rebuilt_not_hung_on(
     assert json.loads(done.stdout)["sequences"] == 6
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads Linux's /proc")
 def test_weights_are_hashed_without_holding_them(folder: Path) -> None:
     """Weights replaced by a 1 GiB sparse file: refused by their hash, read block by
     block (before, read whole: an 8 GB one was a MemoryError). The command runs in a
@@ -436,9 +437,14 @@ def test_weights_are_hashed_without_holding_them(folder: Path) -> None:
     weights.unlink()
     with open(weights, "wb") as handle:
         handle.truncate(1 << 30)
-    measured = ("import atexit, resource, runpy, sys\n"
-                "atexit.register(lambda: print('peak', resource.getrusage("
-                "resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+    # VmHWM: the peak of this process's own memory (getrusage's ru_maxrss would carry
+    # over the forking parent's, the whole test session's, across the exec)
+    measured = ("import atexit, runpy, sys\n"
+                "def peak():\n"
+                "    with open('/proc/self/status') as status:\n"
+                "        line = next(x for x in status if x.startswith('VmHWM:'))\n"
+                "    print('peak', line.split()[1], file=sys.stderr)\n"
+                "atexit.register(peak)\n"
                 "sys.argv = ['slt', *sys.argv[1:]]\n"
                 "runpy.run_module('slt_cli', run_name='__main__')\n")
     done = subprocess.run([sys.executable, "-c", measured, "evaluate", "best_model_stage_1",
