@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slt_cli.cli import app
+from tests.cli import slt
 from tests.corpora import write_mediapipe
 
 
@@ -61,3 +62,19 @@ def test_train_on_frame_folders_then_predict_one_folder(tmp_path: Path, tiny_tom
     refused = runner.invoke(app, ["predict", "best_model_stage_1", str(tmp_path / "ckpt"),
                                   "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert refused.exit_code == 2 and "holds no sequence slt can classify" in refused.stderr
+
+
+@pytest.mark.parametrize("kind", ["mediapipe", "openpose"])
+def test_a_folder_given_without_its_kind_is_named_with_the_prefix(tmp_path: Path,
+                                                                   kind: str) -> None:
+    from tests.corpora import write_openpose
+
+    root = tmp_path / "data"
+    (write_mediapipe if kind == "mediapipe" else write_openpose)(root)
+    result = slt("data", "inspect", str(root))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: unknown data source '{root}': a folder, whose "
+                                    f"files look like {kind}'s")
+    assert f"hint: Name its kind: {kind}:{root}" in result.stderr
+    missing = slt("data", "inspect", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2 and "no such file or folder" in missing.stderr

@@ -12,6 +12,7 @@ The readers are imported only when a source is used, so the registry costs nothi
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,29 @@ def find_source(spec: str) -> Source | None:
     return SOURCES["npz"] if Path(spec).suffix == ".npz" else None
 
 
+# what marks a folder of each kind, by file name; the first found wins
+_FOLDER_MARKS = (("openpose", "_keypoints.json"), ("pose", ".pose"), ("gislr", ".parquet"),
+                 ("mediapipe", ".npy"))
+_FOLDER_SCAN = 2_000  # entries looked at, at most: a guess for a hint, never a full walk
+
+
+def folder_kind(folder: Path) -> str | None:
+    """The source kind whose files ``folder`` holds (``mediapipe`` for ``<sign>/<n>/0.npy``
+    frames, ...), from the names of its first few thousand entries; None when none fits."""
+    seen = 0
+    for _, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in files:
+            for kind, mark in _FOLDER_MARKS:
+                # MediaPipe tutorial frames are numbered: 0.npy, 1.npy, ...
+                if name.endswith(mark) and (kind != "mediapipe" or name[:-4].isdigit()):
+                    return kind
+        seen += len(files) + len(folders)
+        if seen > _FOLDER_SCAN:
+            break
+    return None
+
+
 def source_for(spec: str) -> Source:
     """``find_source``, for a spec that must name a source.
 
@@ -190,6 +214,14 @@ def source_for(spec: str) -> Source:
     """
     found = find_source(spec)
     if found is None:
+        path = Path(spec)
+        kind = folder_kind(path) if path.is_dir() else None
+        if kind is not None:
+            raise DataError(f"unknown data source {spec!r}: a folder, whose files look like "
+                            f"{kind}'s", hint=f"Name its kind: {kind}:{spec}")
+        if not path.exists() and ":" not in spec:
+            raise DataError(f"unknown data source {spec!r}: no such file or folder",
+                            hint=f"Use {usages()}.")
         raise DataError(f"unknown data source {spec!r}", hint=f"Use {usages()}.")
     return found
 
