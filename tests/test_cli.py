@@ -268,3 +268,19 @@ def test_config_init_writes_the_packaged_file_and_never_overwrites(tmp_path: Pat
     assert target.read_text() == "# mine\n"
     assert slt("config", "init", str(target), "--force").exit_code == 0
     assert target.read_text() == default_config_text()
+
+
+def test_a_stage_on_other_data_than_its_start_says_what_differs(trained: Path,
+                                                                 tiny_toml: Path) -> None:
+    """train reads --data from the config, not from the checkpoint it starts from: the
+    refusal names the difference (before: "another model or data" and no more)."""
+    other = "synthetic:classes=5,signers=6,repeats=3,frames=16"
+    before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
+    result = slt("train", "--config", str(tiny_toml), "--stages", "2", "--data", other)
+    assert result.exit_code == 2, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("error: best_model_stage_1 was trained with another model or "
+                            "data than this config: data 'synthetic:classes=4,"), first
+    assert f"'{other}' here" in first and "classes 4 there, 5 here" in first
+    assert "train reads --data and [data] from the config" in result.stderr
+    assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before

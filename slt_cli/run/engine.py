@@ -58,6 +58,7 @@ from slt_cli.store.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
+from slt_cli.store.sidecar import Sidecar
 
 
 @dataclass
@@ -450,8 +451,10 @@ class Trainer:
         sidecar = read_sidecar(self.checkpoint_dir, name)
         if sidecar.model != record or sidecar.config.data.normalise != config.data.normalise:
             raise CheckpointError(
-                f"{name} was trained with another model or data than this config",
-                hint="Run from stage 1 (--stages all), or use the config it was trained with.")
+                f"{name} was trained with another model or data than this config: "
+                f"{'; '.join(_differences(sidecar, record, config))}",
+                hint="Run from stage 1 (--stages all), or use the config it was trained with "
+                     "(train reads --data and [data] from the config, not the checkpoint).")
         return _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
                       (sidecar.val_loss, sidecar.val_accuracy))
 
@@ -466,3 +469,24 @@ class Trainer:
         if self.world.distributed:
             return 1
         return device_count(self.device, config.run.multi_gpu)
+
+
+def _differences(sidecar: Sidecar, record: Mapping[str, Any], config: Config) -> list[str]:
+    """What differs between a checkpoint and the run that would start from it, in the
+    user's words (``data: 'a.npz' there, 'b.npz' here``), for a run it does not fit."""
+    trained, model = sidecar.config.data, sidecar.model
+    found = []
+    if trained.source != config.data.source:
+        found.append(f"data {trained.source!r} there, {config.data.source!r} here")
+    if trained.normalise != config.data.normalise:
+        found.append(f"normalise {trained.normalise!r} there, {config.data.normalise!r} here")
+    if model.get("name") != record.get("name") or model.get("settings") != record.get("settings"):
+        found.append(f"model {model.get('name')} {model.get('settings')} there, "
+                     f"{record.get('name')} {record.get('settings')} here")
+    for key, what in (("num_classes", "classes"), ("in_features", "features per frame"),
+                      ("num_frames", "frames"), ("joints", "landmarks")):
+        there, here = model.get(key), record.get(key)
+        if there != here:
+            shown = (len(there or ()), len(here or ())) if key == "joints" else (there, here)
+            found.append(f"{what} {shown[0]} there, {shown[1]} here")
+    return found
