@@ -88,7 +88,9 @@ def test_continue_and_evaluate(trained: Path, tiny_toml: Path) -> None:
     by = slt("evaluate", "best_model_stage_2", "--split", "test", "--by", "signer")
     assert by.exit_code == 0 and "accuracy by signer" in by.stdout and "← worst" in by.stdout
     table = slt("evaluate", "best_model_stage_2", "--split", "test")
-    assert table.exit_code == 0 and "top-5 accuracy" in table.stdout
+    # of 4 classes every clip is in the top 5: the table leaves a line that says nothing
+    assert table.exit_code == 0 and "top-5 accuracy" not in table.stdout
+    assert report["top5_accuracy"] == 1.0  # --json keeps the key
     assert "weakest signers" in table.stdout
 
 

@@ -217,7 +217,8 @@ def evaluation_table(result: Any) -> Table:
     table.add_column("value", justify="right")
     table.add_row("loss", f"{result.loss:.4f}")
     table.add_row("accuracy", f"{result.accuracy:.4f}")
-    table.add_row("top-5 accuracy", f"{result.top5_accuracy:.4f}")
+    if len(result.classes or result.per_class) > 5:  # of 5 classes or fewer it is always 1
+        table.add_row("top-5 accuracy", f"{result.top5_accuracy:.4f}")
     worst = sorted(result.per_class.items(), key=lambda item: item[1])[:5]
     table.add_row("weakest classes", ", ".join(f"{name} {acc:.2f}" for name, acc in worst))
     if result.per_signer:
