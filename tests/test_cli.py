@@ -176,6 +176,26 @@ def test_every_command_and_option_has_help() -> None:
     assert slt("--version").stdout.startswith("slt 0.")
 
 
+def test_help_texts_hold_no_angle_brackets_that_the_help_would_eat() -> None:
+    """Typer's rich help drops ``<sign>`` as markup: "DIR/<signer>/<sign>" was shown as
+    "DIR///". Placeholders are written in capitals (DIR/SIGNER/SIGN)."""
+    import re
+
+    def texts(command: object) -> list[tuple[str, str]]:
+        found = [(command.name, command.help or "")]
+        found += [(f"{command.name} {param.name}", param.help or "")
+                  for param in command.params if getattr(param, "help", None)]
+        for sub in getattr(command, "commands", {}).values():
+            found += texts(sub)
+        return found
+
+    eaten = [(where, text) for where, text in texts(get_command(app))
+             if re.search(r"<[a-z_]+>", text)]
+    assert not eaten, eaten
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "DIR/SIGNER/SIGN/SEQUENCE" in shown
+
+
 def test_list_does_not_import_torch(trained: Path) -> None:
     code = ("import sys; from slt_cli.cli import main; sys.argv = ['slt', 'list', '--json'];\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"

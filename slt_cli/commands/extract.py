@@ -16,11 +16,11 @@ from slt_cli.show import console
 
 def extract(
     source: Annotated[Path, typer.Argument(
-        help="A video file, or a folder of clips: <clip>.mp4, <sign>/<clip>.mp4 or "
-             "<signer>/<sign>/<clip>.mp4 (the folders name the classes and signers).",
+        help="A video file, or a folder of clips: CLIP.mp4, SIGN/CLIP.mp4 or "
+             "SIGNER/SIGN/CLIP.mp4 (the folders name the classes and signers).",
         show_default=False)],
     out: Annotated[Path, typer.Option(
-        "--out", help="A folder for the frame folders (<sign>/<clip>/<frame>.npy and "
+        "--out", help="A folder for the frame folders (SIGN/CLIP/FRAME.npy and "
         "layout.json, read by mediapipe:OUT), or a .npz file.", show_default=False)],
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Clips extracted at once.")] = 1,
     overwrite: Annotated[bool, typer.Option(

@@ -41,7 +41,7 @@ Layout = Annotated[str | None, typer.Option(
     show_default=False)]
 SignerFrom = Annotated[str | None, typer.Option(
     "--signer-from", help="mediapipe:DIR signers: csv (signers.csv, when there) or top (one "
-    "signer per top folder, DIR/<signer>/<sign>/<sequence>) [default: [data] signer_from].",
+    "signer per top folder, DIR/SIGNER/SIGN/SEQUENCE) [default: [data] signer_from].",
     show_default=False)]
 Landmarks = Annotated[str | None, typer.Option(
     help="Landmark groups for corpora and MediaPipe-named .npz, e.g. hands+pose+lips "

@@ -17,7 +17,7 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(
         help="Sequences to classify: .npz files (x, optional lengths and y), GISLR .parquet "
              "or .pose files, video clips (.mp4, ...; needs slt[video]), folders of one "
-             "sequence's MediaPipe <frame>.npy or OpenPose "
+             "sequence's MediaPipe FRAME.npy or OpenPose "
              "*_keypoints.json frames, or any folder of these (every sequence under it; a "
              "folder named like a class labels what is in it).", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per sequence.")] = 5,
