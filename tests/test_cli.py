@@ -306,3 +306,21 @@ def test_a_stage_on_other_data_than_its_start_says_what_differs(trained: Path,
     assert f"'{other}' here" in first and "classes 4 there, 5 here" in first
     assert "train reads --data and [data] from the config" in result.stderr
     assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before
+
+
+def test_a_slow_task_reports_its_rate_in_digits_that_say_something(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five clips in 22.6 s read "(0/s)" before; now "(0.22/s)"."""
+    import io
+
+    from rich.console import Console
+
+    from slt_cli.show import progress
+
+    clock = iter([100.0, 122.6])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    reporter = progress.RichReporter(Console(file=out, force_terminal=False, width=200))
+    reporter.task_progress(task="clips", done=0, total=5, unit="clips")
+    reporter.task_progress(task="clips", done=5, total=5, unit="clips")
+    assert "clips: 5 clips in 22.6s (0.22/s)" in out.getvalue()

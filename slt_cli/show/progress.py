@@ -105,9 +105,9 @@ class RichReporter(Reporter):
         rate = done / max(now - start, 1e-9)
         eta = (total - done) / rate if rate > 0 else 0.0
         if bar is not None and self.progress is not None:
-            self.progress.update(bar, completed=done, status=f"{rate:,.0f} {unit}/s")
+            self.progress.update(bar, completed=done, status=f"{_rate(rate)} {unit}/s")
         if done >= total:
-            self._line(f"{task}: {done:,} {unit} in {duration(now - start)} ({rate:,.0f}/s)")
+            self._line(f"{task}: {done:,} {unit} in {duration(now - start)} ({_rate(rate)}/s)")
             del self.tasks[task]
         elif bar is None and done and now - last >= 10:
             self._line(f"{task}: {done:,}/{total:,} {unit}, {rate:,.0f}/s, "
@@ -117,3 +117,11 @@ class RichReporter(Reporter):
     def _line(self, text: str) -> None:
         target = self.progress.console if self.progress is not None else self.console
         target.print(text, highlight=False)
+
+
+def _rate(per_second: float) -> str:
+    """A rate as people read it: ``1,234``, ``12.3``, ``0.22`` (never a slow "0")."""
+    if per_second >= 100:
+        return f"{per_second:,.0f}"
+    return f"{per_second:.1f}" if per_second >= 1 else f"{per_second:.2f}"
+
