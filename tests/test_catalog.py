@@ -11,22 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from slt_cli.cfg.config import DataConfig, RunConfig, StageConfig
 from slt_cli.show import console
 from slt_cli.store import catalog
 from slt_cli.store.catalog import INDEX_FILE
 from slt_cli.store.checkpoints import read_sidecar, save_checkpoint
 from slt_cli.store.lock import folder_lock
-from slt_cli.store.sidecar import Distillation, Sidecar, Teacher, TrainedWith
+from slt_cli.store.sidecar import Distillation, Sidecar, Teacher
 from tests.cli import slt
+from tests.test_checkpoints import SIDECAR
 
-SIDECAR = Sidecar(
-    stage_idx=1, stage_name="baseline", stage_description="Plain", val_loss=0.5,
-    val_accuracy=0.75, training_time=1.5, stage_time=None, epoch=2, classes=("a", "b", "c"),
-    joints=None, parent=None, slt_version="test", run_id="r1",
-    model={"name": "mlp", "settings": {}, "in_features": 4, "num_classes": 3, "num_frames": 1},
-    config=TrainedWith(run=RunConfig(), data=DataConfig(), model={"name": "mlp"},
-                       stage=StageConfig(name="baseline")))
 # name -> stage, val_accuracy, val_loss, training_time
 FOLDER = {"best_model_stage_1": (1, 0.50, 0.90, 30.0), "best_model_stage_2": (2, 0.80, 0.40, 5.0),
           "stage_2_augmentation": (2, 0.70, 0.60, 50.0), "best_model_stage_3": (3, 0.60, 0.30, 1.0)}

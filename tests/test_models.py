@@ -66,6 +66,8 @@ def test_the_config_knows_every_model_without_importing_torch() -> None:
     from slt_cli.cfg import config
 
     assert sorted(config.MODEL_NAMES) == sorted(MODEL_BUILDERS)
+    # the sidecar checks graph networks' landmark names without importing torch
+    assert sorted(config.JOINT_MODELS) == [name for name in MODEL_NAMES if takes_joints(name)]
     assert config.ModelConfig.name == DEFAULT_MODEL
     assert config.ENSEMBLE_MODEL == ENSEMBLE
 

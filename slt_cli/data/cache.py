@@ -190,7 +190,7 @@ def open_store(folder: Path, key: str) -> Store:
             raise StaleStore(f"{MANIFEST_FILE} is not a table")
         if manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key:
             raise StaleStore("made by another version or from other files")
-        if manifest["index_sha256"] != _sha256(folder / INDEX_FILE):
+        if manifest["index_sha256"] != sha256_of(folder / INDEX_FILE, "data"):
             raise StaleStore(f"{INDEX_FILE} does not match the manifest")
         with np.load(regular_file(folder / INDEX_FILE), allow_pickle=False) as index:
             arrays = {name: index[name] for name in index.files}
@@ -276,7 +276,7 @@ class StoreWriter:
                     "zeros": self.zeros.tolist(),
                     "signer_names": (None if corpus.signer_names is None
                                      else list(corpus.signer_names)),
-                    "index_sha256": _sha256(self.scratch / INDEX_FILE)}
+                    "index_sha256": sha256_of(self.scratch / INDEX_FILE, "data")}
         write_manifest(self.scratch, manifest)
         publish_folder(self.scratch, self.folder)
         return open_store(self.folder, self.key)
@@ -347,10 +347,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _sha256(path: Path) -> str:
-    return sha256_of(path, "data")
 
 
 def _fsync_close(file: Any, close: bool = True) -> None:
