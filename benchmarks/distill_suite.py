@@ -13,7 +13,7 @@ other whole signers), so every mediapipe-dev person is tested once over three se
 Per run (dataset, seed), in one temporary folder:
 1. the teacher: the default recipe's stages ``--teacher-stages`` (forced); its
    ``best_model_stage_N`` of the last of them (stages 4-5 keep stage 3's weights on this
-   data, see docs/benchmarks.md);
+   data, see docs/decisions.md);
 2. the student: ``slt distill`` of the teacher into ``--student`` (alpha, T, epochs);
 3. the control: the same student, stage and epochs with ``--alpha 0`` (labels only).
 Each is scored on held-out data (accuracy, per signer), counted (parameters), exported to

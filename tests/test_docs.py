@@ -1,11 +1,13 @@
 """The manual agrees with the CLI, and its links lead somewhere.
 
-``docs/commands.md`` has one section per command, headed ``slt <command>`` in
-backticks, with a table whose first cell names each argument in upper case
-(`` `MODEL` ``) and each option, both sides of a switch (`` `--force` / `--no-force` ``).
-These tests walk the Typer app (no torch is imported) and compare both ways: every
-option the CLI has is in its command's table, and no table or text names an option the
-CLI does not have. A new option or command needs its row or section in commands.md.
+The command pages (``docs/commands.md`` and ``docs/commands/*.md``) have one section per
+command, on one page only, headed ``slt <command>`` in backticks, with a table whose
+first cell names each argument in upper case (`` `MODEL` ``) and each option, both sides
+of a switch (`` `--force` / `--no-force` ``). These tests walk the Typer app (no torch is
+imported) and compare both ways: every option the CLI has is in its command's table, and
+no table or text names an option the CLI does not have. A new option or command needs its
+row, or its section on one of the pages. Every relative link of the README, the changelog
+and the manual leads to a file, and to a heading of it where it names one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from slt_cli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-COMMANDS_PAGE = DOCS / "commands.md"
+COMMAND_PAGES = [DOCS / "commands.md", *sorted((DOCS / "commands").glob("*.md"))]
 README_LIMIT = 10 * 1024  # the README is a front door; the manual lives in docs/
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
@@ -72,6 +74,17 @@ def _sections(text: str) -> dict[str, str]:
     return {name: "\n".join(lines) for name, lines in sections.items()}
 
 
+def _page_sections() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every command section of the command pages, and the pages each command is on."""
+    sections: dict[str, str] = {}
+    pages: dict[str, list[str]] = {}
+    for page in COMMAND_PAGES:
+        for name, text in _sections(page.read_text(encoding="utf-8")).items():
+            sections[name] = text
+            pages.setdefault(name, []).append(page.relative_to(ROOT).as_posix())
+    return sections, pages
+
+
 def _table_names(section: str) -> set[str]:
     """The names in the first cell of each table row: ``--force``, ``--no-force``, ``-f``,
     ``MODEL``."""
@@ -87,34 +100,41 @@ def _table_names(section: str) -> set[str]:
 
 
 CLI = _cli_commands()
-SECTIONS = _sections(COMMANDS_PAGE.read_text(encoding="utf-8"))
+SECTIONS, SECTION_PAGES = _page_sections()
 
 
 @pytest.mark.parametrize("path", sorted(CLI))
 def test_every_command_has_a_section_listing_exactly_its_options(path: str) -> None:
-    assert path in SECTIONS, f"docs/commands.md has no section headed `{path}`"
+    assert path in SECTIONS, f"no command page has a section headed `{path}`"
+    assert len(SECTION_PAGES[path]) == 1, f"`{path}` has sections on {SECTION_PAGES[path]}"
+    page = SECTION_PAGES[path][0]
     documented = _table_names(SECTIONS[path])
     real = _documented_names(CLI[path])
     missing, unknown = sorted(real - documented), sorted(documented - real)
-    assert not missing, f"`{path}` in docs/commands.md: add a table row for {missing}"
-    assert not unknown, f"`{path}` in docs/commands.md documents what it lacks: {unknown}"
+    assert not missing, f"`{path}` in {page}: add a table row for {missing}"
+    assert not unknown, f"`{path}` in {page} documents what it lacks: {unknown}"
 
 
-def test_commands_page_has_no_section_for_a_command_that_does_not_exist() -> None:
+def test_command_pages_have_no_section_for_a_command_that_does_not_exist() -> None:
     unknown = sorted(set(SECTIONS) - set(CLI))
-    assert not unknown, f"docs/commands.md has sections for commands that do not exist: {unknown}"
+    assert not unknown, f"the command pages have sections for commands that do not exist: {unknown}"
 
 
-def test_commands_page_names_only_options_that_exist() -> None:
-    """An option mentioned anywhere on the page (usage lines, prose) is one of the CLI's."""
+@pytest.mark.parametrize("page", COMMAND_PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_command_pages_name_only_options_that_exist(page: Path) -> None:
+    """An option mentioned anywhere on a page (usage lines, prose) is one of the CLI's."""
     real = set().union(*(_documented_names(command) for command in CLI.values())) | {"--help"}
-    mentioned = set(OPTION.findall(COMMANDS_PAGE.read_text(encoding="utf-8")))
+    mentioned = set(OPTION.findall(page.read_text(encoding="utf-8")))
     unknown = sorted(mentioned - real)
-    assert not unknown, f"docs/commands.md names options no command has: {unknown}"
+    assert not unknown, f"{page.relative_to(ROOT)} names options no command has: {unknown}"
+
+
+def _manual_pages() -> list[Path]:
+    return sorted(DOCS.rglob("*.md"))
 
 
 def _markdown_files() -> list[Path]:
-    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", *_manual_pages()]
 
 
 def _anchors(path: Path) -> set[str]:
@@ -136,11 +156,15 @@ def _anchors(path: Path) -> set[str]:
     return anchors
 
 
-@pytest.mark.parametrize("page", _markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_relative_links_resolve(page: Path) -> None:
-    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+def _links(page: Path) -> list[str]:
+    """The targets of a markdown file's links, code blocks skipped."""
+    return LINK.findall(FENCE.sub("", page.read_text(encoding="utf-8")))
+
+
+def _broken_links(page: Path) -> list[str]:
+    """Each relative link of ``page`` whose file, or heading (``#anchor``), does not exist."""
     broken = []
-    for target in LINK.findall(text):
+    for target in _links(page):
         if re.match(r"[a-z][a-z+.-]*:", target):  # https:, mailto:
             continue
         file_part, _, anchor = target.partition("#")
@@ -149,12 +173,32 @@ def test_relative_links_resolve(page: Path) -> None:
             broken.append(f"{target} (no file)")
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(f"{target} (no heading #{anchor})")
+    return broken
+
+
+@pytest.mark.parametrize("page", _markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(page: Path) -> None:
+    broken = _broken_links(page)
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
 
 
-def test_every_docs_page_is_reachable_from_the_index_and_the_readme_links_the_index() -> None:
-    index = (DOCS / "index.md").read_text(encoding="utf-8")
-    unlinked = [p.name for p in DOCS.glob("*.md") if p.name != "index.md" and p.name not in index]
+def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other page\n\n## `slt data`: inspect, convert\n",
+                                       encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n[a](other.md#slt-data-inspect-convert) [b](#page) "
+                    "[c](https://example.org/x.md) [d](gone.md) [e](other.md#slt-data)\n"
+                    "[f](#no-such-heading)\n```\n[g](also-gone.md)\n```\n", encoding="utf-8")
+    assert _broken_links(page) == ["gone.md (no file)",
+                                   "other.md#slt-data (no heading #slt-data)",
+                                   "#no-such-heading (no heading #no-such-heading)"]
+
+
+def test_the_index_links_every_page_of_the_manual_and_the_readme_links_the_index() -> None:
+    index = DOCS / "index.md"
+    linked = {(DOCS / target.partition("#")[0]).resolve() for target in _links(index)}
+    unlinked = [p.relative_to(DOCS).as_posix() for p in _manual_pages()
+                if p != index and p.resolve() not in linked]
     assert not unlinked, f"docs/index.md does not link {unlinked}"
     assert "docs/index.md" in (ROOT / "README.md").read_text(encoding="utf-8")
 

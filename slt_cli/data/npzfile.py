@@ -36,7 +36,7 @@ def read_npz(path: Path, names: Iterable[str] | None = None) -> dict[str, np.nda
                 key = info.filename[: -len(_SUFFIX)] if info.filename.endswith(_SUFFIX) else None
                 if key is None:
                     raise DataError(f"{path}: holds {info.filename!r}, which is not an .npy "
-                                    "array", hint="See README, 'Data format'.")
+                                    "array", hint="The format: docs/data.md, '.npz files'.")
                 if wanted is None or key in wanted:
                     members[key] = info
             _check_fits_memory(path, sum(info.file_size for info in members.values()))

@@ -15,7 +15,7 @@ when it is more than ``margin`` standard errors of that mean.
   averaging), and a validation set that cannot tell the two apart is no reason to
   throw its work away. On the shared real sets, keeping the start on a tie cost the
   augmentation stage up to 8 points on the people it was then tested on
-  (docs/benchmarks.md).
+  (docs/decisions.md).
 
 With ``margin = 0`` any gain counts: the highest score, ties broken by the lower loss
 (the rule before the margin).
