@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,17 @@ epochs = 1
 lr = 1e-3
 averaging = "none"  # the packaged preset's EMA would barely move in one tiny epoch
 """
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Corpus caches go to one temporary user cache folder for the session (before any
+    session fixture converts a corpus), never to the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("user-cache")
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        patch.delenv("SLT_CACHE_DIR", raising=False)
+        yield folder
 
 
 @pytest.fixture(autouse=True)

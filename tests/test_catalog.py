@@ -13,8 +13,14 @@ import torch
 
 from slt_cli.show import console
 from slt_cli.store import catalog
+from slt_cli.store.archive import archive_existing
 from slt_cli.store.catalog import INDEX_FILE
-from slt_cli.store.checkpoints import read_sidecar, save_checkpoint
+from slt_cli.store.checkpoints import (
+    in_run_order,
+    read_sidecar,
+    save_checkpoint,
+    update_sidecar,
+)
 from slt_cli.store.lock import folder_lock
 from slt_cli.store.sidecar import Distillation, Sidecar, Teacher
 from tests.cli import slt
@@ -48,7 +54,8 @@ def folder(tmp_path: Path) -> Path:
         save(path, name, stage, accuracy, loss, seconds,
              parent=None if stage == 1 else "best_model_stage_1")
     save(path, "student", 3, 0.65, 0.35, 2.0, distilled=Distillation(
-        (Teacher("best_model_stage_2", "0" * 64),), 0.5, 2.0, 100))
+        (Teacher("best_model_stage_2", read_sidecar(path, "best_model_stage_2").weights_sha256),),
+        0.5, 2.0, 100))
     return path
 
 
@@ -76,7 +83,8 @@ def expected(path: Path) -> list[dict]:
         if sidecar.get("distilled"):
             row["teachers"] = [t["name"] for t in sidecar["distilled"]["teachers"]]
         rows.append(row)
-    return sorted(rows, key=lambda row: (row["created_at"], row["name"]))
+    return in_run_order(rows, lambda row: (row["run_id"], row["created_at"], row["stage_idx"],
+                                           row["name"]))
 
 
 def sidecar_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -213,8 +221,8 @@ def test_a_sidecar_changed_within_two_seconds_is_not_indexed(
 
 
 @pytest.mark.parametrize(("key", "order"), [
-    ("created", ["best_model_stage_1", "best_model_stage_2", "best_model_stage_3",
-                 "stage_2_augmentation", "student"]),
+    ("created", ["best_model_stage_1", "best_model_stage_2", "stage_2_augmentation",
+                 "best_model_stage_3", "student"]),  # one run: its stages in order
     ("name", ["best_model_stage_1", "best_model_stage_2", "best_model_stage_3",
               "stage_2_augmentation", "student"]),
     ("val_acc", ["best_model_stage_2", "stage_2_augmentation", "student",
@@ -229,8 +237,7 @@ def test_a_sidecar_changed_within_two_seconds_is_not_indexed(
 def test_sort(folder: Path, key: str, order: list[str]) -> None:
     default = [row["name"] for row in listed(folder)]
     rows = listed(folder, "--sort", key)
-    if key == "created":
-        order = default
+    assert default == [row["name"] for row in listed(folder, "--sort", "created")]
     assert [row["name"] for row in rows] == order
     table = slt("list", "--checkpoint-dir", str(folder), "--sort", key).stdout
     assert [line.split("│")[1].strip() for line in table.splitlines()
@@ -276,10 +283,71 @@ def test_past_a_screenful_the_same_cells_come_as_plain_columns(tmp_path: Path) -
     assert shown.exit_code == 0 and "┃" not in shown.stdout and "\x1b" not in shown.stdout
     lines = shown.stdout.splitlines()
     assert lines[0] == f"checkpoints in {path}"
-    assert lines[1].split() == ["name", "stage", "val", "loss", "val", "acc", "time", "parent",
-                                "created"]
+    assert lines[1].split() == ["name", "stage", "val", "loss", "val", "acc", "stage", "time",
+                                "parent", "created"]
     assert len(lines) == count + 2
     first, second = lines[2].split(), lines[3].split()
     assert first[:6] == ["m000", "1", "<?[31mred>", "0.5000", "0.7500", "1.5s"]
     assert first[6] == "–" and second[6] == "m000"
     assert lines[2].index("0.5000") + 6 == lines[1].index("val loss") + len("val loss")
+
+
+def test_runs_list_oldest_first_each_with_its_stages_in_order(tmp_path: Path) -> None:
+    """Sorted by the second each was saved in, a fast run's stage 3 best came above its
+    stage 2 end weights, and a checkpoint of a second run between the first's."""
+    path = tmp_path / "checkpoints"
+    saved = {"best_model_stage_1": (1, "r1", "09:00:00"),
+             "stage_1_baseline": (1, "r1", "09:00:01"),
+             "best_model_stage_2": (2, "r1", "09:00:02"),
+             "best_model_stage_3": (3, "r1", "09:00:04"),
+             "stage_2_augmentation": (2, "r1", "09:00:04"),
+             "stage_3_regularization": (3, "r1", "09:00:05"),
+             "best_model_stage_1_fine_tune": (1, "r2", "09:00:03"),
+             "ensemble": (0, None, "09:00:06")}
+    for name, (stage, run, at) in saved.items():
+        save(path, name, stage)
+        update_sidecar(path, name, run_id=run, created_at=f"2026-01-01T{at}+00:00")
+    order = ["best_model_stage_1", "stage_1_baseline", "best_model_stage_2",
+             "stage_2_augmentation", "best_model_stage_3", "stage_3_regularization",
+             "best_model_stage_1_fine_tune", "ensemble"]
+    assert [row["name"] for row in listed(path)] == order
+    index_it(path)  # the same from the index
+    assert [row["name"] for row in listed(path)] == order
+    table = slt("list", "--checkpoint-dir", str(path)).stdout
+    assert [line.split("│")[1].strip() for line in table.splitlines()
+            if line.startswith("│")] == order
+
+
+def test_list_shows_the_stage_time_analyze_shows(tmp_path: Path) -> None:
+    """A stage's best records the time to it (training_time) and the stage's
+    (stage_time): list showed the first under "time", analyze the second as "stage time"."""
+    path = tmp_path / "checkpoints"
+    save(path, "best_model_stage_1", 1, seconds=0.2, stage_time=11.1)
+    save(path, "stage_1_baseline", 1, seconds=11.1)
+    table = slt("list", "--checkpoint-dir", str(path)).stdout
+    assert "stage time" in table
+    assert [line.split("│")[5].strip() for line in table.splitlines()
+            if line.startswith("│")] == ["11.1s", "11.1s"]
+    analyzed = slt("analyze", "--checkpoint-dir", str(path), "--table").stdout
+    row = next(line for line in analyzed.splitlines() if line.startswith("│ 1"))
+    assert row.split("│")[-2].strip() == "11.1s"  # the stage time column
+
+
+def test_a_student_whose_teacher_was_archived_says_where_it_went(folder: Path) -> None:
+    archive_existing(folder, ["best_model_stage_2"], "20260101T000000000000Z")
+    # a later run's: another model of that name
+    save_checkpoint(folder, "best_model_stage_2", {"w": torch.ones(2)}, SIDECAR)
+    update_sidecar(folder, "best_model_stage_2", created_at="2999-01-01T00:00:00+00:00")
+    (student,) = [row for row in listed(folder) if row["name"] == "student"]
+    where = "archive/20260101T000000000000Z/best_model_stage_2"
+    assert student["teachers"] == ["best_model_stage_2"]
+    assert student["teachers_moved"] == {"best_model_stage_2": where}
+    table = slt("list", "--checkpoint-dir", str(folder)).stdout
+    assert "teachers: best_model_stage_2 (now in" in table  # rich may wrap the cell
+    assert "archive/20260101T000000000000Z)" in table
+    for archived in (folder / "archive").glob("*/*"):
+        archived.unlink()  # the archive cleared by hand: the teacher is nowhere
+    (student,) = [row for row in listed(folder) if row["name"] == "student"]
+    assert student["teachers_moved"] == {"best_model_stage_2": None}
+    assert "teachers: best_model_stage_2 (replaced since)" in slt(
+        "list", "--checkpoint-dir", str(folder)).stdout

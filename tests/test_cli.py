@@ -276,6 +276,10 @@ def test_config_show_prints_what_a_run_uses_and_reads_back_the_same(tmp_path: Pa
     assert [stage["name"] for stage in packaged["stages"]] == [
         "baseline", "augmentation", "regularization", "fine_tuning", "polishing"]
     assert packaged["stages"][4]["augment"] == packaged["stages"][1]["augment"]
+    # what `train --folds K` records per fold is not a user's setting: not shown unset
+    assert "folds" not in packaged["data"] and "fold" not in packaged["data"]
+    assert "fold" not in shown.stdout
+    assert "as JSON instead of stages.toml text" in slt("config", "show", "--help").stdout
 
 
 def test_config_init_writes_the_packaged_file_and_never_overwrites(tmp_path: Path) -> None:
@@ -324,3 +328,18 @@ def test_a_slow_task_reports_its_rate_in_digits_that_say_something(
     reporter.task_progress(task="clips", done=0, total=5, unit="clips")
     reporter.task_progress(task="clips", done=5, total=5, unit="clips")
     assert "clips: 5 clips in 22.6s (0.22/s)" in out.getvalue()
+
+
+def test_accuracy_by_class_reads_classes_and_its_title_fits_the_table(
+        trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    by = slt("evaluate", "best_model_stage_2", "--split", "test", "--by", "class")
+    assert by.exit_code == 0, by.output
+    assert "classs" not in by.stdout and "mean of 4 classes" in by.stdout
+    lines = [line.rstrip() for line in by.stdout.splitlines()]  # rich pads a title
+    title = lines.index("accuracy by class, weakest first")  # one line, not wrapped
+    assert lines[title + 1].startswith("┏")
+    signers = slt("evaluate", "best_model_stage_2", "--split", "test", "--by", "signer")
+    assert "accuracy by signer, weakest first" in [
+        line.rstrip() for line in signers.stdout.splitlines()]
+    assert "mean of 2 signers" in signers.stdout

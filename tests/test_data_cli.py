@@ -13,6 +13,7 @@ from typer.main import get_command
 
 from slt_cli.cli import app
 from slt_cli.data import load_source
+from slt_cli.data.cache import cache_root
 from slt_cli.store.checkpoints import read_sidecar
 from tests.cli import slt
 
@@ -75,7 +76,7 @@ def test_inspect_reports_counts_lengths_and_missing_landmarks(gislr: Path) -> No
     assert summary["per_class"] == {"min": 8, "median": 8.0, "max": 8}
     assert 8 <= summary["lengths"]["min"] <= summary["lengths"]["max"] <= 20
     assert summary["missing"]["left_hand"] > 0.5 and summary["missing"]["pose"] == 0.0
-    assert summary["landmarks"] == 96 and summary["cache"].startswith(str(gislr.resolve()))
+    assert summary["landmarks"] == 96 and summary["cache"].startswith(str(cache_root(gislr)))
     table = slt("data", "inspect", f"gislr:{gislr}", "--landmarks", "hands")
     assert table.exit_code == 0, table.output
     for words in ("sequences per class", "frames per sequence", "missing right_hand",
@@ -128,7 +129,7 @@ def test_bad_corpora_exit_2_naming_the_file(own_gislr: Path, tiny_toml: Path, br
 def test_a_damaged_cache_is_rebuilt_with_a_warning(own_gislr: Path) -> None:
     spec = f"gislr:{own_gislr}"
     assert slt("data", "inspect", spec).exit_code == 0
-    (frames,) = own_gislr.glob(".slt-cache/gislr-*/frames.f16")
+    (frames,) = cache_root(own_gislr).glob("gislr-*/frames.f16")
     frames.write_bytes(frames.read_bytes()[:-10])
     result = slt("data", "inspect", spec, "--json")
     assert result.exit_code == 0, result.output

@@ -176,6 +176,25 @@ def test_bad_fold_counts_exit_2_and_save_nothing(tiny_toml: Path, folds: str,
     assert not Path("cv/folds.json").exists() and not list(Path(".").rglob("*.safetensors"))
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_more_folds_than_people_is_refused_before_a_word_or_a_file(tiny_toml: Path,
+                                                                   existing: bool) -> None:
+    """Before, "fold 1 of 50" came first, and the folder and its .slt.lock were left."""
+    if existing:
+        Path("cv").mkdir()
+        Path("cv/mine.txt").write_text("keep", encoding="utf-8")
+    result = slt("train", "--folds", "50", "--config", str(tiny_toml), "--checkpoint-dir", "cv")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "error: 50 folds need at least 50 signers outside the test split, so that each fold "
+        "validates on its own; this data has 4", "hint: Use at most 4 folds."]
+    assert result.stdout == ""
+    if existing:
+        assert sorted(p.name for p in Path("cv").iterdir()) == ["mine.txt"]
+    else:
+        assert not Path("cv").exists()
+
+
 def test_a_fold_folder_that_is_a_link_is_refused_and_its_target_untouched(
         tiny_toml: Path) -> None:
     elsewhere = Path("elsewhere")

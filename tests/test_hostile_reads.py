@@ -416,7 +416,9 @@ def test_a_cache_file_that_is_no_regular_file_is_rebuilt_not_hung_on(
     root = tmp_path / "mp"
     write_mediapipe(root)
     assert slt("data", "inspect", f"mediapipe:{root}").exit_code == 0
-    (store,) = (root / ".slt-cache").iterdir()
+    from slt_cli.data.cache import cache_root
+
+    (store,) = cache_root(root).iterdir()
     (store / member).unlink()
     SPOILERS[kind](store / member)
     done = subprocess.run([sys.executable, "-m", "slt_cli", "data", "inspect", "--json",

@@ -209,6 +209,33 @@ def test_a_store_that_cannot_open_stops_the_run_before_it_trains(
     assert not list((tmp_path / "ck").glob("*.safetensors"))
 
 
+@pytest.mark.parametrize("log_to", ["tensorboard", "mlflow"])
+def test_a_store_that_cannot_open_moves_none_of_the_earlier_files(
+        tiny_toml: Path, tmp_path: Path, mlflow_env: pytest.MonkeyPatch, log_to: str) -> None:
+    """Before, ``train`` archived the earlier run's checkpoints, then found the store
+    unusable: exit 2 with the folder's checkpoints gone to archive/."""
+    pytest.importorskip("tensorboard" if log_to == "tensorboard" else "mlflow")
+    folder = tmp_path / "ck"
+    assert slt("train", "--config", str(tiny_toml), *QUICK, "--checkpoint-dir",
+               str(folder)).exit_code == 0
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    if log_to == "tensorboard":  # not slt's folder: it refuses to write there
+        (folder / "tensorboard").write_text("mine", encoding="utf-8")
+        before["tensorboard"] = b"mine"
+    else:
+        (tmp_path / "a-file").write_text("", encoding="utf-8")
+        mlflow_env.setenv("MLFLOW_TRACKING_URI", (tmp_path / "a-file" / "mlruns").as_uri())
+    result = slt("train", "--config", str(tiny_toml), *QUICK, "--log-to", log_to,
+                 "--checkpoint-dir", str(folder))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: ")
+    assert "moved" not in result.stderr and not (folder / "archive").exists()
+    after = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    assert {name: data for name, data in after.items() if name in before} == before
+    assert {name for name in after if name not in before} <= {".slt.lock", ".slt-index"}
+
+
 @pytest.mark.parametrize(("log_to", "label", "package", "extra"), [
     ("tensorboard", "TensorBoard", "tensorboard", "tensorboard"),
     ("mlflow+tensorboard", "MLflow", "mlflow-skinny", "mlflow"),  # the first one missing

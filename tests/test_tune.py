@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -83,17 +84,22 @@ def test_tiny_search_prunes_promotes_and_the_promoted_file_reproduces_the_score(
     assert len(states) == 3 and "pruned" in states
     assert stage["defaults"]["number"] == 0 and stage["defaults"]["params"] == {"lr": 3e-3}
     best = stage["best"]
+    # 24 validation clips: the best's gain of two clips is within the noise
+    assert best["number"] != 0 and best["score"] > stage["defaults"]["score"]
+    assert stage["promoted"] == 0, stage["kept_defaults"]
+    assert re.fullmatch(rf"trial {best['number']}'s {best['score']:.4f} is [0-9.]+ above their "
+                        r"[0-9.]+, within one standard error of the difference \([0-9.]+ "
+                        r"over 24 validation clips\)", stage["kept_defaults"])
     assert figure.read_bytes().startswith(b"\x89PNG")
-    # only the best trial's checkpoints are kept
+    # only the checkpoints of the best trial and of the one promoted (the defaults) are kept
     trial_folders = sorted(p.name for p in (tmp_path / "ckpt/tune/slt/stage_1_baseline").iterdir())
-    assert trial_folders == [f"trial_{best['number']:04d}"]
+    assert trial_folders == ["trial_0000", f"trial_{best['number']:04d}"]
     promoted = load_config(out)
-    assert promoted.stages[0].lr == pytest.approx(best["params"]["lr"])
-    assert promoted.stages[1] == load_config(tmp_path / "tune.toml").stages[1]
+    assert promoted.stages == load_config(tmp_path / "tune.toml").stages  # defaults kept
     from slt_cli.run.engine import Trainer
 
     rerun = Trainer(promoted, checkpoint_dir=tmp_path / "again", device="cpu").train([1])
-    assert rerun.stages[0].val_accuracy == pytest.approx(best["score"])
+    assert rerun.stages[0].val_accuracy == pytest.approx(stage["defaults"]["score"])
     again = _tune(tmp_path, "--stages", "1", "--study", "other", "--promote", str(out))
     assert again.exit_code == 2 and "best.toml exists" in again.output  # before any trial
     refused = _tune(tmp_path, "--stages", "1")
@@ -170,3 +176,94 @@ def test_a_checkpoint_folder_it_cannot_write_is_one_clear_error(tmp_path: Path) 
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: cannot write /proc/slt-checkpoints/tune: ")
     assert "Choose a place you can write to with --checkpoint-dir" in result.stderr
+
+
+def _trial(number: int, value: float, clips: int | None, defaults: bool) -> object:
+    attrs = {"val_clips": clips} if clips else {}
+    trial = optuna.trial.create_trial(value=value, user_attrs={**attrs, "defaults": defaults})
+    trial.number = number
+    return trial
+
+
+@pytest.mark.parametrize(("scores", "clips", "kept"), [
+    ([0.5, 0.5], 24, "trial 1 ties them (0.5000)"),
+    ([0.6, 0.4], 24, "no trial beat them"),
+    ([0.5], 24, "no other trial completed"),
+    # sqrt(0.542 * 0.458 / 24) = 0.1017: two clips (0.0833) are noise, three (0.125) are not
+    ([0.5, 0.5833], 24, "trial 1's 0.5833 is 0.0833 above their 0.5000, within one standard "
+                        "error of the difference (0.1017 over 24 validation clips)"),
+    ([0.5, 0.625], 24, None),
+    # many clips (folds pooled): sqrt(0.901 * 0.099 / 10000) = 0.0030
+    ([0.9, 0.9025], 10_000, "trial 1's 0.9025 is 0.0025 above their 0.9000, within one "
+                            "standard error of the difference (0.0030 over 10000 validation "
+                            "clips)"),
+    ([0.9, 0.9035], 10_000, None),
+    # beyond the noise but not a whole clip (a mean over folds can differ by less)
+    ([0.999994, 1.0], 100_000, "trial 1's 1.0000 is 0.0000 above their 1.0000, less than one "
+                               "of the 100000 validation clips"),
+    ([0.5, 0.51], None, None),  # an older study's trials: nothing to judge the noise by
+])
+def test_a_winner_must_beat_the_defaults_beyond_the_validation_noise(
+        scores: list[float], clips: int | None, kept: str | None) -> None:
+    from slt_cli.tune.study import kept_defaults_because
+
+    trials = [_trial(number, score, clips, defaults=number == 0)
+              for number, score in enumerate(scores)]
+    best = max(trials, key=lambda t: (t.value, -t.number))
+    assert kept_defaults_because(best, trials[0], trials) == kept
+
+
+def test_a_search_says_each_note_once_and_how_a_long_trial_is_going(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import slt_cli.tune.console
+    from tests.corpora import write_mediapipe
+
+    write_mediapipe(tmp_path / "mp", signs=("yes", "no", "hi", "bye"), sequences=4)
+    monkeypatch.setattr(slt_cli.tune.console, "PROGRESS_SECONDS", 0.0)
+    result = _tune(tmp_path, "--stages", "1", "--trials", "3", "--data",
+                   f"mediapipe:{tmp_path / 'mp'}")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert sum("frames of 1662 values in the order" in line for line in lines) == 1
+    assert sum("the data names no people" in line for line in lines) == 1
+    assert "  trial   0  stage 1 epoch 1/2  val acc " in result.stderr
+    assert "  trial   2  stage 1 epoch 2/2  val acc " in result.stderr
+
+
+def test_the_trials_figure_has_whole_trial_numbers_every_point_inside_and_no_importance_of_few(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import slt_cli.show.plots as plots
+    from slt_cli.tune.results import TrialRow
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: drawn.append(figure))
+    rows = [TrialRow(study="s", number=n, params={"lr": 0.1 * n}, score=score, state=state,
+                     seconds=1.0, defaults=n == 0)
+            for n, (score, state) in enumerate([(0.5, "complete"), (1.0, "complete"),
+                                                (0.0, "pruned")])]
+    plots.save_tune_figure([("s", rows, {"lr": 0.7, "dropout": 0.3})], tmp_path / "t.png")
+    (figure,) = drawn
+    figure.canvas.draw()
+    history, bars = figure.axes[:2]
+    ticks = [tick for tick in history.get_xticks()
+             if history.get_xlim()[0] <= tick <= history.get_xlim()[1]]
+    assert ticks == [0, 1, 2]
+    low, high = history.get_ylim()
+    left, right = history.get_xlim()
+    assert low < 0.0 and high > 1.0 and left < 0 and right > 2  # no point on the frame
+    legend = history.get_legend().get_window_extent()
+    assert legend.x0 >= history.get_window_extent().x1  # beside the points, not over them
+    assert not bars.patches  # no importance bars from 2 complete trials
+    assert [text.get_text() for text in bars.texts] == [
+        "importance of each setting: from 10 complete trials\n(this study has 2)"]
+
+
+def test_a_stage_that_runs_out_of_its_share_of_the_timeout_says_how_many_trials_it_got(
+        tmp_path: Path) -> None:
+    slow = TUNE_TOML.replace("epochs = 2\nlr = 3e-3", "epochs = 40\nlr = 3e-3")  # > 1 s
+    assert slow != TUNE_TOML
+    (tmp_path / "tune.toml").write_text(slow, encoding="utf-8")
+    result = _tune(tmp_path, "--stages", "1", "--trials", "5", "--timeout", "1s")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"note: slt\.stage1: [1-4] of 5 trials within its share of --timeout "
+                     r"\(1\.0s\)", result.stderr), result.stderr

@@ -13,10 +13,24 @@ from typing import Any
 
 from slt_cli.cfg.config import BUILT_IN, Config
 
+# [data] keys a run records (slt train --folds K sets them per fold), not for a user's
+# file: shown only when set
+RECORDED_KEYS = ("folds", "fold")
+
+
+def shown_tables(config: Config) -> dict[str, Any]:
+    """``config.to_dict()`` as ``slt config show`` prints it: without the recorded
+    ``[data]`` keys while they are unset."""
+    tables = config.to_dict()
+    data = tables["data"]
+    if not any(data.get(key) for key in RECORDED_KEYS):
+        tables["data"] = {key: value for key, value in data.items() if key not in RECORDED_KEYS}
+    return tables
+
 
 def config_toml(config: Config) -> str:
     """``config`` as TOML: [run], [data], [model], each [[stages]], each preset, [tune]."""
-    tables = config.to_dict()
+    tables = shown_tables(config)
     where = ("the packaged defaults" if config.source == BUILT_IN
              else f"{config.source} over the packaged defaults")
     lines = [f"# the effective configuration: {where}"]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from slt_cli.commands import guarded
-from slt_cli.commands.options import ConfigPath, Json
+from slt_cli.commands.options import ConfigPath
 from slt_cli.errors import SltError
 from slt_cli.show import console
 
@@ -22,15 +22,16 @@ config_app = typer.Typer(
 @guarded
 def show(config: ConfigPath = None, defaults: Annotated[bool, typer.Option(
              "--defaults", help="The packaged defaults, whatever ./stages.toml says.")] = False,
-         json: Json = False) -> None:
+         json: Annotated[bool, typer.Option(
+             "--json", help="Print it as JSON instead of stages.toml text.")] = False) -> None:
     """Print the configuration a run would use: ./stages.toml or --config laid over the
     packaged defaults, every stage whole."""
     from slt_cli.cfg.config import find_config, load_config
-    from slt_cli.cfg.config_text import config_toml
+    from slt_cli.cfg.config_text import config_toml, shown_tables
 
     settings = load_config(None if defaults else find_config(config))
     if json:
-        console.print_json(settings.to_dict())
+        console.print_json(shown_tables(settings))
     else:
         print(config_toml(settings), end="")
 

@@ -11,16 +11,18 @@ from slt_cli.commands.options import CheckpointDir, Json
 from slt_cli.commands.shared import checkpoint_folder
 from slt_cli.errors import SltError
 from slt_cli.show import console
+from slt_cli.show.console import stage_seconds
 
 Row = dict[str, Any]
-# --sort: each key orders best (or first) on top; ties keep the default order, oldest first
+# --sort: each key orders best (or first) on top; ties keep the default order: oldest
+# run first, each run's stages in order
 SORT_KEYS: dict[str, Callable[[Row], Any]] = {
-    "created": lambda row: (row["created_at"], row["name"]),
+    "created": lambda row: 0,  # the default order, as folder_rows gives it
     "name": lambda row: row["name"],
     "stage": lambda row: row["stage_idx"],
     "val_acc": lambda row: -row["val_accuracy"],
     "val_loss": lambda row: row["val_loss"],
-    "time": lambda row: row["training_time"],
+    "time": lambda row: stage_seconds(row),
 }
 
 Sort = Annotated[str, typer.Option(

@@ -71,8 +71,9 @@ def tune(
         help="With --auto: the wall-clock budget of the whole search, e.g. 30m.",
         show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option(
-        "--plot", help="Also draw each study's trials and the importance of each setting "
-        "into this .png (or .svg, .pdf) file; needs slt[plot].", show_default=False)] = None,
+        "--plot", help="Also draw each study's trials and (from 10 complete trials) the "
+        "importance of each setting into this .png (or .svg, .pdf) file; needs slt[plot].",
+        show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help="Override run.seed.",
                                                 show_default=False)] = None,
     device: Device = "auto",
@@ -82,7 +83,9 @@ def tune(
 
     Each trial trains into CHECKPOINT_DIR/tune/STUDY/stage_N_NAME/trial_NNNN and is
     scored on held-out data; hopeless trials are pruned. The first trial of each stage
-    runs the untuned defaults, so the summary compares the best against them.
+    runs the untuned defaults; the best goes on only when it beats them by more than one
+    standard error of the validation accuracy, else the defaults are kept (and the
+    summary says why).
     """
     from slt_cli.cfg.config import find_config, load_config, parse_stage_selection, with_overrides
     from slt_cli.common.extras import require
@@ -135,13 +138,13 @@ def tune(
 def _plot(result: Any, path: Path) -> None:
     import optuna
 
-    from slt_cli.show.plots import save_tune_figure
+    from slt_cli.show.plots import IMPORTANCE_TRIALS, save_tune_figure
 
     studies = []
     for study in result.studies:
         complete = [row for row in study.trials if row.state == "complete"]
         importances: dict[str, float] = {}
-        if len(complete) >= 3 and len(study.best.params) > 1:
+        if len(complete) >= IMPORTANCE_TRIALS and len(study.best.params) > 1:
             loaded = optuna.load_study(study_name=study.study, storage=result.storage)
             importances = optuna.importance.get_param_importances(loaded)
         studies.append((study.study, study.trials, importances))

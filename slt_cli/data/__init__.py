@@ -22,6 +22,7 @@ from slt_cli.data.base import SPLITS, RawData
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, match_landmarks, normalisation_layout
 from slt_cli.data.options import DataSettings, ReadOptions
 from slt_cli.data.preprocess import (
+    assign_folds,
     assign_splits,
     frames_for,
     normalise,
@@ -218,6 +219,40 @@ def load_configured(data: DataSettings, seed: int, reporter: Reporter | None = N
                      joints=joints)
 
 
+def check_folds(data: DataSettings, folds: int, seed: int,
+                reporter: Reporter | None = None) -> None:
+    """Refuse ``folds`` the data cannot make (fewer people, or sequences of a class,
+    than folds) before a cross-validation run holds, writes or says anything. A corpus
+    is opened (converted on first use: its progress goes to ``reporter``), other
+    sources are read; their notes are left to the run.
+
+    Raises:
+        DataError: as ``preprocess.assign_folds`` does, or naming what cannot be read.
+    """
+    source = source_for(data.source).canonical(data.source)
+    progress = _ProgressOnly(reporter or Reporter())
+    options = ReadOptions.of(data)
+    if source_for(source).corpus:
+        from slt_cli.data.corpus import open_corpus
+
+        store = open_corpus(source, data.landmarks, progress, options)
+        y, signer, split = store.y, store.signer, store.split
+    else:
+        raw = load_source(source, landmarks=data.landmarks, reporter=progress, options=options)
+        y, signer, split = raw.y, raw.signer, raw.split
+    assign_folds(y, signer, split, folds, seed)
+
+
+class _ProgressOnly(Reporter):
+    """Passes on a conversion's progress, and nothing else."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def task_progress(self, *, task: str, done: int, total: int, unit: str) -> None:
+        self.reporter.task_progress(task=task, done=done, total=total, unit=unit)
+
+
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
                  landmarks: str, reporter: Reporter | None, folds: int, fold: int,
                  normalise_mode: str, options: ReadOptions) -> PreparedData:
@@ -266,5 +301,5 @@ def _unseen(y: np.ndarray, trained: np.ndarray, validated: np.ndarray,
 
 
 __all__ = ["SYNTHETIC", "PreparedData", "RawData", "ReadOptions", "Split", "aligned",
-           "load_configured",
+           "check_folds", "load_configured",
            "load_data", "load_source", "prepare"]

@@ -40,8 +40,10 @@ FORMAT_VERSION = 1
 FRAMES_FILE = "frames.f16"
 INDEX_FILE = "index.npz"
 MANIFEST_FILE = "manifest.json"
-CACHE_FOLDER = ".slt-cache"  # beside the data, when that folder is writable
 CACHE_ENV = "SLT_CACHE_DIR"  # overrides where every cache goes
+# Where slt 0.1 kept a corpus's stores, inside the corpus folder: a fresh store there is
+# still read, and nothing is written there any more.
+OLD_CACHE_FOLDER = ".slt-cache"
 FRAME_DTYPE = np.float16  # ~3 significant digits: 0.3 px on a 640 px frame
 
 
@@ -113,6 +115,7 @@ class Store:
     missing: np.ndarray  # int64 (J,): frames in which each landmark is missing
     zeros: np.ndarray | None = None  # int64 (J,): of those, the frames the files held as zeros
     signer_names: tuple[str, ...] | None = None  # each signer id's name (older stores: None)
+    prepared_in: Path | None = None  # where its prepared splits go; None: inside ``folder``
 
     @property
     def lengths(self) -> np.ndarray:
@@ -161,21 +164,22 @@ def cache_key(corpus: Corpus) -> str:
 
 
 def cache_root(root: Path) -> Path:
-    """Where the stores of the corpus in ``root`` live.
-
-    ``$SLT_CACHE_DIR`` when set; else ``.slt-cache`` inside the corpus folder when it
-    can be written; else the user's cache folder (``$XDG_CACHE_HOME/slt`` or
-    ``~/.cache/slt``), in a subfolder named after the corpus path.
-    """
+    """Where the stores of the corpus in ``root`` live: the user's cache folder,
+    ``$SLT_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/slt``, else ``~/.cache/slt``, in
+    a subfolder named after the corpus's resolved path (its name and a hash). Never the
+    corpus folder: data can be read-only, shared, synced or backed up, and a cache
+    there grows it by the corpus's size."""
     root = root.resolve()
     tag = f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]) / tag
-    beside = root / CACHE_FOLDER
-    if os.access(beside if beside.is_dir() else root, os.W_OK):
-        return beside
+        return Path(os.environ[CACHE_ENV]).expanduser() / tag
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "slt" / tag
+
+
+def old_cache_root(root: Path) -> Path:
+    """Where slt 0.1 kept the stores of the corpus in ``root``: read, never written."""
+    return root.resolve() / OLD_CACHE_FOLDER
 
 
 def open_store(folder: Path, key: str) -> Store:

@@ -12,6 +12,7 @@ first batch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -21,7 +22,7 @@ import signal
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from slt_cli.data.cache import (
     cache_key,
     cache_root,
     iter_blocks,
+    old_cache_root,
     open_store,
     publish_folder,
     remove_leftovers,
@@ -87,11 +89,26 @@ def ensure_store(corpus: Corpus, reporter: Reporter | None = None,
     key = cache_key(corpus)
     prefix = f"{corpus.kind}-{corpus.settings.replace('+', '-')}-"
     folder = cache_root(corpus.root) / f"{prefix}{key[:16]}"
+    stale = None
     if folder.exists():
         try:
             return open_store(folder, key)
         except StaleStore as exc:
-            reporter.note(f"rebuilding the cache {folder}: {exc}")
+            stale = f"rebuilding the cache {folder}: {exc}"
+    old = old_cache_root(corpus.root)
+    if (old / folder.name / MANIFEST_FILE).is_file():  # one an earlier slt kept in the data
+        try:  # read as it is; what it lacks goes to the user's cache
+            store = open_store(old / folder.name, key)
+            return replace(store, prepared_in=folder.with_name(
+                f"{folder.name}-prepared"))
+        except StaleStore:
+            pass
+    if stale:
+        reporter.note(stale)
+    if old.is_dir():
+        reporter.note(f"{old}: caches an earlier slt kept inside the data; slt writes "
+                      f"nothing there now (its caches go to {folder.parent}) and reads a "
+                      "store there only while it fits the files: deleting it is safe")
     store = build_store(corpus, folder, key, reporter, workers=workers, chunk=chunk)
     remove_leftovers(folder.parent, keep=folder, prefix=prefix)
     return store
@@ -205,20 +222,30 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
     mode = "sequence" if layout is None else "parts"
     key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames, mode]).encode()
                          + np.asarray(labels).astype("U5").tobytes()).hexdigest()
-    folder = store.folder / f"prepared-{frames}-{key[:16]}"
+    name = f"prepared-{frames}-{key[:16]}"
+    if store.prepared_in is not None:  # an earlier slt's store: the splits it prepared
+        with contextlib.suppress(StaleStore):
+            return _open_prepared(store.folder / name, key, names)
+    base = store.prepared_in or store.folder
+    folder = base / name
     try:
         return _open_prepared(folder, key, names)
     except StaleStore as exc:
         if folder.exists():
             reporter.note(f"rebuilding the prepared splits {folder}: {exc}")
-    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=store.folder))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=base))
+    except OSError as exc:
+        raise DataError(f"cannot write the cache {base} ({exc.strerror})",
+                        hint="Point SLT_CACHE_DIR at a writable folder.") from None
     try:
         _write_prepared(store, labels, names, frames, scratch, reporter, layout)
         write_manifest(scratch, {"key": key, "splits": names, "frames": frames})
         publish_folder(scratch, folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    remove_leftovers(store.folder, keep=folder, prefix=f"prepared-{frames}-")
+    remove_leftovers(base, keep=folder, prefix=f"prepared-{frames}-")
     return _open_prepared(folder, key, names)
 
 

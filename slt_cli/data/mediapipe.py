@@ -8,10 +8,12 @@ detected. The length narrows the parts; their order is not fixed (projects put t
 face second, last or first), so it is found from the data (``detect_order``: pose
 visibility lies in [0, 1], the pose nose sits on the face's nose tip, each hand at its
 own side's pose wrist) unless ``[data] layout`` states it, or ``DIR/layout.json``
-(written by ``slt extract``: see ``stated_options``) does. Sign folders are matched
-without regard to case (the class is the lower-cased name); a part that is all zeros
-in a frame is missing (NaN); the landmarks are named and selected as the other corpus
-loaders name them. Signers come from ``signers.csv`` (``folder,signer``: a sequence
+(written by ``slt extract``: see ``stated_options``) does. With signers from the top
+folders, each signer's order is found (or read from ``DIR/<signer>/layout.json``) on
+its own: people recorded with different programs can be merged into one folder. Sign
+folders are matched without regard to case (the class is the lower-cased name); a part
+that is all zeros in a frame is missing (NaN); the landmarks are named and selected as
+the other corpus loaders name them. Signers come from ``signers.csv`` (``folder,signer``: a sequence
 folder or any folder above it) or, with ``[data] signer_from = "top"``, from the top
 folders of ``DIR/<signer>/<sign>/<sequence>/<frame>.npy``.
 """
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ import numpy as np
 from slt_cli.common.files import load_json, open_regular, read_csv
 from slt_cli.data.base import MAX_COORDINATE, in_frame_order, signer_ids
 from slt_cli.data.cache import Corpus
+from slt_cli.data.frameparts import FRAME_PARTS, TUTORIAL, detect_order, part_block
 from slt_cli.data.landmarks import PART_SIZES, canonical_landmarks, select_landmarks
 from slt_cli.data.options import ReadOptions
 from slt_cli.errors import DataError, UnreadableFile
@@ -37,21 +41,12 @@ SIGNERS = "signers.csv"
 # What `slt extract` writes beside its frame folders: the parts' order (and signers).
 LAYOUT_FILE = "layout.json"
 LAYOUT_FORMAT = "slt mediapipe frames"
-TUTORIAL = ("pose", "face", "left_hand", "right_hand")  # the tutorial's order
-# Values per frame -> (part, points, values per point) of each part it holds.
-FRAME_PARTS: dict[int, dict[str, tuple[int, int]]] = {
-    1662: {"pose": (33, 4), "face": (468, 3), "left_hand": (21, 3), "right_hand": (21, 3)},
-    1692: {"pose": (33, 4), "face": (478, 3), "left_hand": (21, 3), "right_hand": (21, 3)},
-    1704: {"pose": (33, 4), "face": (468, 3), "left_hand": (21, 4), "right_hand": (21, 4)},
-    258: {"pose": (33, 4), "left_hand": (21, 3), "right_hand": (21, 3)},
-    126: {"left_hand": (21, 3), "right_hand": (21, 3)},
-}
 MAX_FRAME_BYTES = 1 << 20  # a frame of 1704 float64 values is 14 KB
 OFFSETS = {part: sum(list(PART_SIZES.values())[:i]) for i, part in enumerate(PART_SIZES)}
-NOSE_TIP = 1  # face mesh point on the nose tip; pose point 0 is the nose
-WRISTS = {"left_hand": 15, "right_hand": 16}  # pose wrists
 SAMPLE_SEQUENCES, SAMPLE_FRAMES = 32, 5  # frames read to find the order
+SIGNER_SAMPLE = 4  # sequences read at least per signer when each signer's order is found
 LAYOUT_HINT = "State the order with --layout or [data] layout, e.g. pose+face+left_hand+right_hand."
+NAMED_SIGNERS = 3  # signers named per order in a note; the rest are counted
 
 
 def layout_problem(text: str) -> str | None:
@@ -87,7 +82,12 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
                         f"{', '.join(map(str, FRAME_PARTS))} values",
                         hint="Frames are flat vectors of pose (x, y, z, visibility), face, "
                              "left and right hand (x, y, z).")
-    order, note = _order(root, files, length, options.layout, stated_by)
+    if top and options.layout == "auto":
+        orders, note = _signer_orders(root, files, found, length, options)
+    else:
+        order, how = _order(root, files, length, options.layout, stated_by)
+        orders, note = {who: order for _, _, who in found}, _order_note(root, length, order, how)
+    order = next(iter(orders.values()))  # every order holds the same parts
     chosen = [lm for lm in select_landmarks(landmarks) if lm.part in order]
     if not chosen:
         raise DataError(f"landmarks {landmarks!r} keep none of {root}'s parts "
@@ -97,7 +97,15 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
     names, listing = (([who for _, _, who in found], "") if top
                       else _signers_from_csv(root, found))
     signer, signer_names = signer_ids(names) if names is not None else (None, None)
-    code = "".join(part[0] for part in order)  # pflr
+    slots = np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen], np.int64)
+    if len(set(orders.values())) == 1:
+        code = "".join(part[0] for part in order)  # pflr
+        reader = functools.partial(read_sequence, length=length, order=order, slots=slots)
+    else:  # a code per signer would make the cache's folder name as long as the corpus
+        listed = json.dumps(sorted(orders.items())).encode()
+        code = f"mixed{hashlib.sha256(listed).hexdigest()[:8]}"
+        reader = functools.partial(read_signer_sequence, length=length, orders=orders,
+                                   slots=slots)
     return Corpus(
         kind="mediapipe", root=root, sequences=tuple(files),
         key_files=tuple(f"{rel}/{name}" for rel, names in files.items() for name in names)
@@ -106,10 +114,7 @@ def scan_mediapipe(root: Path, landmarks: str, options: ReadOptions) -> Corpus:
         signer=signer, signer_names=signer_names, split=None,
         joints=tuple(lm.name for lm in chosen), channels=3,
         settings=f"{canonical_landmarks(landmarks)}+{code}{length}+{options.signer_from}",
-        reader=functools.partial(read_sequence, length=length, order=order,
-                                 slots=np.asarray([OFFSETS[lm.part] + lm.index for lm in chosen],
-                                                  np.int64)),
-        notes=(note,))
+        reader=reader, notes=(note,))
 
 
 def read_sequence_input(folder: Path, landmarks: str,
@@ -272,6 +277,13 @@ def read_sequence(folder: Path, *, length: int, order: tuple[str, ...],
     return points.astype(np.float32), zeros.sum(axis=0)
 
 
+def read_signer_sequence(folder: Path, *, length: int, orders: dict[str, tuple[str, ...]],
+                         slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``read_sequence`` of ``DIR/<signer>/<sign>/<sequence>`` in its signer's order."""
+    return read_sequence(folder, length=length, order=orders[folder.parent.parent.name],
+                         slots=slots)
+
+
 def holistic(frames: np.ndarray, order: tuple[str, ...]) -> np.ndarray:
     """``(T, values)`` flat frames in ``order`` as ``(T, 543, 3)`` in GISLR's part order,
     NaN for a part the frame lacks or holds as all zeros."""
@@ -283,64 +295,26 @@ def holistic(frames: np.ndarray, order: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-def part_block(frames: np.ndarray, order: tuple[str, ...], part: str) -> np.ndarray:
-    """One part of ``(T, values)`` flat frames in ``order``: ``(T, points, values)``
-    float64, NaN in the frames where the part is all zeros (not detected)."""
-    sizes = FRAME_PARTS[frames.shape[1]]
-    start = sum(sizes[p][0] * sizes[p][1] for p in order[:order.index(part)])
-    points, values = sizes[part]
-    block = frames[:, start:start + points * values].reshape(len(frames), points, values)
-    return np.where((block == 0).all(axis=(1, 2))[:, None, None], np.nan, block)
+def _order(root: Path, files: dict[str, list[str]], length: int, layout: str,
+           stated_by: str = "as stated", sample: int = SAMPLE_SEQUENCES,
+           hint: str = LAYOUT_HINT) -> tuple[tuple[str, ...], str]:
+    """The parts' order (stated, else detected from ``sample`` of the sequence folders
+    ``files``, relative to ``root``) and how it was found (``stated_by`` when stated).
 
-
-def detect_order(frames: np.ndarray) -> tuple[tuple[str, ...], float]:
-    """The order of the parts of ``frames`` ``(n, values)`` that fits best, and its cost
-    (0 is a perfect fit): pose visibility outside [0, 1], the distance from the pose
-    nose to the face's nose tip and from each hand's wrist to its side's pose wrist."""
-    parts = [part for part in TUTORIAL if part in FRAME_PARTS[frames.shape[1]]]
-    best: tuple[float, tuple[str, ...]] | None = None
-    for order in permutations(parts):  # the tutorial's order first: it wins a tie
-        cost = _misfit(frames, order)
-        if best is None or cost < best[0]:
-            best = (cost, order)
-    assert best is not None
-    return best[1], best[0]
-
-
-def _misfit(frames: np.ndarray, order: tuple[str, ...]) -> float:
-    if "pose" not in order:
-        return 0.0
-    pose = part_block(frames, order, "pose")
-    vis = pose[:, :, 3][np.isfinite(pose[:, :, 3])]
-    cost = 10.0 * float(((vis < 0) | (vis > 1)).mean()) if vis.size else 10.0
-    if "face" in order:
-        cost += _distance(pose[:, 0], part_block(frames, order, "face")[:, NOSE_TIP])
-    for hand, wrist in WRISTS.items():
-        cost += _distance(pose[:, wrist], part_block(frames, order, hand)[:, 0])
-    return cost
-
-
-def _distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Median x-y distance between two points over the frames that have both (0: none)."""
-    d = np.linalg.norm(a[:, :2] - b[:, :2], axis=-1)
-    d = d[np.isfinite(d)]
-    return float(np.median(d)) if d.size else 0.0
-
-
-def _order(root: Path, files: dict[str, list[str]], length: int,
-           layout: str, stated_by: str = "as stated") -> tuple[tuple[str, ...], str]:
-    """The parts' order (stated, else detected from a sample) and a note saying which."""
+    Raises:
+        DataError: naming ``root`` when a stated order does not fit its frames or none
+            fits them well, or the frame that holds another number of values.
+    """
     parts = FRAME_PARTS[length]
     if layout != "auto":
         order = tuple(layout.split("+"))
         if set(order) != set(parts):
             raise DataError(f"layout {layout!r} does not fit {root}'s frames of {length} "
-                            f"values, which hold {', '.join(parts)}", hint=LAYOUT_HINT)
-        return order, f"{root}: frames of {length} values, read as {layout} ({stated_by})"
+                            f"values, which hold {', '.join(parts)}", hint=hint)
+        return order, stated_by
     rels = list(files)
-    picked = [rels[i] for i in np.linspace(0, len(rels) - 1, min(len(rels), SAMPLE_SEQUENCES),
-                                           dtype=int)]
-    sample = []
+    picked = [rels[i] for i in np.linspace(0, len(rels) - 1, min(len(rels), sample), dtype=int)]
+    frames = []
     for rel in dict.fromkeys(picked):
         names = files[rel]
         for name in names[::max(1, len(names) // SAMPLE_FRAMES)]:
@@ -349,15 +323,63 @@ def _order(root: Path, files: dict[str, list[str]], length: int,
                 raise DataError(f"{root / rel / name}: holds {len(vector)} values, the other "
                                 f"frames {length}", hint="Every frame of a folder tree must be "
                                                          "recorded with the same layout.")
-            sample.append(vector)
-    order, cost = detect_order(np.stack(sample))
+            frames.append(vector)
+    order, cost = detect_order(np.stack(frames))
     if "pose" in order and cost > 0.5:
         raise DataError(f"{root}: cannot tell the order of the parts in its {length}-value "
-                        f"frames (best guess {'+'.join(order)} fits poorly)", hint=LAYOUT_HINT)
-    how = ("found from the data" if "pose" in order
-           else "assumed: without the pose the hands cannot be told apart")
-    return order, (f"{root}: frames of {length} values in the order {'+'.join(order)} ({how}); "
-                   "--layout or [data] layout states it")
+                        f"frames (best guess {'+'.join(order)} fits poorly)", hint=hint)
+    return order, ("found from the data" if "pose" in order
+                   else "assumed: without the pose the hands cannot be told apart")
+
+
+def _order_note(root: Path, length: int, order: tuple[str, ...], how: str) -> str:
+    """What a user hears about the parts' order of ``root``'s frames."""
+    if how.startswith("as "):  # stated
+        return f"{root}: frames of {length} values, read as {'+'.join(order)} ({how})"
+    return (f"{root}: frames of {length} values in the order {'+'.join(order)} ({how}); "
+            "--layout or [data] layout states it")
+
+
+def _signer_orders(root: Path, files: dict[str, list[str]], found: list[tuple[str, str, str]],
+                   length: int, options: ReadOptions
+                   ) -> tuple[dict[str, tuple[str, ...]], str]:
+    """Each signer folder's parts' order (``DIR/<signer>/layout.json``'s, else found from
+    its own frames) and a note: people merged into one folder may have been recorded
+    by programs that order the parts differently.
+
+    Raises:
+        DataError: naming the signer's folder whose order cannot be told.
+    """
+    people: dict[str, dict[str, list[str]]] = {}
+    for rel, _, who in found:
+        people.setdefault(who, {})[rel.partition("/")[2]] = files[rel]
+    sample = max(SIGNER_SAMPLE, SAMPLE_SEQUENCES // len(people))
+    orders, hows = {}, {}
+    for who, theirs in people.items():
+        folder = root / who
+        stated, stated_by = stated_options(folder, options)
+        stated_by = stated_by.replace(LAYOUT_FILE, f"{who}/{LAYOUT_FILE}")
+        hint = (f"State its order in {folder / LAYOUT_FILE}: {{\"format\": \"{LAYOUT_FORMAT}\", "
+                "\"layout\": \"pose+face+left_hand+right_hand\"}, or one order for every signer "
+                "with --layout.")
+        orders[who], hows[who] = _order(folder, theirs, length, stated.layout, stated_by,
+                                        sample=sample, hint=hint)
+    if len(set(orders.values())) == 1 and len(set(hows.values())) == 1:
+        return orders, _order_note(root, length, orders[who], hows[who])
+    by_order: dict[tuple[str, ...], list[str]] = {}
+    for who, order in orders.items():
+        by_order.setdefault(order, []).append(who)
+    listed = "; ".join(f"{'+'.join(order)} for {_some(names)}" for order, names in by_order.items())
+    return orders, (f"{root}: frames of {length} values, each signer's parts in their own order "
+                    f"(found from the data or stated by the signer's folder's {LAYOUT_FILE}): "
+                    f"{listed}")
+
+
+def _some(names: list[str]) -> str:
+    """Up to ``NAMED_SIGNERS`` names, and how many more."""
+    shown = ", ".join(names[:NAMED_SIGNERS])
+    more = len(names) - NAMED_SIGNERS
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _signers_from_csv(root: Path, found: list[tuple[str, str, str]]

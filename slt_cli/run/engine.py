@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +148,14 @@ class Trainer:
         run_id = new_run_id()
         with self._holding(run_id, refuse_interrupted=True):
             start = self._saved_start(config, selected[0] - 1, record)
-            archived = self._archive([name for step in steps
-                                      for name in (step.best_name, step.final_name)], run_id)
             plan = self._plan("train", run_id, config, data, record, steps, start,
                               threshold=-1.0 if force else config.run.improvement_threshold)
-            return self._execute(plan, data, start.state, archived=archived)
+            # a tracker's store that cannot open stops the run before any file is moved
+            with self._tracking(plan) as tracking:
+                archived = self._archive([name for step in steps
+                                          for name in (step.best_name, step.final_name)], run_id)
+                return self._execute(plan, data, start.state, archived=archived,
+                                     tracking=tracking)
 
     def continue_from(self, name: str, preset: str, *, epochs: int | None = None) -> StageResult:
         """Train further from checkpoint ``name`` with ``[continue.<preset>]``.
@@ -244,20 +247,27 @@ class Trainer:
                        threshold=threshold, start_checkpoint=start.checkpoint,
                        start_metrics=start.metrics)
 
+    def _tracking(self, plan: RunPlan) -> Tracking:
+        """TensorBoard, MLflow ([run] log_to), opened: a store that cannot open raises
+        SltError here. A context manager that ends the trackers' runs."""
+        return open_tracking(plan, self.checkpoint_dir, self.reporter,
+                             active=self.folder.writes)
+
     def _execute(self, plan: RunPlan, data: PreparedData, start_state: State | None, *,
                  archived: Sequence[str] = (),
-                 snapshot: tuple[State, dict[str, Any]] | None = None) -> RunResult:
+                 snapshot: tuple[State, dict[str, Any]] | None = None,
+                 tracking: Tracking | None = None) -> RunResult:
         """Run ``plan``'s steps from its position; that step may be half done
-        (``snapshot``). Clears the resume state when the plan is done."""
+        (``snapshot``). Clears the resume state when the plan is done. ``tracking``: the
+        trackers the caller opened (and ends); else they are opened and ended here."""
         run = self._prepare(plan, data)
-        # TensorBoard, MLflow ([run] log_to): a store that cannot open stops us here
-        tracking = open_tracking(plan, self.checkpoint_dir, self.reporter,
-                                 active=self.folder.writes)
+        own = tracking is None
+        tracking = self._tracking(plan) if tracking is None else tracking
         self._report_start(plan, run)
         start = _Start(start_state, plan.start_checkpoint, plan.start_metrics)
         stopped = None
         held: dict[str, State] = {}  # this run's stage bests in memory, for teachers
-        with tracking:
+        with tracking if own else nullcontext(tracking):
             for position in range(plan.position, len(plan.steps)):
                 plan = plan.at(position)
                 result, start = self._run_step(plan, run, start, snapshot, held, tracking)

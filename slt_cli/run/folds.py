@@ -92,8 +92,12 @@ class CrossValidation:
         Raises:
             SltError: when the folder holds an unfinished cross-validation run.
         """
+        from slt_cli.data import check_folds
+
         selected = tuple(stages) if stages else tuple(range(1, len(self.config.stages) + 1))
         summary = FoldsSummary(self.folds, FoldsRequest(self.config, selected, force))
+        # data that cannot make K folds: refused before the folder is held or written
+        check_folds(self.config.data, self.folds, self.config.run.seed, self.reporter)
         with self._holding():
             # Only rank 0 looks: it may already have written the new summary when
             # another process would read it.

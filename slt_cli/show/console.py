@@ -148,7 +148,8 @@ def folds_table(result: Any) -> Table:
     return table
 
 
-CHECKPOINT_COLUMNS = ("name", "stage", "val loss", "val acc", "time", "parent", "created")
+CHECKPOINT_COLUMNS = ("name", "stage", "val loss", "val acc", "stage time", "parent",
+                      "created")
 
 
 def checkpoint_table(records: Sequence[Mapping[str, Any]], folder: str) -> Table:
@@ -177,10 +178,26 @@ def checkpoint_cells(r: Mapping[str, Any]) -> tuple[str, ...]:
     """One listed row's cells under ``CHECKPOINT_COLUMNS``."""
     return (r["name"], f"{r.get('stage_idx')} {r.get('stage_name')}",
             _number(r.get("val_loss")), _number(r.get("val_accuracy")),
-            duration(r.get("training_time") or 0),
-            f"teachers: {', '.join(r['teachers'])}" if r.get("teachers")
-            else r.get("parent") or "–",
+            duration(stage_seconds(r)),
+            _teachers(r) if r.get("teachers") else r.get("parent") or "–",
             str(r.get("created_at", ""))[:19].replace("T", " "))
+
+
+def _teachers(row: Mapping[str, Any]) -> str:
+    """A student's teachers, each since archived one with where it went."""
+    moved = row.get("teachers_moved") or {}
+    shown = [name if name not in moved else
+             f"{name} (now in {moved[name].rpartition('/')[0]})" if moved[name]
+             else f"{name} (replaced since)" for name in row["teachers"]]
+    return f"teachers: {', '.join(shown)}"
+
+
+def stage_seconds(row: Mapping[str, Any]) -> float:
+    """A listed checkpoint's stage time, as ``analyze`` shows it: the whole stage's
+    (``stage_time``, which a best checkpoint records when its stage ends), else its
+    ``training_time`` (end weights, older sidecars, students: the same)."""
+    seconds = row.get("stage_time")
+    return float(seconds if seconds is not None else row.get("training_time") or 0.0)
 
 
 def print_plain(text: str) -> None:
@@ -234,13 +251,16 @@ def group_table(result: Any, by: str) -> Table:
     weakest first, and the mean over them."""
     rows = result.by_group(by)
     mean = sum(acc for _, _, acc in rows) / max(1, len(rows))
-    table = Table(title=f"accuracy by {by} (weakest first; mean over {len(rows)} {by}s "
-                        f"{mean:.4f})", title_justify="left")
+    # a short title: rich wraps a title to the width of the table's three columns
+    table = Table(title=f"accuracy by {by}, weakest first", title_justify="left")
     for column in (by, "sequences", "accuracy"):
         table.add_column(column, justify="left" if column == by else "right")
     for i, (name, count, acc) in enumerate(rows):
         mark = " ← worst" if i == 0 and len(rows) > 1 else ""
-        table.add_row(name, f"{count:,}", f"{acc:.4f}{mark}")
+        table.add_row(name, f"{count:,}", f"{acc:.4f}{mark}", end_section=i == len(rows) - 1)
+    plural = {"class": "classes"}.get(by, f"{by}s")
+    table.add_row(f"mean of {len(rows)} {plural if len(rows) != 1 else by}",
+                  f"{sum(count for _, count, _ in rows):,}", f"{mean:.4f}")
     return table
 
 

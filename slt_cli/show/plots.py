@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 IMAGE_TYPES = (".png", ".svg", ".pdf")
 LABELLED_CLASSES = 40  # above this many classes the axes show indices, not names
 ANNOTATED_CLASSES = 12  # up to this many, each cell of the matrix shows its share
+IMPORTANCE_TRIALS = 10  # fANOVA over fewer complete trials ranks noise
 _LOSS, _ACCURACY, _BEST = "#1f5fa8", "#2a8a3e", "#f2b705"
 
 
@@ -222,19 +223,22 @@ def save_tune_figure(studies: Sequence[tuple[str, Sequence[Any], Mapping[str, fl
                      path: Path) -> None:
     """``slt tune --plot``: per study, the score of each trial in order (complete as
     dots, pruned as crosses at their last reported score, the best so far as a line)
-    and, when there are enough trials, each setting's importance (fANOVA).
+    and, from ``IMPORTANCE_TRIALS`` complete trials on, each setting's importance
+    (fANOVA); with fewer, the panel says so.
 
     Args:
         studies: (study name, its ``tune.TrialRow``s, setting -> importance) each.
         path: The image to write (.png, .svg or .pdf).
     """
+    from matplotlib.ticker import MaxNLocator
+
     figure = new_figure((11.0, 3.2 * len(studies)))
     grid = figure.subplots(len(studies), 2, squeeze=False)
     for (name, rows, importances), (history, bars) in zip(studies, grid, strict=True):
         for state, marker, colour in (("complete", "o", _ACCURACY), ("pruned", "x", _LOSS)):
             shown = [row for row in rows if row.state == state and row.score is not None]
             history.scatter([row.number for row in shown], [row.score for row in shown],
-                            marker=marker, color=colour, label=state)
+                            marker=marker, color=colour, label=state, clip_on=False, zorder=3)
         best, line = float("-inf"), []
         for row in rows:
             if row.state == "complete" and row.score is not None:
@@ -243,15 +247,24 @@ def save_tune_figure(studies: Sequence[tuple[str, Sequence[Any], Mapping[str, fl
         history.step([x for x, y in line if y > float("-inf")],
                      [y for _, y in line if y > float("-inf")], where="post", color=_BEST,
                      label="best so far")
+        numbers = [row.number for row in rows] or [0]
+        history.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)  # no dot on the frame
+        history.xaxis.set_major_locator(MaxNLocator(integer=True))
+        history.margins(y=0.12)
         history.set(title=f"{name}: trials", xlabel="trial", ylabel="val accuracy")
-        history.legend(loc="lower right", fontsize="small")
-        if importances:
+        # beside the points, never over them
+        history.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                       borderaxespad=0.0)
+        complete = sum(row.state == "complete" for row in rows)
+        if importances and complete >= IMPORTANCE_TRIALS:
             keys = list(importances)[::-1]
             bars.barh(keys, [importances[key] for key in keys], color=_ACCURACY)
             bars.set(title=f"{name}: importance of each setting", xlabel="share (fANOVA)")
         else:
             bars.set_axis_off()
-            bars.text(0.5, 0.5, "too few complete trials for importances", ha="center")
+            bars.text(0.6, 0.5, f"importance of each setting: from {IMPORTANCE_TRIALS} "
+                      f"complete trials\n(this study has {complete})", ha="center",
+                      va="center")
     save_figure(figure, path)
 
 

@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from slt_cli.common.files import own_folder
-from slt_cli.store.checkpoints import ARCHIVE_FOLDER, list_checkpoints, sidecar_path, weights_path
+from slt_cli.errors import CheckpointError
+from slt_cli.store.checkpoints import (
+    ARCHIVE_FOLDER,
+    list_checkpoints,
+    read_record,
+    sidecar_path,
+    weights_path,
+)
+from slt_cli.store.sidecar import Teacher
 
 
 def dependants(directory: Path, names: Iterable[str]) -> list[str]:
@@ -59,3 +67,32 @@ def archive_existing(directory: Path, names: Iterable[str], run_id: str) -> list
             os.replace(path, target / path.name)
         moved.append(name)
     return moved
+
+
+def moved_teachers(directory: Path, teachers: Iterable[Teacher]) -> dict[str, str | None]:
+    """Where each of a student's ``teachers`` that is no longer in ``directory`` went:
+    name -> ``archive/<run_id>/<name>`` holding its weights (by their SHA-256), or None
+    when no checkpoint of the folder or its archive does. A later run of the teacher's
+    stage moves it into the archive, and the name then means another model; teachers
+    still in place are left out."""
+    moved: dict[str, str | None] = {}
+    for teacher in teachers:
+        if _sha_of(sidecar_path(directory, teacher.name)) == teacher.weights_sha256:
+            continue
+        archive = directory / ARCHIVE_FOLDER
+        runs = (sorted((p for p in archive.iterdir() if p.is_dir() and not p.is_symlink()),
+                       reverse=True) if archive.is_dir() and not archive.is_symlink() else [])
+        moved[teacher.name] = next(
+            (f"{ARCHIVE_FOLDER}/{run.name}/{teacher.name}" for run in runs
+             if _sha_of(sidecar_path(run, teacher.name)) == teacher.weights_sha256), None)
+    return moved
+
+
+def _sha_of(path: Path) -> str | None:
+    """The weights hash a sidecar records (None when there is no readable one)."""
+    if not path.is_file():
+        return None
+    try:
+        return read_record(path, path.name.removesuffix(".json")).weights_sha256
+    except CheckpointError:
+        return None

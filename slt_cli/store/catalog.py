@@ -34,6 +34,7 @@ from slt_cli.store.checkpoints import (
     FOLDS_FILE,
     SIDECAR_SUFFIX,
     atomic_write_bytes,
+    in_run_order,
     pending_sidecars,
     read_record,
     skipped_line,
@@ -66,9 +67,9 @@ def listed_row(sidecar: Sidecar) -> dict[str, Any]:
 
 
 def folder_rows(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every checkpoint of ``directory`` as its listed row, oldest first (as
-    ``checkpoints.list_checkpoints`` orders them), and one line for each sidecar that
-    could not be used (never fatal)."""
+    """Every checkpoint of ``directory`` as its listed row, oldest run first and each
+    run's stages in order (as ``checkpoints.list_checkpoints`` orders them), and one
+    line for each sidecar that could not be used (never fatal)."""
     if not directory.is_dir():
         return [], []
     sidecars, temps = _scan(directory)
@@ -88,8 +89,29 @@ def folder_rows(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
             rows.append(listed_row(read_record(source or path, name)))
         except CheckpointError as exc:
             problems.append(skipped_line(path, source or path, exc))
-    rows.sort(key=lambda row: (row["created_at"], row["name"]))
-    return rows, problems
+    by_name = {row["name"]: row for row in rows}
+    for row in rows:  # a student: are its teachers still the models of those names?
+        if any(name not in by_name or by_name[name]["created_at"] > row["created_at"]
+               for name in row.get("teachers") or ()):  # (no file read while they are)
+            _mark_moved_teachers(directory, row, pending.get(row["name"]))
+    return in_run_order(rows, lambda row: (row.get("run_id"), row["created_at"],
+                                           row["stage_idx"], row["name"])), problems
+
+
+def _mark_moved_teachers(directory: Path, row: dict[str, Any], pending: Path | None) -> None:
+    """Add ``teachers_moved`` to a student's row when a teacher has since been archived
+    (or is gone): read when listed, since the student's sidecar does not change."""
+    from slt_cli.store.archive import moved_teachers
+
+    try:
+        sidecar = read_record(pending or directory / f"{row['name']}{SIDECAR_SUFFIX}",
+                              row["name"])
+    except CheckpointError:
+        return
+    if sidecar.distilled is not None:
+        moved = moved_teachers(directory, sidecar.distilled.teachers)
+        if moved:
+            row["teachers_moved"] = moved
 
 
 def refresh_index(directory: Path) -> None:

@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slt_cli.common.files import (
     abandoned_temps,
@@ -30,6 +30,8 @@ from slt_cli.common.files import (
 )
 from slt_cli.errors import CheckpointError, StorageError, UnreadableFile
 from slt_cli.store.sidecar import SCHEMA_VERSION, Sidecar
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import torch
@@ -268,8 +270,30 @@ def list_checkpoints(directory: Path) -> tuple[list[Sidecar], list[str]]:
             records.append(read_record(source, name))
         except CheckpointError as exc:
             problems.append(skipped_line(path, source, exc))
-    records.sort(key=lambda record: (record.created_at, record.name))
-    return records, problems
+    return in_run_order(records, lambda r: (r.run_id, r.created_at, r.stage_idx, r.name)
+                        ), problems
+
+
+def in_run_order(items: Iterable[T], fields: Callable[[T], tuple[str | None, str, int | None,
+                                                                   str]]) -> list[T]:
+    """``items`` (sidecars, or listed rows) oldest run first and, within a run, stage by
+    stage (a stage's best before its end weights), whatever second each was saved in;
+    ``fields`` gives an item's run id, ``created_at``, stage and name. Items of no
+    recorded run stand alone, at their own time. Sorting by ``created_at`` alone put a
+    later stage's best above an earlier stage's end weights saved in the same second
+    (ties went by name), or in the same minute of a fast stage."""
+    items = list(items)
+    started: dict[str, str] = {}
+    for item in items:
+        run, created, _, _ = fields(item)
+        if run:
+            started[run] = min(started.get(run, created), created)
+
+    def key(item: T) -> tuple[str, str, int, str, str]:
+        run, created, stage, name = fields(item)
+        return (started[run] if run else created, run or "", stage or 0, created, name)
+
+    return sorted(items, key=key)
 
 
 def skipped_line(path: Path, source: Path, exc: CheckpointError) -> str:

@@ -13,6 +13,8 @@ from optuna.trial import FrozenTrial
 from slt_cli.cfg.config import Config
 from slt_cli.common.reporting import Reporter
 
+VAL_CLIPS = "val_clips"  # a trial's attribute: the validation clips it was scored on
+
 
 @dataclass(frozen=True)
 class TuneRequest:
@@ -63,12 +65,16 @@ class StudyResult:
     best: TrialRow
     defaults: TrialRow | None
     trials: tuple[TrialRow, ...]
-    folder: Path  # the best trial's checkpoints
+    folder: Path  # the promoted trial's checkpoints
+    promoted: TrialRow | None = None  # whose settings go on: the best, or the defaults
+    kept_defaults: str | None = None  # why the defaults were kept over the best (or None)
 
     def to_dict(self) -> dict[str, Any]:
+        promoted = self.promoted or self.best
         return {"study": self.study, "stages": list(self.stages),
                 "best": dataclasses.asdict(self.best),
                 "defaults": dataclasses.asdict(self.defaults) if self.defaults else None,
+                "promoted": promoted.number, "kept_defaults": self.kept_defaults,
                 "trials": [dataclasses.asdict(row) for row in self.trials],
                 "folder": str(self.folder)}
 
@@ -88,6 +94,9 @@ class TuneReporter(Reporter):
 
     def study_started(self, *, study: str, finished: int, trials: int) -> None:
         """A study starts (or carries on with ``finished`` of its ``trials`` done)."""
+
+    def trial_started(self, *, study: str, number: int, defaults: bool) -> None:
+        """This process starts trial ``number`` of ``study`` (``defaults``: untuned)."""
 
     def trial_done(self, row: TrialRow) -> None:
         """A trial of this process finished: complete, pruned or failed."""

@@ -9,10 +9,12 @@ accuracy (mean over folds). Each epoch's best-so-far accuracy goes to the trial,
 pruner stops hopeless trials early.
 
 Stages are tuned in order, one study each (``<study>.stage<N>``): stage N's trials
-start from the best weights of stage N-1's best trial. ``joint`` tunes the selected
+start from the best weights of stage N-1's promoted trial. ``joint`` tunes the selected
 stages together in one study instead. The first trial of a study runs the untuned
 settings (the defaults), so the summary compares the best against them on the same
-split. The study lives in Optuna's storage (SQLite in the tune folder by default; any
+split; the best's settings are promoted only when they beat the defaults by more than
+the validation set can tell from noise (``kept_defaults_because``), else the defaults
+go on. The study lives in Optuna's storage (SQLite in the tune folder by default; any
 RDB URL that several processes share): a killed process loses its running trial, and
 ``resume`` carries on until every study has ``trials`` finished (complete or pruned)
 trials between all the processes working on it.
@@ -21,6 +23,7 @@ trials between all the processes working on it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shutil
 import threading
@@ -37,7 +40,15 @@ from slt_cli.cfg.config import Config, ConfigError
 from slt_cli.cfg.settings import ParamRange
 from slt_cli.cfg.tune_space import stage_values, with_params
 from slt_cli.errors import RunInterrupted, SltError, StorageError
-from slt_cli.tune.results import StudyResult, TrialRow, TuneReporter, TuneRequest, TuneResult
+from slt_cli.show.console import duration
+from slt_cli.tune.results import (
+    VAL_CLIPS,
+    StudyResult,
+    TrialRow,
+    TuneReporter,
+    TuneRequest,
+    TuneResult,
+)
 from slt_cli.tune.trial import Objective
 
 TUNE_FOLDER = "tune"  # under the checkpoint folder
@@ -54,6 +65,37 @@ def quiet_optuna() -> None:
     are ours (``TuneReporter``)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a stopped trial is not news
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def kept_defaults_because(best: FrozenTrial, defaults: FrozenTrial,
+                          complete: Sequence[FrozenTrial]) -> str | None:
+    """Why the defaults trial's settings go on instead of the best complete trial's
+    (None: the best's do). A gain counts only beyond one standard error of the
+    difference, the binomial ``sqrt(p (1 - p) / n)`` at the two accuracies' mean over
+    the ``n`` validation clips, and of at least one clip (``1 / n``, the finest step a
+    validation set can tell): a study's best of a few draws is partly luck, and a clip
+    or two of it is no reason to change a recipe."""
+    others = [t for t in complete if t.number != defaults.number]
+    if not others:
+        return "no other trial completed"
+    tied = [t for t in others if t.value == defaults.value]
+    if best.number == defaults.number or best.value == defaults.value:
+        return (f"trial {tied[0].number} ties them ({float(defaults.value):.4f})" if tied
+                else "no trial beat them")
+    clips = best.user_attrs.get(VAL_CLIPS) or defaults.user_attrs.get(VAL_CLIPS)
+    if not isinstance(clips, int) or clips < 1:
+        return None  # trials of an older slt: nothing to judge the noise by
+    gain = float(best.value) - float(defaults.value)
+    mean = (float(best.value) + float(defaults.value)) / 2
+    noise = math.sqrt(mean * (1 - mean) / clips)
+    said = (f"trial {best.number}'s {float(best.value):.4f} is {gain:.4f} above their "
+            f"{float(defaults.value):.4f}")
+    if gain <= noise + 1e-12:
+        return (f"{said}, within one standard error of the difference ({noise:.4f} over "
+                f"{clips} validation clips)")
+    if gain < 1 / clips - 1e-12:
+        return f"{said}, less than one of the {clips} validation clips"
+    return None
 
 
 def default_storage(checkpoint_dir: Path) -> str:
@@ -117,7 +159,8 @@ class Tuner:
             budget = ((deadline - time.monotonic()) / (len(groups) - position)
                       if deadline is not None else None)
             result = self._tune(storage, group, config, source, budget)
-            config = self.with_winners(config, group, result.best.params)
+            if result.kept_defaults is None:
+                config = self.with_winners(config, group, result.best.params)
             source = result.folder
             results.append(result)
         return TuneResult(studies=tuple(results), config=config, storage=url)
@@ -165,6 +208,10 @@ class Tuner:
                     f"tuning stopped: study {name} has {done} finished trial(s); the "
                     "running trial is lost",
                     hint="Carry it on with the same command and --resume.") from None
+            done = len(study.get_trials(deepcopy=False, states=FINISHED))
+            if budget is not None and done < request.trials:
+                self.reporter.note(f"{name}: {done} of {request.trials} trials within its "
+                                   f"share of --timeout ({duration(max(budget, 0.0))})")
         return self._result(study, name, group)
 
     def _result(self, study: optuna.Study, name: str, group: tuple[int, ...]) -> StudyResult:
@@ -174,15 +221,21 @@ class Tuner:
             raise SltError(f"no trial of study {name} finished",
                            hint="Give it more time (--timeout) or fewer epochs.")
         best = max(complete, key=lambda t: (t.value, -t.number))
+        defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
+        why = kept_defaults_because(best, defaults, complete) if defaults is not None else None
+        promoted = defaults if why is not None and defaults is not None else best
+        if why is not None:
+            self.reporter.note(f"{name}: the defaults are kept: {why}")
         if not self.request.keep_all:
             for trial in trials:
-                if trial.number != best.number and trial.state != TrialState.RUNNING:
+                if (trial.number not in (best.number, promoted.number)
+                        and trial.state != TrialState.RUNNING):
                     self._remove(trial)
-        defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
         return StudyResult(study=name, stages=group, best=TrialRow.of(name, best),
                            defaults=TrialRow.of(name, defaults) if defaults else None,
                            trials=tuple(TrialRow.of(name, t) for t in trials),
-                           folder=Path(best.user_attrs["folder"]))
+                           folder=Path(promoted.user_attrs["folder"]),
+                           promoted=TrialRow.of(name, promoted), kept_defaults=why)
 
     def _remove(self, trial: FrozenTrial) -> None:
         """Delete a trial's folder: only ever one inside this study's own folder."""
@@ -279,5 +332,6 @@ class Tuner:
 
 __all__ = [
     "FINISHED", "STUDY_FILE", "TUNE_FOLDER", "StudyResult", "TrialRow", "TuneReporter",
-    "TuneRequest", "TuneResult", "Tuner", "default_storage", "quiet_optuna",
+    "TuneRequest", "TuneResult", "Tuner", "default_storage", "kept_defaults_because",
+    "quiet_optuna",
 ]

@@ -18,7 +18,7 @@ from slt_cli.cfg.tune_space import tunable_keys
 from slt_cli.common.reporting import EpochMetrics
 from slt_cli.errors import RunInterrupted
 from slt_cli.store.checkpoints import best_checkpoint_name
-from slt_cli.tune.results import TrialRow, TuneReporter, TuneRequest
+from slt_cli.tune.results import VAL_CLIPS, TrialRow, TuneReporter, TuneRequest
 
 
 class Tuner(Protocol):
@@ -64,10 +64,14 @@ class Objective:
         seed_folder(self.source, folder, self.group[0] - 1)
         forward = _Forward(trial, tuner)
         started = time.monotonic()
+        tuner.reporter.trial_started(study=self.study, number=trial.number,
+                                     defaults=bool(trial.user_attrs.get("defaults")))
         try:
             score = self._train(config, folder, forward)
         finally:
             tuner.runner = None
+        if forward.val_clips:  # what tells a real gain over the defaults from noise
+            trial.set_user_attr(VAL_CLIPS, forward.val_clips)
         if forward.pruned:
             if not tuner.request.keep_all:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -111,13 +115,18 @@ class Objective:
 
 class _Forward(TuneReporter):
     """Passes the engine's events on, and each epoch's best-so-far validation accuracy
-    to the trial; stops the run when the pruner says so."""
+    to the trial; stops the run when the pruner says so; counts the validation clips
+    (of every fold)."""
 
     def __init__(self, trial: optuna.Trial, tuner: Tuner) -> None:
         self.trial, self.tuner = trial, tuner
         self.step = 0
         self.best = float("-inf")
         self.pruned = False
+        self.val_clips = 0
+
+    def run_started(self, *, val_size: int, **info: Any) -> None:  # type: ignore[override]
+        self.val_clips += val_size
 
     def stage_started(self, **info: Any) -> None:
         self.best = float("-inf")  # a new stage (or fold): its best starts again

@@ -21,6 +21,7 @@ from slt_cli.data import (  # noqa: E402
     load_source,
     prepare,
 )
+from slt_cli.data.cache import cache_root  # noqa: E402
 from slt_cli.data.corpus import ensure_store, open_corpus, scan_corpus  # noqa: E402
 from slt_cli.data.preprocess import split_labels  # noqa: E402
 from slt_cli.errors import DataError  # noqa: E402
@@ -36,9 +37,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def own_corpus(corpus: Path, tmp_path: Path) -> Path:
-    """A copy the test may change, without the module's cache."""
-    return Path(shutil.copytree(corpus, tmp_path / "asl",
-                                ignore=shutil.ignore_patterns(".slt-cache")))
+    """A copy the test may change (its cache is its own: another path)."""
+    return Path(shutil.copytree(corpus, tmp_path / "asl"))
 
 
 class Progress(RecordingReporter):
@@ -156,19 +156,53 @@ def test_damaged_cache_is_rebuilt_never_trusted(own_corpus: Path, damage: str) -
     np.testing.assert_array_equal(np.array(again.frames), expected)
 
 
-def test_cache_falls_back_to_the_user_cache_when_the_folder_is_read_only(
+def test_the_cache_goes_to_the_user_cache_folder_never_into_the_data(
         own_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.geteuid() == 0:
-        monkeypatch.setattr(os, "access", lambda path, mode: False)
-    else:
-        own_corpus.chmod(0o555)
+    home = tmp_path / "home"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(home))
+    store = open_corpus(f"gislr:{own_corpus}", "hands")
+    tag = store.folder.parent.name  # the corpus's name and a hash of its resolved path
+    assert store.folder.parent.parent == home / ".cache" / "slt" and tag.startswith("asl-")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert open_corpus(f"gislr:{own_corpus}", "hands").folder.parent == tmp_path / "xdg/slt" / tag
+    monkeypatch.setenv("SLT_CACHE_DIR", str(tmp_path / "mine"))
+    moved = tmp_path / "moved"
+    shutil.copytree(own_corpus, moved)
+    elsewhere = open_corpus(f"gislr:{moved}", "hands")  # another path: another folder
+    assert elsewhere.folder.parent.parent == tmp_path / "mine"
+    assert elsewhere.folder.parent.name.startswith("moved-")
+    assert not (own_corpus / ".slt-cache").exists() and not (moved / ".slt-cache").exists()
+
+
+def test_an_earlier_slts_cache_in_the_data_is_read_never_written(
+        own_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """slt 0.1 kept its stores in DIR/.slt-cache: a fresh one is still used (no second
+    conversion), what it lacks is written to the user's cache, and a stale one is left
+    alone, with a note that it can go."""
+    spec = f"gislr:{own_corpus}"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
-    try:
-        store = open_corpus(f"gislr:{own_corpus}", "hands")
-    finally:
-        own_corpus.chmod(0o755)
+    made = open_corpus(spec, "hands").folder
+    old = own_corpus / ".slt-cache" / made.name  # where slt 0.1 put the same store
+    old.parent.mkdir()
+    shutil.move(made, old)
+    before = sorted(p.relative_to(own_corpus) for p in own_corpus.rglob("*"))
+    reporter = Progress()
+    data = load_data(spec, frames=10, motion=True, val_fraction=0.34, seed=0,
+                     landmarks="hands", reporter=reporter)
+    assert not [e for e in reporter.events if e[0] == "task_progress"
+                and str(e[1]["task"]).startswith("converting")]  # read, not converted
+    assert sorted(p.relative_to(own_corpus) for p in own_corpus.rglob("*")) == before
+    (prepared,) = (tmp_path / "user-cache" / "slt").glob("asl-*/*-prepared/prepared-10-*")
+    assert old.name in prepared.parent.name and len(data.splits["train"].y) > 0
+    os.utime(own_corpus / FIRST, ns=(1, 1))  # a corpus file changed: the old store is stale
+    reporter = Progress()
+    store = open_corpus(spec, "hands", reporter)
     assert (tmp_path / "user-cache" / "slt") in store.folder.parents
-    assert not (own_corpus / ".slt-cache").exists()
+    assert old.is_dir() and sorted(p.relative_to(own_corpus) for p in own_corpus.rglob("*")
+                                   ) == before  # slt's own, but in the user's data: left
+    assert any(f"{own_corpus / '.slt-cache'}: caches an earlier slt kept inside the data"
+               in note and "deleting it is safe" in note for note in reporter.named("note"))
 
 
 def _drop_column(path: Path) -> None:
@@ -191,7 +225,7 @@ def test_bad_corpora_name_the_file(own_corpus: Path, breakage, named: str, words
     with pytest.raises(DataError) as caught:
         open_corpus(f"gislr:{own_corpus}", "hands")
     assert named in caught.value.message and words in caught.value.message
-    assert not list((own_corpus / ".slt-cache").glob(".tmp-*"))  # no half-written store
+    assert not list(cache_root(own_corpus).glob(".tmp-*"))  # no half-written store
 
 
 def test_a_parquet_file_longer_than_any_sign_is_refused_before_it_is_read(
@@ -221,7 +255,7 @@ def test_damaged_prepared_splits_are_rebuilt(own_corpus: Path) -> None:
     spec = f"gislr:{own_corpus}"
     first = load_data(spec, frames=10, motion=True, val_fraction=0.34, seed=0)
     expected = np.array(first.splits["train"].x)
-    (x_file,) = own_corpus.glob(".slt-cache/gislr-*/prepared-10-*/train_x.npy")
+    (x_file,) = cache_root(own_corpus).glob("gislr-*/prepared-10-*/train_x.npy")
     with open(x_file, "r+b") as file:
         file.truncate(x_file.stat().st_size // 2)
     reporter = Progress()

@@ -91,6 +91,54 @@ def test_signers_from_csv_or_from_top_folders(tmp_path: Path) -> None:
     assert raw.signer_names == ("ann", "bob")
 
 
+FACE_LAST = ("pose", "left_hand", "right_hand", "face")
+
+
+def test_signers_recorded_in_different_orders_are_each_read_in_their_own(tmp_path: Path
+                                                                          ) -> None:
+    merged = tmp_path / "merged"
+    ann = write_mediapipe(merged / "ann", signs=("yes", "no"), sequences=2)
+    bob = write_mediapipe(merged / "bob", order=FACE_LAST, signs=("yes", "no"), sequences=2,
+                          seed=1)
+    reporter = RecordingReporter()
+    raw = load_source(f"mediapipe:{merged}", landmarks=ALL, reporter=reporter,
+                      options=ReadOptions(signer_from="top"))
+    note = " ".join(reporter.named("note"))
+    assert ("each signer's parts in their own order" in note
+            and "pose+face+left_hand+right_hand for ann; pose+left_hand+right_hand+face for bob"
+            in note), note
+    assert raw.signer_names == ("ann", "bob")
+    written = [ann[key] for key in ("no/0", "no/1", "yes/0", "yes/1")]
+    written += [bob[key] for key in ("no/0", "no/1", "yes/0", "yes/1")]
+    for i, parts in enumerate(written):
+        want = expected(parts, raw.joints)
+        np.testing.assert_allclose(raw.x[i], want, atol=2e-3, equal_nan=True)
+
+
+def test_a_signer_whose_order_cannot_be_told_is_named_and_can_state_it(tmp_path: Path) -> None:
+    merged = tmp_path / "merged"
+    write_mediapipe(merged / "ann", signs=("yes", "no"), sequences=1)
+    write_mediapipe(merged / "bob", order=FACE_LAST, signs=("yes", "no"), sequences=1)
+    rng = np.random.default_rng(0)
+    for frame in sorted((merged / "bob").glob("*/*/*.npy")):  # no part where it should be
+        np.save(frame, rng.uniform(0.0, 1.0, size=1662))
+    result = CliRunner().invoke(app, ["data", "inspect", f"mediapipe:{merged}",
+                                      "--signer-from", "top"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {merged / 'bob'}: cannot tell the order of the "
+                                    "parts in its 1662-value frames"), result.stderr
+    assert f"hint: State its order in {merged / 'bob' / 'layout.json'}" in result.stderr
+    assert len(result.stderr.splitlines()) == 2
+    (merged / "bob" / "layout.json").write_text(  # what the hint says to write
+        '{"format": "slt mediapipe frames", "layout": "pose+left_hand+right_hand+face"}',
+        encoding="utf-8")
+    reporter = RecordingReporter()
+    raw = load_source(f"mediapipe:{merged}", landmarks="hands", reporter=reporter,
+                      options=ReadOptions(signer_from="top"))
+    assert raw.signer_names == ("ann", "bob")
+    assert "pose+left_hand+right_hand+face for bob" in " ".join(reporter.named("note"))
+
+
 def bad_tree(root: Path, case: str) -> Path:
     """A small tree with one fault; returns the file the error must name."""
     write_mediapipe(root, signs=("a", "b"), sequences=1, frames=4)
