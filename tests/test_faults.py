@@ -24,6 +24,7 @@ from slt_cli.run.history import read_history
 from slt_cli.run.resume import has_resume
 from slt_cli.store.checkpoints import list_checkpoints, load_weights, read_sidecar
 from slt_cli.store.lock import folder_lock
+from tests.cli import slt
 from tests.conftest import TINY_TOML
 
 NAMES = ["best_model_stage_1", "stage_1_baseline", "best_model_stage_2", "stage_2_augmentation"]
@@ -217,15 +218,18 @@ def slt_process(*args: str, kill_at: int | None = None) -> subprocess.CompletedP
 def killed_then_finished(config_path: Path, folder: Path, kill_at: int) -> bool:
     """Kill a real run at its ``kill_at``-th fault point, check every file, then finish
     it (resume, or start again when it died before its first save). False when the run
-    has fewer fault points than ``kill_at`` (it finished untouched)."""
+    has fewer fault points than ``kill_at`` (it finished untouched).
+
+    Only the killed run needs a process of its own; the run that finishes reads what it
+    left from disk, in this process (a fresh interpreter costs seconds of imports)."""
     args = ["train", "--config", str(config_path), "--checkpoint-dir", str(folder), "--force"]
     first = slt_process(*args, kill_at=kill_at)
     if first.returncode == 0:
         return False
     assert first.returncode == -signal.SIGKILL, first.stderr
     assert_every_checkpoint_whole(folder)
-    finish = slt_process(*args, "--resume") if has_resume(folder) else slt_process(*args)
-    assert finish.returncode == 0, finish.stderr
+    finish = slt(*args, "--resume") if has_resume(folder) else slt(*args)
+    assert finish.exit_code == 0, finish.output
     assert_no_leftovers(folder)
     return True
 
@@ -283,8 +287,8 @@ def test_kill_nine_at_random_moments(tiny_toml: Path, tmp_path: Path, reference:
         process.wait(timeout=60)
         assert_every_checkpoint_whole(folder) if folder.exists() else None
         args = args_for(folder) + (["--resume"] if has_resume(folder) else [])
-        finish = slt_process(*args)
-        assert finish.returncode == 0, finish.stderr
+        finish = slt(*args)
+        assert finish.exit_code == 0, finish.output
         assert_no_leftovers(folder)
         assert_same_checkpoints(folder, reference)
 
@@ -306,8 +310,8 @@ def test_ctrl_c_or_sigterm_saves_resume_state_and_exits_130_or_143(
     resume = f"slt train --folds {folds} --resume" if folds else "slt train --resume"
     assert f"Carry on with: {resume}" in rest and "Traceback" not in rest
     assert has_resume(folder / "fold_1" if folds else folder)
-    finish = slt_process(*args, "--resume")
-    assert finish.returncode == 0, finish.stderr
+    finish = slt(*args, "--resume")  # in this process: only the signalled run needs its own
+    assert finish.exit_code == 0, finish.output
     assert ("resuming run" in finish.stderr) if not folds else ("(resumed)" in finish.stderr)
     assert_no_leftovers(folder)
     if not folds:
@@ -342,8 +346,8 @@ def killed_export_then_finished(checkpoint: Path, out: Path, kill_at: int) -> bo
         export_pair_agrees(out)
     elif out.exists():  # killed between the renames: the .json is pending
         assert [p.name for p in out.parent.glob(".m.pt.json.slt-*.tmp")]
-    again = slt_process(*args, "--force")
-    assert again.returncode == 0, again.stderr
+    again = slt(*args, "--force")  # in this process: only the killed export needs its own
+    assert again.exit_code == 0, again.output
     export_pair_agrees(out)
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.pt", "m.pt.json"]
     return True

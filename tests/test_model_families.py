@@ -85,8 +85,21 @@ def test_a_family_exports_with_parity(trained: tuple[str, Path], fmt: str,
 # distill builds every network through its record: the graph network's, which carries
 # the landmarks' names too, stands for both (the suite's time counts)
 @pytest.mark.parametrize("trained", ["gcn"], indirect=True)
-def test_a_family_teaches_and_learns_in_distill(trained: tuple[str, Path],
-                                                tmp_path: Path) -> None:
+def test_a_family_teaches_and_learns_in_distill(trained: tuple[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The student's ONNX size and latency are measure_footprint's, an ONNX export of each
+    # family that test_a_family_exports_with_parity checks: here fixed figures (two ONNX
+    # exports were most of this test's time)
+    import slt_cli.use.distill
+    from slt_cli.use.distill import Footprint
+
+    measured: list[str] = []
+
+    def footprint(folder: Path, name: str) -> Footprint:
+        measured.append(name)
+        return Footprint(folder / "exports" / f"{name}.onnx", size_mb=0.25, ms_per_sequence=0.5)
+
+    monkeypatch.setattr(slt_cli.use.distill, "measure_footprint", footprint)
     family, root = trained
     folder = tmp_path / "ck"
     shutil.copytree(root / "ck", folder)
@@ -98,6 +111,7 @@ def test_a_family_teaches_and_learns_in_distill(trained: tuple[str, Path],
                  str(root / "tiny.toml"), "--checkpoint-dir", str(folder))
     assert learnt.exit_code == 0, learnt.output
     assert read_sidecar(folder, "back").model["name"] == family
+    assert measured == ["student", "back"]
     # an ensemble of two families, exported as one network
     both = slt("ensemble", MODEL, "student", "--name", "both", "--checkpoint-dir", str(folder))
     assert both.exit_code == 0, both.output
