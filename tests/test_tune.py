@@ -258,6 +258,26 @@ def test_the_trials_figure_has_whole_trial_numbers_every_point_inside_and_no_imp
         "importance of each setting: from 10 complete trials\n(this study has 2)"]
 
 
+def test_a_trial_running_at_the_end_of_the_timeout_stops_at_its_next_epoch(
+        tmp_path: Path) -> None:
+    # Optuna looks at --timeout between trials only: a long trial begun just before the
+    # end ran to its end. Now it stops after the epoch in which time runs out.
+    slow = (TUNE_TOML.replace("epochs = 2\nlr = 3e-3", "epochs = 80\nlr = 3e-3")  # > 1 s
+            .replace("[tune]\n", '[tune]\npruner = "none"\n'))
+    assert slow.count("epochs = 80") == 1 and 'pruner = "none"' in slow
+    (tmp_path / "tune.toml").write_text(slow, encoding="utf-8")
+    first = _tune(tmp_path, "--stages", "1", "--trials", "1")  # the defaults, whole
+    assert first.exit_code == 0, first.output
+    result = _tune(tmp_path, "--stages", "1", "--trials", "3", "--timeout", "1s", "--resume",
+                   "--json")
+    assert result.exit_code == 0, result.output
+    stopped = re.search(r"note: slt\.stage1: trial 1 stopped after (\d+) epoch\(s\), at the "
+                        r"end of its share of --timeout", result.stderr)
+    assert stopped and 1 <= int(stopped.group(1)) < 80, result.stderr
+    trials = json.loads(result.stdout)["studies"][0]["trials"]
+    assert [(t["number"], t["state"]) for t in trials] == [(0, "complete"), (1, "pruned")]
+
+
 def test_a_stage_that_runs_out_of_its_share_of_the_timeout_says_how_many_trials_it_got(
         tmp_path: Path) -> None:
     slow = TUNE_TOML.replace("epochs = 2\nlr = 3e-3", "epochs = 40\nlr = 3e-3")  # > 1 s

@@ -196,7 +196,11 @@ class Tuner:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         out_of_time = budget is not None and budget <= 0
         if finished < request.trials and not (out_of_time and complete):
-            objective = Objective(self, config, group, spaces, source, folder, name)
+            # A trial still running at the end of the stage's share stops at its next
+            # epoch (the defaults trial excepted: a stage goes on from it).
+            deadline = None if budget is None or out_of_time else time.monotonic() + budget
+            objective = Objective(self, config, group, spaces, source, folder, name,
+                                  deadline=deadline)
             try:  # out of time, a stage still runs one trial (the defaults) to go on from
                 study.optimize(objective, timeout=None if out_of_time else budget, catch=(),
                                n_trials=1 if out_of_time else None,

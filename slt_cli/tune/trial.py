@@ -42,8 +42,9 @@ class Objective:
 
     def __init__(self, tuner: Tuner, config: Config, group: tuple[int, ...],
                  spaces: dict[int, dict[str, ParamRange]], source: Path, folder: Path,
-                 study: str) -> None:
+                 study: str, *, deadline: float | None = None) -> None:
         self.tuner, self.config, self.group = tuner, config, group
+        self.deadline = deadline  # time.monotonic() at which a trial stops (not the defaults)
         self.spaces, self.source, self.folder, self.study = spaces, source, folder, study
         self.kinds = tunable_keys()
 
@@ -62,16 +63,20 @@ class Objective:
         folder = self.folder / f"trial_{trial.number:04d}"
         trial.set_user_attr("folder", str(folder))
         seed_folder(self.source, folder, self.group[0] - 1)
-        forward = _Forward(trial, tuner)
+        defaults = bool(trial.user_attrs.get("defaults"))
+        forward = _Forward(trial, tuner, None if defaults else self.deadline)
         started = time.monotonic()
-        tuner.reporter.trial_started(study=self.study, number=trial.number,
-                                     defaults=bool(trial.user_attrs.get("defaults")))
+        tuner.reporter.trial_started(study=self.study, number=trial.number, defaults=defaults)
         try:
             score = self._train(config, folder, forward)
         finally:
             tuner.runner = None
         if forward.val_clips:  # what tells a real gain over the defaults from noise
             trial.set_user_attr(VAL_CLIPS, forward.val_clips)
+        if forward.out_of_time:
+            tuner.reporter.note(f"{self.study}: trial {trial.number} stopped after "
+                                f"{forward.step} epoch(s), at the end of its share of "
+                                "--timeout")
         if forward.pruned:
             if not tuner.request.keep_all:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -115,11 +120,13 @@ class Objective:
 
 class _Forward(TuneReporter):
     """Passes the engine's events on, and each epoch's best-so-far validation accuracy
-    to the trial; stops the run when the pruner says so; counts the validation clips
+    to the trial; stops the run when the pruner says so or, after an epoch, when the
+    ``deadline`` has passed (the trial then ends as pruned); counts the validation clips
     (of every fold)."""
 
-    def __init__(self, trial: optuna.Trial, tuner: Tuner) -> None:
-        self.trial, self.tuner = trial, tuner
+    def __init__(self, trial: optuna.Trial, tuner: Tuner, deadline: float | None = None) -> None:
+        self.trial, self.tuner, self.deadline = trial, tuner, deadline
+        self.out_of_time = False
         self.step = 0
         self.best = float("-inf")
         self.pruned = False
@@ -139,7 +146,8 @@ class _Forward(TuneReporter):
             return
         self.step += 1
         self.trial.report(self.best, self.step)
-        if self.trial.should_prune():
+        self.out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
+        if self.out_of_time or self.trial.should_prune():
             self.pruned = True
             if self.tuner.runner is not None:
                 self.tuner.runner.request_stop()
