@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,7 @@ class Trainer:
             with self._tracking(plan) as tracking:
                 archived = self._archive([name for step in steps
                                           for name in (step.best_name, step.final_name)], run_id)
-                return self._execute(plan, data, start.state, archived=archived,
-                                     tracking=tracking)
+                return self._execute(plan, data, start.state, tracking, archived=archived)
 
     def continue_from(self, name: str, preset: str, *, epochs: int | None = None) -> StageResult:
         """Train further from checkpoint ``name`` with ``[continue.<preset>]``.
@@ -184,7 +183,8 @@ class Trainer:
                         final_name=None)
             plan = self._plan("continue", run_id, config, data, record, (step,), start,
                               threshold=-1.0)
-            return self._execute(plan, data, start.state).stages[0]
+            with self._tracking(plan) as tracking:
+                return self._execute(plan, data, start.state, tracking).stages[0]
 
     def resume(self, kind: str = "train") -> RunResult:
         """Carry on the interrupted ``kind`` run (``train`` or ``continue``) in the
@@ -200,13 +200,14 @@ class Trainer:
             if model_record(record["name"], record["settings"], data) != record:
                 raise DataError(f"the data of run {plan.run_id} changed since it stopped",
                                 hint="Put the data back as it was, or start a new run.")
-            self.reporter.note(f"resuming run {plan.run_id} at step {plan.position + 1}, "
-                               f"epoch {values['epoch']}")
-            # the epochs it trains again are recorded again
-            self.folder.forget(plan.run_id, {
-                step.saved_idx: values["epoch"] if i == 0 else 0
-                for i, step in enumerate(plan.steps[plan.position:])})
-            return self._execute(plan, data, None, snapshot=(tensors, values))
+            with self._tracking(plan) as tracking:
+                self.reporter.note(f"resuming run {plan.run_id} at step "
+                                   f"{plan.position + 1}, epoch {values['epoch']}")
+                # the epochs it trains again are recorded again
+                self.folder.forget(plan.run_id, {
+                    step.saved_idx: values["epoch"] if i == 0 else 0
+                    for i, step in enumerate(plan.steps[plan.position:])})
+                return self._execute(plan, data, None, tracking, snapshot=(tensors, values))
 
     def evaluate(self, name: str, *, data_spec: str | None = None,
                  split: str = "val") -> Evaluation:
@@ -248,39 +249,36 @@ class Trainer:
                        start_metrics=start.metrics)
 
     def _tracking(self, plan: RunPlan) -> Tracking:
-        """TensorBoard, MLflow ([run] log_to), opened: a store that cannot open raises
-        SltError here. A context manager that ends the trackers' runs."""
+        """TensorBoard, MLflow ([run] log_to), opened before a run changes any file: a
+        store that cannot open raises SltError here. A context manager that ends the
+        trackers' runs."""
         return open_tracking(plan, self.checkpoint_dir, self.reporter,
                              active=self.folder.writes)
 
-    def _execute(self, plan: RunPlan, data: PreparedData, start_state: State | None, *,
-                 archived: Sequence[str] = (),
-                 snapshot: tuple[State, dict[str, Any]] | None = None,
-                 tracking: Tracking | None = None) -> RunResult:
+    def _execute(self, plan: RunPlan, data: PreparedData, start_state: State | None,
+                 tracking: Tracking, *, archived: Sequence[str] = (),
+                 snapshot: tuple[State, dict[str, Any]] | None = None) -> RunResult:
         """Run ``plan``'s steps from its position; that step may be half done
         (``snapshot``). Clears the resume state when the plan is done. ``tracking``: the
-        trackers the caller opened (and ends); else they are opened and ended here."""
+        trackers the caller opened (and ends)."""
         run = self._prepare(plan, data)
-        own = tracking is None
-        tracking = self._tracking(plan) if tracking is None else tracking
         self._report_start(plan, run)
         start = _Start(start_state, plan.start_checkpoint, plan.start_metrics)
         stopped = None
         held: dict[str, State] = {}  # this run's stage bests in memory, for teachers
-        with tracking if own else nullcontext(tracking):
-            for position in range(plan.position, len(plan.steps)):
-                plan = plan.at(position)
-                result, start = self._run_step(plan, run, start, snapshot, held, tracking)
-                held[result.checkpoint] = start.state  # type: ignore[assignment]  # never None
-                snapshot = None
-                plan = plan.after(result)
-                if position < len(plan.steps) - 1 and result.gain is not None and (
-                        result.gain < plan.threshold):
-                    stopped = (f"stage {result.stage_idx} ({result.name}) improved "
-                               f"{plan.config.run.monitor} by {result.gain:+.4f}, less than "
-                               f"the threshold {plan.threshold}; use --force to run every stage")
-                    self.reporter.note(stopped)
-                    break
+        for position in range(plan.position, len(plan.steps)):
+            plan = plan.at(position)
+            result, start = self._run_step(plan, run, start, snapshot, held, tracking)
+            held[result.checkpoint] = start.state  # type: ignore[assignment]  # never None
+            snapshot = None
+            plan = plan.after(result)
+            if position < len(plan.steps) - 1 and result.gain is not None and (
+                    result.gain < plan.threshold):
+                stopped = (f"stage {result.stage_idx} ({result.name}) improved "
+                           f"{plan.config.run.monitor} by {result.gain:+.4f}, less than "
+                           f"the threshold {plan.threshold}; use --force to run every stage")
+                self.reporter.note(stopped)
+                break
         self.folder.clear_state()
         barrier(self.world)  # every process returns once rank 0's files are written
         return plan.outcome(stopped, tuple(archived))
