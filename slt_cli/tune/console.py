@@ -103,7 +103,7 @@ def tune_table(result: TuneResult) -> Table:
         table.add_column(column, justify="left" if column in ("study", "best settings",
                                                               "promoted") else "right")
     for study in result.studies:
-        promoted = study.promoted or study.best
+        promoted = study.promoted
         table.add_row(study.study, *_counts(study), _score(study.defaults),
                       _score(study.best), str(study.best.number),
                       settings_text(study.best.params),

@@ -66,15 +66,18 @@ class StudyResult:
     defaults: TrialRow | None
     trials: tuple[TrialRow, ...]
     folder: Path  # the promoted trial's checkpoints
-    promoted: TrialRow | None = None  # whose settings go on: the best, or the defaults
     kept_defaults: str | None = None  # why the defaults were kept over the best (or None)
 
+    @property
+    def promoted(self) -> TrialRow:
+        """Whose settings go on: the defaults when they were kept, else the best."""
+        return self.defaults if self.kept_defaults and self.defaults else self.best
+
     def to_dict(self) -> dict[str, Any]:
-        promoted = self.promoted or self.best
         return {"study": self.study, "stages": list(self.stages),
                 "best": dataclasses.asdict(self.best),
                 "defaults": dataclasses.asdict(self.defaults) if self.defaults else None,
-                "promoted": promoted.number, "kept_defaults": self.kept_defaults,
+                "promoted": self.promoted.number, "kept_defaults": self.kept_defaults,
                 "trials": [dataclasses.asdict(row) for row in self.trials],
                 "folder": str(self.folder)}
 

@@ -227,7 +227,7 @@ class Tuner:
         best = max(complete, key=lambda t: (t.value, -t.number))
         defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
         why = kept_defaults_because(best, defaults, complete) if defaults is not None else None
-        promoted = defaults if why is not None and defaults is not None else best
+        promoted = best if why is None else defaults  # why is None without defaults
         if why is not None:
             self.reporter.note(f"{name}: the defaults are kept: {why}")
         if not self.request.keep_all:
@@ -238,8 +238,7 @@ class Tuner:
         return StudyResult(study=name, stages=group, best=TrialRow.of(name, best),
                            defaults=TrialRow.of(name, defaults) if defaults else None,
                            trials=tuple(TrialRow.of(name, t) for t in trials),
-                           folder=Path(promoted.user_attrs["folder"]),
-                           promoted=TrialRow.of(name, promoted), kept_defaults=why)
+                           folder=Path(promoted.user_attrs["folder"]), kept_defaults=why)
 
     def _remove(self, trial: FrozenTrial) -> None:
         """Delete a trial's folder: only ever one inside this study's own folder."""
