@@ -26,6 +26,7 @@ FRAME_PARTS: dict[int, dict[str, tuple[int, int]]] = {
 NOSE_TIP = 1  # face mesh point on the nose tip; pose point 0 is the nose
 WRISTS = {"left_hand": 15, "right_hand": 16}  # pose wrists
 
+
 def part_block(frames: np.ndarray, order: tuple[str, ...], part: str) -> np.ndarray:
     """One part of ``(T, values)`` flat frames in ``order``: ``(T, points, values)``
     float64, NaN in the frames where the part is all zeros (not detected)."""
@@ -34,7 +35,6 @@ def part_block(frames: np.ndarray, order: tuple[str, ...], part: str) -> np.ndar
     points, values = sizes[part]
     block = frames[:, start:start + points * values].reshape(len(frames), points, values)
     return np.where((block == 0).all(axis=(1, 2))[:, None, None], np.nan, block)
-
 
 
 def detect_order(frames: np.ndarray) -> tuple[tuple[str, ...], float]:
