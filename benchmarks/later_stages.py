@@ -17,7 +17,6 @@ gives mean ± std over the seeds per set and the mean over sets. A variant costs
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -31,9 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_suite  # noqa: E402
-from recipe_lab import apply_setting  # noqa: E402
 
-from slt_cli import Trainer, load_config  # noqa: E402
+from slt_cli import Trainer  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -50,18 +48,14 @@ def folder(cache: Path, job: real_suite.Job) -> Path:
 
 
 def trainer_for(job: real_suite.Job, settings: list[str], checkpoints: Path) -> Trainer:
-    config = load_config(None)
-    config = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, source=job.spec),
-        run=dataclasses.replace(config.run, seed=job.seed))
-    for assignment in settings:
-        config = apply_setting(config, assignment)
-    return Trainer(config, checkpoint_dir=checkpoints, device="cpu")
+    return Trainer(real_suite.job_config(job, None, settings), checkpoint_dir=checkpoints,
+                   device="cpu")
 
 
 def held_out(trainer: Trainer, name: str) -> dict[str, Any]:
     scored = trainer.evaluate(name, split="test")
-    return {"accuracy": scored.accuracy, "per_signer": dict(getattr(scored, "per_signer", None) or {})}
+    return {"accuracy": scored.accuracy,
+            "per_signer": dict(getattr(scored, "per_signer", None) or {})}
 
 
 def prepare(job: real_suite.Job, cache: Path) -> dict[str, Any]:
@@ -140,7 +134,8 @@ def main() -> None:
         else:
             rows = list(pool.map(run, jobs, [options.cache] * len(jobs),
                                  [options.set] * len(jobs)))
-    with open(options.cache / f"{options.name or options.what}.jsonl", "w", encoding="utf-8") as file:
+    log = options.cache / f"{options.name or options.what}.jsonl"
+    with open(log, "w", encoding="utf-8") as file:
         file.writelines(json.dumps(row) + "\n" for row in rows)
     if options.what == "run":
         print(render(rows))

@@ -145,6 +145,18 @@ def plan_jobs(name: str, spec: str, seeds: list[int], folds: int, fold_seed: int
     return jobs
 
 
+def job_config(job: Job, config_path: str | None, settings: list[str]) -> Any:
+    """The config a job trains with: the file (or the defaults) on the job's data and
+    seed, with ``settings`` applied as ``recipe_lab.py`` takes them."""
+    config = load_config(Path(config_path) if config_path else None)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, source=job.spec),
+        run=dataclasses.replace(config.run, seed=job.seed))
+    for assignment in settings:
+        config = apply_setting(config, assignment)
+    return config
+
+
 def run_job(job: Job, config_path: str | None, settings: list[str],
             stages: list[int] | None, threads: int | None) -> dict[str, Any]:
     """Train every selected stage for one job and score each stage's best on held-out
@@ -153,12 +165,7 @@ def run_job(job: Job, config_path: str | None, settings: list[str],
         import torch
 
         torch.set_num_threads(threads)
-    config = load_config(Path(config_path) if config_path else None)
-    config = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, source=job.spec),
-        run=dataclasses.replace(config.run, seed=job.seed))
-    for assignment in settings:
-        config = apply_setting(config, assignment)
+    config = job_config(job, config_path, settings)
     clock = StageClock()
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(config, checkpoint_dir=folder, device="cpu", reporter=clock)
