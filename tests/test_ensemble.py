@@ -184,6 +184,28 @@ def test_bad_requests_exit_2_and_save_nothing(folder: Path, args: list[str],
         name for name in before if name != ".slt.lock"]
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("normalise", "parts", "other normalisation ([data] normalise) ('parts' vs 'sequence')"),
+    ("dominant_hand", "right", "other [data] dominant_hand ('right' vs 'keep')"),
+])
+def test_members_prepared_otherwise_are_refused(folder: Path, key: str, value: str,
+                                                message: str) -> None:
+    """Members are scored on the first member's prepared clips, so a member whose
+    clips were prepared otherwise (same landmarks and frames) would be scored on
+    input it never saw."""
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(folder / f"seed1_member{suffix}", folder / f"prepared{suffix}")
+    sidecar = folder / "prepared.json"
+    values = json.loads(sidecar.read_text(encoding="utf-8"))
+    values["config"]["data"][key] = value
+    sidecar.write_text(json.dumps(values), encoding="utf-8")
+    result = make(folder, "best_model_stage_2", "prepared", "--name", "x")
+    assert result.exit_code == 2, result.output
+    assert f"prepared does not share the data layout of best_model_stage_2: {message}" in (
+        " ".join(result.stderr.split()))
+    assert not (folder / "x.safetensors").exists()
+
+
 def test_an_existing_name_is_never_overwritten(folder: Path) -> None:
     kept = (folder / "best_model_stage_2.safetensors").read_bytes()
     sidecar = read_sidecar(folder, "best_model_stage_2")

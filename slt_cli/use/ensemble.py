@@ -63,6 +63,9 @@ _LAYOUT: tuple[tuple[Callable[[Sidecar], Any], str], ...] = (
     (lambda sidecar: sidecar.config.data.frames, "frames"),
     (lambda sidecar: sidecar.config.data.motion, "motion features"),
     (lambda sidecar: sidecar.config.data.landmarks, "landmarks"),
+    # Members are scored on the first member's prepared clips: they must be prepared alike.
+    (lambda sidecar: sidecar.config.data.normalise, "normalisation ([data] normalise)"),
+    (lambda sidecar: sidecar.config.data.dominant_hand, "[data] dominant_hand"),
 )
 
 
@@ -223,8 +226,8 @@ def check_layout(members: Sequence[str], sidecars: Sequence[Sidecar]) -> None:
                 raise DataError(
                     f"{member} does not share the data layout of {members[0]}: "
                     f"other {what} ({shown})",
-                    hint="Members must be trained on the same classes, landmarks, frames "
-                         "and motion setting.")
+                    hint="Members must be trained on the same classes, landmarks, frames, "
+                         "motion setting, normalisation and dominant hand.")
 
 
 def _check_same_model(members: Sequence[str], sidecars: Sequence[Sidecar]) -> None:
