@@ -56,16 +56,17 @@ METHODS = ("logits", "weights")
 STAGE_NAME = "ensemble"  # the stage_name of every ensemble checkpoint
 
 # What members of any ensemble share: (where it is read, what the user calls it).
+# They are scored on the first member's prepared clips, so they must be prepared
+# alike; the settings come before the feature width they change, to name the cause.
 _LAYOUT: tuple[tuple[Callable[[Sidecar], Any], str], ...] = (
     (lambda sidecar: sidecar.classes, "classes"),
+    (lambda sidecar: sidecar.config.data.normalise, "normalisation ([data] normalise)"),
+    (lambda sidecar: sidecar.config.data.dominant_hand, "[data] dominant_hand"),
     (lambda sidecar: sidecar.model["in_features"], "features per frame (landmarks x channels)"),
     (lambda sidecar: sidecar.model["num_frames"], "frames"),
     (lambda sidecar: sidecar.config.data.frames, "frames"),
     (lambda sidecar: sidecar.config.data.motion, "motion features"),
     (lambda sidecar: sidecar.config.data.landmarks, "landmarks"),
-    # Members are scored on the first member's prepared clips: they must be prepared alike.
-    (lambda sidecar: sidecar.config.data.normalise, "normalisation ([data] normalise)"),
-    (lambda sidecar: sidecar.config.data.dominant_hand, "[data] dominant_hand"),
 )
 
 
