@@ -55,7 +55,7 @@ def trainer_for(job: real_suite.Job, settings: list[str], checkpoints: Path) -> 
 def held_out(trainer: Trainer, name: str) -> dict[str, Any]:
     scored = trainer.evaluate(name, split="test")
     return {"accuracy": scored.accuracy,
-            "per_signer": dict(getattr(scored, "per_signer", None) or {})}
+            "per_signer": dict(scored.per_signer)}
 
 
 def prepare(job: real_suite.Job, cache: Path) -> dict[str, Any]:

@@ -56,20 +56,21 @@ def test_time(trainer: Trainer, name: str) -> dict[str, float]:
 
     from slt_cli.cfg.config import AugmentConfig
     from slt_cli.data import load_configured
-    from slt_cli.data.transforms import augment, features, mirror_clips, mirror_permutation
+    from slt_cli.data.transforms import augment, mirror_permutation
     from slt_cli.run.records import build_network, checked_record, load_state
+    from slt_cli.run.scoring import TensorSplit, predict_logits
     from slt_cli.store.checkpoints import load_weights, read_sidecar
 
     sidecar = read_sidecar(trainer.checkpoint_dir, name)
     data = load_configured(sidecar.config.data, sidecar.config.run.seed, trainer.reporter)
     model = build_network(checked_record(name, sidecar, data), seed=0)
     load_state(model, load_weights(trainer.checkpoint_dir, name, sidecar), name)
-    model.eval()
     test = trainer._tensors(data, "test", sidecar.config.data)
+    batch = trainer.config.run.batch_size
 
-    def probabilities(clips: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model(features(clips, data.motion)).float().softmax(-1)
+    def probabilities(clips: torch.Tensor, mirror: list[int] | None = None) -> torch.Tensor:
+        return predict_logits(model, TensorSplit(clips, test.y), data.motion, batch,
+                              mirror=mirror).softmax(-1)
 
     def accuracy(p: torch.Tensor) -> float:
         return (p.argmax(-1) == test.y).float().mean().item()
@@ -77,8 +78,8 @@ def test_time(trainer: Trainer, name: str) -> dict[str, float]:
     plain = probabilities(test.x)
     scores = {"plain": accuracy(plain)}
     mirror = mirror_permutation(data.joints)
-    if mirror is not None:
-        scores["mirror"] = accuracy(plain + probabilities(mirror_clips(test.x, mirror)))
+    if mirror is not None:  # the mean of a clip's and its mirror image's probabilities
+        scores["mirror"] = accuracy(probabilities(test.x, mirror))
     trained = trainer.config.stages[1].augment  # the augmentation stage's settings
     for label, settings in (("tta_mild", AugmentConfig(**MILD)),
                             ("tta_train", dataclasses.replace(
