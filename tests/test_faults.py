@@ -116,15 +116,15 @@ def test_stopped_and_resumed_equals_uninterrupted(tiny_toml: Path, tmp_path: Pat
 @pytest.mark.parametrize(("stop_after", "epoch"), [(8, 1), (12, 2)])
 def test_a_resumed_stage_keeps_its_epoch_0_and_stops_where_patience_did(
         tiny_toml: Path, tmp_path: Path, stop_after: int, epoch: int) -> None:
-    # Stage 2 mostly hurts (weight decay wipes the weights out); patience 1 counts from its
-    # half-way epoch, so it runs all 3 epochs (its epoch 2 scores best). 8 stops mid-epoch
-    # 1 while epoch 0 is its best, 12 at the end of epoch 2.
+    # Stage 2 first hurts (weight decay wipes the weights out); patience 1 counts from its
+    # half-way epoch, so it runs all 3 epochs (epochs 2 and 3 score best). 8 stops
+    # mid-epoch 1 while epoch 0 is its best, 12 at the end of epoch 2.
     config = small_batches(tiny_toml)
-    wreck = dataclasses.replace(config.stages[1], weight_decay=990.0, warmup_fraction=0.0,
+    wreck = dataclasses.replace(config.stages[1], weight_decay=500.0, warmup_fraction=0.0,
                                 epochs=3, patience=1)
     config = dataclasses.replace(config, stages=(config.stages[0], wreck))
     straight = Trainer(config, checkpoint_dir=tmp_path / "straight").train(force=True)
-    assert (straight.stages[1].best_epoch, straight.stages[1].epochs_run) == (2, 3)
+    assert (straight.stages[1].best_epoch, straight.stages[1].epochs_run) == (3, 3)
     folder, reporter = tmp_path / "stopped", StopAtBatch(stop_after)
     trainer = Trainer(config, checkpoint_dir=folder, reporter=reporter)
     reporter.trainer = trainer

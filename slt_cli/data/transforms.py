@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -137,60 +138,144 @@ def augment(
     settings: Augmentation,
     generator: torch.Generator,
     mirror: Sequence[int] | torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Random keypoint augmentations of a (B, T, J, C) batch; NaN stays NaN.
 
     ``mirror`` is ``mirror_permutation``'s index; as a tensor on the batch's device
-    it saves a copy to the device (which waits for the GPU) on every call.
+    it saves a copy to the device (which waits for the GPU) on every call. ``noise``
+    holds the jitter's standard normal values, at least one per coordinate (a window of
+    a ``NoiseBank``); without it they are drawn from ``generator``.
+
+    Every per-clip number comes from one draw of a fixed layout, so a seed gives each
+    piece the same numbers whichever others are on. The work runs with the channels
+    outermost, (B, C, T, J): the mirror's gather makes that copy, the time warp gathers
+    long rows of one channel, every point goes through its clip's linear map in one
+    batched product, and noise and holes are added in place; one copy turns it back.
     """
-    if not settings.enabled:
+    if not any(getattr(settings, name) > 0 for name in _PIECES):
         return x
     batch, frames, joints, channels = x.shape
-
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-        draw = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)
-        return low + (high - low) * draw
-
+    draws = _Draws.of(x, generator)
+    planes = x.permute(0, 3, 1, 2)  # (B, C, T, J), a view until the first copy below
     flip = None  # per clip: -1 where it is mirrored (x negated), else 1
     if settings.mirror > 0 and mirror is not None:
-        chosen = uniform(0, 1, batch) < settings.mirror
-        # One gather over each frame's J*C values, where the chosen clips read their
-        # joints swapped; their x is negated with the linear maps below.
-        values = torch.arange(joints * channels, device=x.device).view(joints, channels)
-        source = torch.where(chosen[:, None], values[torch.as_tensor(mirror, device=x.device)]
-                             .flatten(), values.flatten())  # (B, J*C)
-        x = x.reshape(batch, frames, -1).gather(2, source[:, None].expand(-1, frames, -1))
-        x = x.view(batch, frames, joints, channels)
+        chosen = draws.mirror < settings.mirror
+        kept = torch.arange(joints, device=x.device)
+        source = torch.where(chosen[:, None], torch.as_tensor(mirror, device=x.device), kept)
+        planes = planes.gather(3, source[:, None, None, :].expand(-1, channels, frames, -1))
         flip = torch.where(chosen, -1.0, 1.0).to(x.dtype)
+    else:
+        planes = planes.clone(memory_format=torch.contiguous_format)
     if settings.speed > 0:
-        x = _time_warp(x, uniform(-settings.speed, settings.speed, batch))
-    maps = shift = None
-    if settings.rotate > 0 or settings.scale > 0 or settings.shear > 0:
-        maps = _linear_maps(settings, channels, uniform, batch)
-    if settings.shift > 0:
-        shift = uniform(-settings.shift, settings.shift, batch, channels)
-        shift[:, 2:] = 0  # depth is the least reliable axis: leave it
-    x = _move(x, maps, flip, shift)
+        planes = _time_warp(planes, settings.speed * draws.speed)
+    planes = _move(planes, settings, draws, flip)
     if settings.jitter > 0:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = x.add(noise, alpha=settings.jitter)
-    blank = torch.zeros(batch, frames, joints, dtype=torch.bool, device=x.device)
+        if noise is None:
+            noise = torch.randn(planes.shape, generator=generator, device=x.device,
+                                dtype=x.dtype)
+        planes.add_(noise.flatten()[:planes.numel()].view(planes.shape), alpha=settings.jitter)
+    blank = _blanks(settings, draws, frames)
+    if blank is not None:  # adding NaN (or 0) per landmark: faster than a masked fill
+        planes.add_(torch.where(blank, float("nan"), 0.0).to(x.dtype)[:, None])
+    return planes.permute(0, 2, 3, 1).contiguous()
+
+
+class NoiseBank:
+    """Standard normal values for the jitter, drawn once an epoch for a few batches,
+    of which each batch takes a window that starts at random.
+
+    Drawing fresh Gaussian noise for every coordinate of every batch costs more than
+    the rest of the augmentation together on the CPU; a window of values drawn this
+    epoch is noise of the same kind, independent within the batch and shifted
+    at random between batches. Both the bank and the windows follow from the seed and
+    the epoch alone, so a resumed stage draws the same ones.
+    """
+
+    BATCHES = 4  # the bank holds this many batches' worth of values
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.seed, self.device = seed, device
+        self.values = torch.zeros(0, device=device)
+        self.starts: list[int] = []
+
+    def new_epoch(self, epoch: int, batches: int, per_batch: int,
+                  dtype: torch.dtype = torch.float32) -> None:
+        """Draw the bank and every batch's window start for ``epoch``."""
+        draw = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + epoch)
+        self.values = torch.randn(per_batch * self.BATCHES, generator=draw,
+                                  device=self.device, dtype=dtype)
+        starts = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        span = per_batch * (self.BATCHES - 1) + 1
+        self.starts = torch.randint(span, (batches,), generator=starts).tolist()
+
+    def window(self, batch: int) -> torch.Tensor:
+        """Batch ``batch``'s values: as many as a full batch has coordinates."""
+        start = self.starts[batch]
+        return self.values[start:start + len(self.values) // self.BATCHES]
+
+
+# The pieces of ``augment`` (mixup, which blends model inputs, is ``mix``).
+_PIECES = ("rotate", "scale", "shear", "shift", "jitter", "speed", "time_mask", "joint_drop",
+           "mirror")
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """Every per-clip uniform number ``augment`` uses, in [0, 1) unless said."""
+
+    mirror: torch.Tensor  # (B,): mirrored below the probability
+    speed: torch.Tensor  # (B,) in [-1, 1): the time warp's share of its maximum
+    maps: torch.Tensor  # (B, 5) in [-1, 1): scale, shear and up to three angles
+    shift: torch.Tensor  # (B, C) in [-1, 1)
+    mask: torch.Tensor  # (B, 2): the time mask's width and start
+    drop: torch.Tensor  # (B, J): a landmark is dropped below the probability
+
+    @classmethod
+    def of(cls, x: torch.Tensor, generator: torch.Generator) -> _Draws:
+        batch, _, joints, channels = x.shape
+        widths = (1, 1, 5, channels, 2, joints)
+        columns = torch.rand(batch, sum(widths), generator=generator, device=x.device,
+                             dtype=x.dtype).split(widths, dim=1)
+        mirror, speed, maps, shift, mask, drop = columns
+        return cls(mirror[:, 0], 2 * speed[:, 0] - 1, 2 * maps - 1, 2 * shift - 1, mask, drop)
+
+
+def _move(planes: torch.Tensor, settings: Augmentation, draws: _Draws,
+          flip: torch.Tensor | None) -> torch.Tensor:
+    """Every point of (B, C, T, J) clip b through its random linear map (rotation,
+    shear, scale), x times ``flip[b]``, plus its shift: one batched product."""
+    batch, channels = planes.shape[:2]
+    linear = settings.rotate > 0 or settings.scale > 0 or settings.shear > 0
+    if not (linear or flip is not None or settings.shift > 0):
+        return planes
+    maps = (_linear_maps(settings, channels, draws.maps) if linear else
+            torch.eye(channels, device=planes.device, dtype=planes.dtype).repeat(batch, 1, 1))
+    if flip is not None:
+        maps[:, :, 0] *= flip[:, None]  # maps @ diag(flip, 1, ...): negate x first
+    points = planes.view(batch, channels, -1)
+    if settings.shift > 0:
+        shift = settings.shift * draws.shift
+        shift[:, 2:] = 0  # depth is the least reliable axis: leave it
+        return torch.baddbmm(shift[:, :, None], maps, points).view(planes.shape)
+    return torch.bmm(maps, points).view(planes.shape)
+
+
+def _blanks(settings: Augmentation, draws: _Draws, frames: int) -> torch.Tensor | None:
+    """(B, T, J): the landmarks blanked by the time mask and by joint drop, or None."""
+    blank = None
     if settings.time_mask > 0:
-        width = (uniform(0, settings.time_mask, batch) * frames).long()
-        start = (uniform(0, 1, batch) * (frames - width + 1)).long().clamp(max=frames - 1)
-        step = torch.arange(frames, device=x.device)[None]
-        hidden = (step >= start[:, None]) & (step < (start + width)[:, None])
-        blank |= hidden[:, :, None]
+        width = (draws.mask[:, 0] * settings.time_mask * frames).long()
+        start = (draws.mask[:, 1] * (frames - width + 1)).long().clamp(max=frames - 1)
+        step = torch.arange(frames, device=width.device)[None]
+        blank = ((step >= start[:, None]) & (step < (start + width)[:, None]))[:, :, None]
     if settings.joint_drop > 0:
-        dropped = uniform(0, 1, batch, 1, joints) < settings.joint_drop
+        dropped = draws.drop < settings.joint_drop
         # Never every landmark of a sequence: with few joints (one tracked hand) that
         # would leave an empty clip that still carries its label, i.e. label noise.
         dropped &= ~dropped.all(dim=-1, keepdim=True)
-        blank |= dropped
-    # Adding NaN (or 0) per landmark: a masked fill across the C channels of each
-    # landmark is several times slower on the CPU.
-    holes = torch.where(blank, float("nan"), 0.0).to(x.dtype)
-    return x + holes[..., None]
+        blank = dropped[:, None, :] if blank is None else blank | dropped[:, None, :]
+    return blank
 
 
 def mix(inputs: torch.Tensor, probability: float,
@@ -210,37 +295,14 @@ def mix(inputs: torch.Tensor, probability: float,
     return blended, partner, weight
 
 
-def _move(x: torch.Tensor, maps: torch.Tensor | None, flip: torch.Tensor | None,
-          shift: torch.Tensor | None) -> torch.Tensor:
-    """Every point of clip b through ``maps[b]`` (C, C), x times ``flip[b]``, plus
-    ``shift[b]`` (C,): with maps, all of it in one batched product."""
-    batch, frames, joints, channels = x.shape
-    if maps is None:
-        if flip is not None:
-            sign = torch.ones(batch, channels, device=x.device, dtype=x.dtype)
-            sign[:, 0] = flip
-            x = x * sign[:, None, None, :]
-        return x if shift is None else x + shift[:, None, None, :]
-    if flip is not None:
-        maps[:, :, 0] *= flip[:, None]  # maps @ diag(flip, 1, ...): negate x first
-    # maps @ x^T with the points along the long side: one batched (C, C) x (C, T*J)
-    # product is several times faster than T*J tiny (1, C) x (C, C) ones.
-    points = x.reshape(batch, frames * joints, channels).transpose(1, 2).contiguous()
-    moved = (torch.bmm(maps, points) if shift is None
-             else torch.baddbmm(shift[:, :, None], maps, points))
-    # Back to (B, T, J, C) as a view: what follows (noise, masks, features) is
-    # elementwise, and runs faster over long rows of one channel than over rows of C.
-    return moved.view(batch, channels, frames, joints).permute(0, 2, 3, 1)
-
-
-def _linear_maps(settings: Augmentation, channels: int, uniform, batch: int) -> torch.Tensor:
-    """One random rotation, shear and scale matrix (C, C) per sample."""
+def _linear_maps(settings: Augmentation, channels: int, spread: torch.Tensor) -> torch.Tensor:
+    """One random rotation, shear and scale matrix (C, C) per sample, from ``spread``
+    (B, 5) in [-1, 1): scale, shear, then one angle per plane turned."""
     # The planes turned: x-y by up to the full angle and, with depth, x-z and y-z by
     # up to half of it (out-of-plane turns of the camera are smaller than in-plane ones).
     planes = 3 if channels == 3 else min(channels - 1, 1)
-    spread = uniform(-1.0, 1.0, batch, planes + 2)  # scale, shear, one angle per plane
-    device, dtype = spread.device, spread.dtype
-    theta = spread[:, 2:] * math.radians(settings.rotate)
+    batch, device, dtype = spread.shape[0], spread.device, spread.dtype
+    theta = spread[:, 2:2 + planes] * math.radians(settings.rotate)
     theta[:, 1:] /= 2
     first, second = torch.triu_indices(channels, channels, 1, device=device)[:, :planes]
     plane = torch.arange(planes, device=device)
@@ -248,7 +310,8 @@ def _linear_maps(settings: Augmentation, channels: int, uniform, batch: int) -> 
     cos, sin = theta.cos(), theta.sin()
     turns[:, plane, first, first], turns[:, plane, second, second] = cos, cos
     turns[:, plane, first, second], turns[:, plane, second, first] = -sin, sin
-    maps = turns[:, 0] if planes else torch.eye(channels, device=device, dtype=dtype)[None]
+    maps = turns[:, 0] if planes else torch.eye(channels, device=device, dtype=dtype).repeat(
+        batch, 1, 1)
     for index in range(1, planes):
         maps = maps @ turns[:, index]
     if settings.shear > 0 and channels > 1:  # maps @ [[1, s], [0, 1]]: y's column += s x's
@@ -256,22 +319,24 @@ def _linear_maps(settings: Augmentation, channels: int, uniform, batch: int) -> 
     return maps * (1 + settings.scale * spread[:, 0])[:, None, None]
 
 
-def _time_warp(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
-    """Resample time through t**gamma: the sign speeds up or slows down unevenly,
-    but starts and ends where it did, so nothing of it is cut."""
-    batch, frames = x.shape[:2]
+def _time_warp(planes: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Resample the time of (B, C, T, J) clips through t**gamma, gamma = exp(amount):
+    the sign speeds up or slows down unevenly, but starts and ends where it did, so
+    nothing of it is cut."""
+    batch, channels, frames = planes.shape[:3]
     gamma = torch.exp(amount)[:, None]
-    grid = torch.linspace(0, 1, frames, device=x.device, dtype=x.dtype)[None] ** gamma
+    grid = torch.linspace(0, 1, frames, device=planes.device, dtype=planes.dtype)[None] ** gamma
     position = grid * (frames - 1)
     lower = position.floor().long().clamp(max=frames - 1)
     upper = (lower + 1).clamp(max=frames - 1)
-    weight = (position - lower)[:, :, None, None]
-    # Frames gathered by index_select over (B*T) rows: several times faster than
-    # x[rows, lower] on the CPU.
-    first = (torch.arange(batch, device=x.device) * frames)[:, None]
-    rows = x.reshape(batch * frames, *x.shape[2:])
+    weight = (position - lower)[:, None, :, None]
+    # Frames gathered by index_select over (B*C*T) rows of J values: several times
+    # faster than advanced indexing on the CPU.
+    first = (torch.arange(batch * channels, device=planes.device) * frames).view(
+        batch, channels, 1)
+    rows = planes.reshape(-1, planes.shape[-1])
 
     def frames_at(index: torch.Tensor) -> torch.Tensor:
-        return rows.index_select(0, (first + index).flatten()).view(x.shape)
+        return rows.index_select(0, (first + index[:, None]).flatten()).view(planes.shape)
 
     return torch.lerp(frames_at(lower), frames_at(upper), weight)

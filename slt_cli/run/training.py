@@ -25,7 +25,7 @@ from torch import nn
 
 from slt_cli.cfg.config import StageConfig
 from slt_cli.common.reporting import EpochMetrics, Reporter
-from slt_cli.data.transforms import augment, features, mix
+from slt_cli.data.transforms import NoiseBank, augment, features, mix
 from slt_cli.errors import TrainingDiverged
 from slt_cli.run.averaging import averaged_model
 from slt_cli.run.devices import autocast, parallelise
@@ -147,6 +147,7 @@ class StageRun:
         torch.manual_seed(seed)  # dropout draws repeat exactly
         self.shuffle = torch.Generator().manual_seed(seed)
         self.noise = torch.Generator(device=device).manual_seed(seed)
+        self.bank = NoiseBank(seed, device) if stage.augment.jitter > 0 else None
         self.mirror = None if setup.mirror is None else torch.as_tensor(setup.mirror, device=device)
         self.epoch, self.batch = (0 if setup.score_start else 1), 0
         self.epoch_order_state = self.shuffle.get_state()  # this epoch's order is drawn from it
@@ -184,6 +185,9 @@ class StageRun:
             size = len(self.train)
             order = torch.randperm(size * self.repeats, generator=self.shuffle) % size
             order = shard(order, self.setup.world).to(self.val.x.device)
+            if self.bank is not None:
+                self.bank.new_epoch(self.epoch, self.batches,
+                                    self.setup.batch_size * self.train.x[0].numel())
             for batch in range(self.batch, self.batches):
                 self._step(order[batch * self.setup.batch_size:
                                  (batch + 1) * self.setup.batch_size], batch)
@@ -231,7 +235,9 @@ class StageRun:
         stage, setup = self.stage, self.setup
         # index_select, not x[index]: the same rows, gathered several times faster
         clips = self.train.x.index_select(0, index)
-        inputs = features(augment(clips, stage.augment, self.noise, self.mirror), setup.motion)
+        noise = None if self.bank is None else self.bank.window(batch)
+        inputs = features(augment(clips, stage.augment, self.noise, self.mirror, noise),
+                          setup.motion)
         targets, partners, weights = self.train.y.index_select(0, index), None, None
         if stage.augment.mixup > 0:
             inputs, order, weights = mix(inputs, stage.augment.mixup, self.noise)

@@ -72,10 +72,38 @@ def test_mirror_swaps_sides_and_negates_x_also_inside_the_rotation() -> None:
     alone = augment(x, AugmentConfig(mirror=1.0), torch.Generator().manual_seed(0), swap)
     torch.testing.assert_close(alone, mirrored, equal_nan=True)
     # With a rotation, the mirror's negation rides in the same product: the result is
-    # the rotation of the mirrored clip (same draws: the mirror's come first).
+    # the rotation of the mirrored clip (one seed draws the same numbers for each piece,
+    # whichever others are on).
     settings = AugmentConfig(mirror=1.0, rotate=30.0, shift=0.1)
     both = augment(x, settings, torch.Generator().manual_seed(1), swap)
-    later = torch.Generator().manual_seed(1)
-    torch.rand(4, generator=later)  # the mirror's draw
-    expected = augment(mirrored, AugmentConfig(rotate=30.0, shift=0.1), later)
+    expected = augment(mirrored, AugmentConfig(rotate=30.0, shift=0.1),
+                       torch.Generator().manual_seed(1))
     torch.testing.assert_close(both, expected, equal_nan=True)
+
+
+def test_jitter_adds_the_noise_it_is_given_and_draws_its_own_without() -> None:
+    x = torch.randn(8, 6, 5, 3, generator=torch.Generator().manual_seed(7))
+    noise = torch.randn(x.numel() + 11, generator=torch.Generator().manual_seed(8))
+    out = augment(x, AugmentConfig(jitter=0.5), torch.Generator().manual_seed(0), noise=noise)
+    # Every coordinate moved by 0.5 times one of the given values, each used once.
+    added = ((out - x) / 0.5).flatten().sort().values
+    torch.testing.assert_close(added, noise[:x.numel()].sort().values)
+    drawn = augment(x, AugmentConfig(jitter=0.5), torch.Generator().manual_seed(0))
+    assert not torch.allclose(drawn, out) and 0.3 < (drawn - x).std().item() < 0.7
+
+
+def test_a_noise_bank_repeats_by_seed_and_epoch_and_moves_its_windows() -> None:
+    from slt_cli.data.transforms import NoiseBank
+
+    def epoch(seed: int, number: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        bank = NoiseBank(seed, torch.device("cpu"))
+        bank.new_epoch(number, batches=6, per_batch=500)
+        return bank.values, [bank.window(batch) for batch in range(6)]
+
+    values, windows = epoch(3, 2)
+    again, same = epoch(3, 2)
+    assert torch.equal(values, again) and all(map(torch.equal, windows, same))
+    assert all(len(window) == 500 for window in windows)
+    assert len({float(window[0]) for window in windows}) > 1  # windows start apart
+    assert not torch.equal(epoch(3, 3)[0], values) and not torch.equal(epoch(4, 2)[0], values)
+    assert abs(values.mean().item()) < 0.1 and 0.9 < values.std().item() < 1.1
