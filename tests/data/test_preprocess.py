@@ -50,6 +50,20 @@ def test_features_mask_missing_instead_of_faking_zeros() -> None:
     assert presence.tolist() == [[1, 1], [0, 1], [1, 1]]
 
 
+def test_features_lay_out_coordinates_steps_and_presence_whatever_the_memory_order() -> None:
+    x = torch.arange(12.0).view(1, 3, 2, 2) ** 2  # frames 0-2, landmarks a and b, (x, y)
+    x[0, 1, 1, 0] = float("nan")  # b's x in frame 1
+    out = features(x, motion=True)
+    coordinates, steps, present = out[0, :, :4], out[0, :, 4:8], out[0, :, 8:]
+    assert coordinates.tolist() == [[0, 1, 4, 9], [16, 25, 0, 49], [64, 81, 100, 121]]
+    # The step from the frame before: 0 in frame 0 and wherever either end is missing.
+    assert steps.tolist() == [[0, 0, 0, 0], [16, 24, 0, 40], [48, 56, 0, 72]]
+    assert present.tolist() == [[1, 1], [1, 0], [1, 1]]
+    channels_first = x.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # a view
+    assert torch.equal(features(channels_first, motion=True), out)
+    assert torch.equal(features(x, motion=False), torch.cat([coordinates, present], -1)[None])
+
+
 def test_mirror_permutation_swaps_named_left_and_right() -> None:
     joints = ["nose", "left_wrist", "right_wrist", "left_hand_0", "right_hand_0"]
     assert mirror_permutation(joints) == [0, 2, 1, 4, 3]
