@@ -343,4 +343,4 @@ def _time_warp(planes: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     def frames_at(index: torch.Tensor) -> torch.Tensor:
         return rows.index_select(0, (first + index[:, None]).flatten()).view(planes.shape)
 
-    return torch.lerp(frames_at(lower), frames_at(upper), weight)
+    return frames_at(lower).lerp_(frames_at(upper), weight)
