@@ -14,7 +14,7 @@ Also: evaluation samples/s, the model's FLOPs per sample (forward + backward, by
         [--compile] [--augment/--no-augment] [--repeats 7] [--threads N]
         [--interleave auto|batch|epoch]
 
-Prints one JSON line. Target: ratio >= 0.90 with augmentation, >= 0.97 without.
+Prints one JSON line. Target: ratio >= 0.95 with augmentation, >= 0.98 without.
 """
 
 from __future__ import annotations
