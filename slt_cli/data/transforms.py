@@ -1,7 +1,8 @@
 """Per-batch work on the training device: augmentation and feature building.
 
 Everything is batched torch (no Python loop over samples) and reads its randomness
-from one ``torch.Generator``, so a seeded run repeats exactly.
+from one ``torch.Generator`` (the jitter's Gaussian values, in training, from a
+``NoiseBank`` seeded by the stage and the epoch), so a seeded run repeats exactly.
 """
 
 from __future__ import annotations

@@ -187,7 +187,8 @@ class StageRun:
             order = shard(order, self.setup.world).to(self.val.x.device)
             if self.bank is not None:
                 self.bank.new_epoch(self.epoch, self.batches,
-                                    self.setup.batch_size * self.train.x[0].numel())
+                                    self.setup.batch_size * self.train.x[0].numel(),
+                                    self.train.x.dtype)
             for batch in range(self.batch, self.batches):
                 self._step(order[batch * self.setup.batch_size:
                                  (batch + 1) * self.setup.batch_size], batch)
