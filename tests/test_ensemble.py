@@ -206,6 +206,21 @@ def test_members_prepared_otherwise_are_refused(folder: Path, key: str, value: s
     assert not (folder / "x.safetensors").exists()
 
 
+def test_a_member_whose_frames_came_from_the_data_is_taken(folder: Path) -> None:
+    """``[data] frames = 0`` takes the count from the data: a member asked for it and
+    given the same 12 frames as the others prepares its clips alike."""
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(folder / f"seed1_member{suffix}", folder / f"auto{suffix}")
+    sidecar = folder / "auto.json"
+    values = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert values["model"]["num_frames"] == values["config"]["data"]["frames"] == 12
+    values["config"]["data"]["frames"] = 0
+    sidecar.write_text(json.dumps(values), encoding="utf-8")
+    result = make(folder, "best_model_stage_2", "auto", "--name", "x")
+    assert result.exit_code == 0, result.output
+    assert (folder / "x.safetensors").is_file()
+
+
 def test_an_existing_name_is_never_overwritten(folder: Path) -> None:
     kept = (folder / "best_model_stage_2.safetensors").read_bytes()
     sidecar = read_sidecar(folder, "best_model_stage_2")
