@@ -17,19 +17,21 @@ import argparse
 import copy
 import dataclasses
 import statistics
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slt_cli.cfg.config import load_config
 from slt_cli.common.reporting import Reporter
-from slt_cli.data import load_data
-from slt_cli.data.transforms import augment, feature_count, features, mirror_permutation, mix
-from slt_cli.models import build_model
-from slt_cli.run.training import StageRun, StageSetup, TensorSplit, set_dropout
+from slt_cli.data.transforms import augment, features, mirror_permutation, mix
+from slt_cli.run.training import StageRun, StageSetup, set_dropout
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import default_run  # noqa: E402
 
 
 def main() -> None:
@@ -38,16 +40,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
-    config, device = load_config(), torch.device("cpu")
-    data = load_data("synthetic", frames=config.data.frames, motion=config.data.motion,
-                     val_fraction=config.data.val_fraction, seed=config.run.seed)
-    train = TensorSplit.from_split(data.splits["train"], device)
-    val = TensorSplit.from_split(data.splits["val"], device)
-    torch.manual_seed(config.run.seed)
-    model = build_model(config.model.name, num_classes=len(data.classes),
-                        in_features=feature_count(data.num_joints, data.num_channels,
-                                                  data.motion),
-                        num_frames=data.num_frames, **config.model.settings)
+    config, data, train, val, model = default_run("synthetic", torch.device("cpu"))
     bare = copy.deepcopy(model)
     stage = dataclasses.replace(config.stages[1], averaging="ema")
     setup = StageSetup(stage_idx=2, batch_size=config.run.batch_size, devices=1,

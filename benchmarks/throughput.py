@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from slt_cli.cfg.config import AugmentConfig, load_config
+from slt_cli.cfg.config import AugmentConfig, Config, load_config
 from slt_cli.common.reporting import Reporter
-from slt_cli.data import load_data
+from slt_cli.data import PreparedData, load_data
 from slt_cli.data.transforms import feature_count, features, mirror_permutation
 from slt_cli.models import build_model
 from slt_cli.run.devices import resolve_device
@@ -119,6 +119,23 @@ def bare_step(model: nn.Module, optimizer: torch.optim.Optimizer, train: TensorS
     optimizer.step()
 
 
+def default_run(spec: str, device: torch.device) -> tuple[
+        Config, PreparedData, TensorSplit, TensorSplit, nn.Module]:
+    """The default config, its data from ``spec``, the train and val tensors on
+    ``device`` and the default model, seeded as the engine seeds it."""
+    config = load_config()
+    data = load_data(spec, frames=config.data.frames, motion=config.data.motion,
+                     val_fraction=config.data.val_fraction, seed=config.run.seed)
+    train = TensorSplit.from_split(data.splits["train"], device)
+    val = TensorSplit.from_split(data.splits["val"], device)
+    torch.manual_seed(config.run.seed)
+    model = build_model(config.model.name, num_classes=len(data.classes),
+                        in_features=feature_count(data.num_joints, data.num_channels,
+                                                  data.motion),
+                        num_frames=data.num_frames, **config.model.settings).to(device)
+    return config, data, train, val, model
+
+
 def engine_setup(**values: object) -> StageSetup:
     """A StageSetup with only the fields this version of the engine knows."""
     known = {field.name for field in dataclasses.fields(StageSetup)}
@@ -176,16 +193,7 @@ def main() -> None:
 
     device = resolve_device(options.device)
     precision = resolved_precision(device, options.precision)
-    config = load_config()
-    data = load_data(options.data, frames=config.data.frames, motion=config.data.motion,
-                     val_fraction=config.data.val_fraction, seed=config.run.seed)
-    train = TensorSplit.from_split(data.splits["train"], device)
-    val = TensorSplit.from_split(data.splits["val"], device)
-    torch.manual_seed(config.run.seed)
-    model = build_model(config.model.name, num_classes=len(data.classes),
-                        in_features=feature_count(data.num_joints, data.num_channels,
-                                                  data.motion),
-                        num_frames=data.num_frames, **config.model.settings).to(device)
+    config, data, train, val, model = default_run(options.data, device)
     bare = copy.deepcopy(model)
 
     # The augmentation stage's settings, with EMA on: the engine's whole per-step work.
