@@ -7,6 +7,7 @@ from one ``torch.Generator`` (the jitter's Gaussian values, in training, from a
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -220,9 +221,9 @@ class NoiseBank:
         return self.values[start:start + len(self.values) // self.BATCHES]
 
 
-# The pieces of ``augment`` (mixup, which blends model inputs, is ``mix``).
-_PIECES = ("rotate", "scale", "shear", "shift", "jitter", "speed", "time_mask", "joint_drop",
-           "mirror")
+# The pieces of ``augment``: every setting of ``Augmentation`` but mixup, which blends
+# model inputs (``mix``).
+_PIECES = tuple(name for name in inspect.get_annotations(Augmentation) if name != "mixup")
 
 
 @dataclass(frozen=True)
