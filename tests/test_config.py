@@ -237,3 +237,13 @@ name = "a"
 [continue.exploration]
 """
     assert problems_of(text) == ["my.toml: data.normalise: must be one of parts, sequence"]
+
+
+def test_hand_augmentation_settings_are_checked_like_the_others() -> None:
+    text = default_config_text().replace("mirror = 0.5                  # probability",
+                                         "hand_scale = 1.0\nhand_rotate = -5\n"
+                                         "mirror = 0.5                  # probability", 1)
+    assert problems_of(text) == [
+        "my.toml: stages[1].augment.hand_rotate: must be >= 0",
+        "my.toml: stages[1].augment.hand_scale: must be below 1",
+    ]

@@ -204,6 +204,34 @@ def test_single_frame_clips_train_without_temporal_augmentation(tiny_toml: Path,
     assert evaluation.count > 0
 
 
+def with_hands(config: Config, scale: float, source: str | None = None) -> Config:
+    stage = config.stages[1]
+    stage = dataclasses.replace(stage, augment=dataclasses.replace(
+        stage.augment, hand_scale=scale, hand_rotate=20.0 if scale else 0.0))
+    data = config.data if source is None else dataclasses.replace(config.data, source=source)
+    return dataclasses.replace(config, stages=(config.stages[0], stage), data=data)
+
+
+def test_hand_augmentation_moves_named_hands_in_training_and_says_when_none_are_named(
+        tiny_toml: Path, tmp_path: Path) -> None:
+    trained = {}
+    for scale in (0.0, 0.3):
+        folder = tmp_path / f"hands_{scale}"
+        Trainer(with_hands(tiny(tiny_toml), scale), checkpoint_dir=folder,
+                reporter=RecordingReporter()).train(force=True)
+        trained[scale] = weights(folder, "best_model_stage_2")
+        assert read_sidecar(folder, "best_model_stage_2").config.stage.augment.hand_scale == scale
+    assert any(not torch.equal(trained[0.0][key], trained[0.3][key]) for key in trained[0.0])
+    rng = np.random.default_rng(0)
+    y = np.arange(48) % 4
+    np.savez(tmp_path / "unnamed.npz", y=y,
+             x=(rng.normal(size=(48, 8, 6, 2)) + y[:, None, None, None]).astype(np.float32))
+    reporter = RecordingReporter()
+    Trainer(with_hands(tiny(tiny_toml), 0.3, str(tmp_path / "unnamed.npz")),
+            checkpoint_dir=tmp_path / "unnamed", reporter=reporter).train(force=True)
+    assert any("name no hands" in message for message in reporter.named("note"))
+
+
 def wrecking(config: Config, **changes: object) -> Config:
     """Stage 1, then a stage whose weight decay wipes the weights out (its every epoch
     is worse than its start), then a gentle stage 3."""

@@ -113,11 +113,13 @@ class AugmentConfig:
     time_mask: float = 0.0  # max share of frames blanked out in one block
     joint_drop: float = 0.0  # probability that a landmark is dropped in a sequence
     mirror: float = 0.0  # probability of a left/right flip (hands swapped when known)
+    hand_scale: float = 0.0  # max relative change of each hand's size about its wrist
+    hand_rotate: float = 0.0  # max turn of each hand about its wrist, degrees (x-y plane)
     mixup: float = 0.0  # probability that a clip is blended with another (labels blended too)
 
     def problems(self) -> list[tuple[str, str]]:
         found = [(name, "must be >= 0") for name, value in _items(self) if value < 0]
-        for name in ("scale", "speed", "time_mask", "joint_drop"):
+        for name in ("scale", "hand_scale", "speed", "time_mask", "joint_drop"):
             if getattr(self, name) >= 1.0:
                 found.append((name, "must be below 1"))
         for name in ("mirror", "mixup"):

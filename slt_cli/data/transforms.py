@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from slt_cli.data.landmarks import mirror_name
+from slt_cli.data.landmarks import PartsLayout, mirror_name
 
 
 class Augmentation(Protocol):
@@ -31,6 +31,8 @@ class Augmentation(Protocol):
     time_mask: float
     joint_drop: float
     mirror: float
+    hand_scale: float
+    hand_rotate: float
     mixup: float
 
     @property
@@ -95,6 +97,17 @@ def hand_sides(joints: Sequence[str] | None) -> tuple[list[int], list[int]] | No
     return (left, right) if left and right else None
 
 
+HandPoints = tuple[Sequence[int] | torch.Tensor, int]  # a hand's landmarks and its wrist's index
+
+
+def hand_points(joints: Sequence[str] | None) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """The hands ``hand_scale`` and ``hand_rotate`` move: each named hand's landmarks
+    (``left_hand_*``, ``right_hand_*``) with its wrist's index (landmark 0); none for
+    other names."""
+    layout = PartsLayout.of(joints)
+    return () if layout is None else tuple((hand.points, hand.wrist) for hand in layout.hands)
+
+
 def dominant_hand_swap(joints: Sequence[str] | None,
                        mode: str) -> tuple[list[int], list[int], list[int]] | None:
     """What ``right_handed`` needs for ``[data] dominant_hand = mode`` on clips with
@@ -145,16 +158,20 @@ def augment(
     generator: torch.Generator,
     mirror: Sequence[int] | torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    hands: Sequence[HandPoints] = (),
 ) -> torch.Tensor:
     """Random keypoint augmentations of a (B, T, J, C) batch; NaN stays NaN.
 
     ``mirror`` is ``mirror_permutation``'s index; as a tensor on the batch's device
     it saves a copy to the device (which waits for the GPU) on every call. ``noise``
     holds the jitter's standard normal values, at least one per coordinate (a window of
-    a ``NoiseBank``); without it they are drawn from ``generator``.
+    a ``NoiseBank``); without it they are drawn from ``generator``. ``hands`` are
+    ``hand_points``' pairs, which ``hand_scale`` and ``hand_rotate`` move (their
+    indices as tensors on the batch's device save the copies too).
 
     Every per-clip number comes from one draw of a fixed layout, so a seed gives each
-    piece the same numbers whichever others are on. The work runs with the channels
+    piece the same numbers whichever others are on (the hands' come from a draw after
+    it, made only when they are on). The work runs with the channels
     outermost, (B, C, T, J): the mirror's gather makes that copy, the time warp gathers
     long rows of one channel, every point goes through its clip's linear map in one
     batched product, and noise and holes are added in place; one copy turns it back.
@@ -175,6 +192,8 @@ def augment(
         planes = planes.clone(memory_format=torch.contiguous_format)
     if settings.speed > 0:
         planes = _time_warp(planes, settings.speed * draws.speed)
+    if hands and channels > 1 and (settings.hand_scale > 0 or settings.hand_rotate > 0):
+        _turn_hands(planes, settings, hands, generator)
     planes = _move(planes, settings, draws, flip)
     if settings.jitter > 0:
         if noise is None:
@@ -265,6 +284,29 @@ def _move(planes: torch.Tensor, settings: Augmentation, draws: _Draws,
         shift[:, 2:] = 0  # depth is the least reliable axis: leave it
         return torch.baddbmm(shift[:, :, None], maps, points).view(planes.shape)
     return torch.bmm(maps, points).view(planes.shape)
+
+
+def _turn_hands(planes: torch.Tensor, settings: Augmentation, hands: Sequence[HandPoints],
+                generator: torch.Generator) -> None:
+    """Scale and turn each hand of (B, C, T, J) clips about its wrist, in place: each
+    clip's hands get sizes and angles of their own (in the x-y plane), as other people's
+    hands have other sizes against their bodies and are held at other angles. A point
+    whose wrist is missing in a frame stays where it is; a missing point stays missing."""
+    batch, channels = planes.shape[:2]
+    spread = 2 * torch.rand(batch, 2 * len(hands), generator=generator, device=planes.device,
+                            dtype=planes.dtype) - 1
+    eye = torch.eye(channels, device=planes.device, dtype=planes.dtype)
+    for k, (points, wrist) in enumerate(hands):
+        points = torch.as_tensor(points, device=planes.device)
+        scale = 1 + settings.hand_scale * spread[:, 2 * k]
+        theta = math.radians(settings.hand_rotate) * spread[:, 2 * k + 1]
+        maps = eye.repeat(batch, 1, 1)
+        maps[:, 0, 0], maps[:, 1, 1] = theta.cos(), theta.cos()
+        maps[:, 0, 1], maps[:, 1, 0] = -theta.sin(), theta.sin()
+        maps = maps * scale[:, None, None] - eye  # each point moves by (map - I)(p - wrist)
+        offsets = planes.index_select(3, points) - planes[..., wrist, None]
+        moved = torch.bmm(maps, offsets.view(batch, channels, -1)).view(offsets.shape)
+        planes.index_add_(3, points, moved.nan_to_num_(nan=0.0))
 
 
 def _blanks(settings: Augmentation, draws: _Draws, frames: int) -> torch.Tensor | None:

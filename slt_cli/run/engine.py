@@ -20,7 +20,12 @@ from torch import nn
 from slt_cli.cfg.config import Config, DataConfig, StageConfig, continue_preset
 from slt_cli.common.reporting import EpochMetrics, Reporter
 from slt_cli.data import PreparedData, load_configured
-from slt_cli.data.transforms import dominant_hand_swap, mirror_permutation, right_handed
+from slt_cli.data.transforms import (
+    dominant_hand_swap,
+    hand_points,
+    mirror_permutation,
+    right_handed,
+)
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
 from slt_cli.models.ensemble import Ensemble
 from slt_cli.run.devices import describe, device_count, resolve_device, resolve_precision
@@ -312,6 +317,11 @@ class Trainer:
         if config.run.mirror_average and mirror_permutation(run.data.joints) is None:
             self.reporter.note("mirror_average is on, but the landmarks have no left/right "
                                "names to swap: clips are scored unmirrored")
+        hands_asked = any(step.stage.augment.hand_scale > 0 or step.stage.augment.hand_rotate > 0
+                          for step in plan.steps[plan.position:])
+        if hands_asked and not hand_points(run.data.joints):
+            self.reporter.note("hand_scale or hand_rotate is on, but the landmarks name no "
+                               "hands (left_hand_*, right_hand_*): the hands are not moved")
         if (plan.data.dominant_hand == "right"
                 and dominant_hand_swap(run.data.joints, "right") is None):
             self.reporter.note("dominant_hand is right, but the landmarks name no left and "
@@ -359,6 +369,7 @@ class Trainer:
                            devices=run.devices, seed=settings.seed, monitor=settings.monitor,
                            motion=data.motion, min_batches=settings.min_batches_per_epoch,
                            mirror=mirror_permutation(data.joints),
+                           hands=hand_points(data.joints),
                            precision=precision,
                            compile=settings.compile, world=self.world,
                            score_start=start.state is not None,

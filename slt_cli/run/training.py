@@ -25,7 +25,7 @@ from torch import nn
 
 from slt_cli.cfg.config import StageConfig
 from slt_cli.common.reporting import EpochMetrics, Reporter
-from slt_cli.data.transforms import NoiseBank, augment, features, mix
+from slt_cli.data.transforms import HandPoints, NoiseBank, augment, features, mix
 from slt_cli.errors import TrainingDiverged
 from slt_cli.run.averaging import averaged_model
 from slt_cli.run.devices import autocast, parallelise
@@ -64,6 +64,7 @@ class StageSetup:
     min_batches: int  # an epoch repeats a small training set to reach this many batches
     motion: bool
     mirror: Sequence[int] | None
+    hands: Sequence[HandPoints] = ()  # ``hand_points``: what hand_scale and hand_rotate move
     precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (weights stay fp32)
     compile: bool = False  # torch.compile the training and scoring passes
     world: World = World()  # the processes of a torchrun run (DDP); one by default
@@ -149,6 +150,8 @@ class StageRun:
         self.noise = torch.Generator(device=device).manual_seed(seed)
         self.bank = NoiseBank(seed, device) if stage.augment.jitter > 0 else None
         self.mirror = None if setup.mirror is None else torch.as_tensor(setup.mirror, device=device)
+        self.hands = tuple((torch.as_tensor(points, device=device), wrist)
+                           for points, wrist in setup.hands)
         self.epoch, self.batch = (0 if setup.score_start else 1), 0
         self.epoch_order_state = self.shuffle.get_state()  # this epoch's order is drawn from it
         self.metrics = RunningMetrics(device, world)
@@ -237,7 +240,8 @@ class StageRun:
         # index_select, not x[index]: the same rows, gathered several times faster
         clips = self.train.x.index_select(0, index)
         noise = None if self.bank is None else self.bank.window(batch)
-        inputs = features(augment(clips, stage.augment, self.noise, self.mirror, noise),
+        inputs = features(augment(clips, stage.augment, self.noise, self.mirror, noise,
+                                  self.hands),
                           setup.motion)
         targets, partners, weights = self.train.y.index_select(0, index), None, None
         if stage.augment.mixup > 0:

@@ -107,3 +107,46 @@ def test_a_noise_bank_repeats_by_seed_and_epoch_and_moves_its_windows() -> None:
     assert len({float(window[0]) for window in windows}) > 1  # windows start apart
     assert not torch.equal(epoch(3, 3)[0], values) and not torch.equal(epoch(4, 2)[0], values)
     assert abs(values.mean().item()) < 0.1 and 0.9 < values.std().item() < 1.1
+
+
+def test_hands_are_scaled_and_turned_about_their_wrists_and_nothing_else_moves() -> None:
+    from slt_cli.data.transforms import hand_points
+
+    joints = ([f"pose_{i}" for i in range(11, 17)] + [f"left_hand_{i}" for i in range(21)]
+              + [f"right_hand_{i}" for i in range(21)])
+    hands = hand_points(joints)
+    assert [(len(points), wrist) for points, wrist in hands] == [(21, 6), (21, 27)]
+    x = torch.randn(6, 5, len(joints), 3, generator=torch.Generator().manual_seed(3))
+    x[0, :, 6:27] = float("nan")  # clip 0's left hand is never seen
+    x[1, 2, 27] = float("nan")  # clip 1's right wrist is missing in frame 2 only
+    settings = AugmentConfig(hand_scale=0.3, hand_rotate=40.0)
+    out = augment(x, settings, torch.Generator().manual_seed(0), hands=hands)
+    assert torch.equal(torch.isnan(out), torch.isnan(x))
+    assert torch.equal(out[:, :, :6], x[:, :, :6])  # the body stays
+    assert torch.equal(out[1, 2, 28:], x[1, 2, 28:])  # no wrist to turn about: kept
+    for points, wrist in hands:
+        torch.testing.assert_close(out[..., wrist, :], x[..., wrist, :], rtol=0, atol=0,
+                                   equal_nan=True)  # the wrist stays
+        # Clips 2-5 are fully seen: one size and one turn per clip and hand, the same
+        # in every frame and point; lengths change by one factor within 1 +- 0.3, and
+        # depth (off the turned plane) by that factor alone.
+        offsets = [t[2:, :, list(points[1:])] - t[2:, :, [wrist]] for t in (x, out)]
+        ratio = (offsets[1].norm(dim=-1) / offsets[0].norm(dim=-1)).flatten(1)
+        factor = ratio[:, :1]
+        torch.testing.assert_close(ratio, factor.expand_as(ratio))
+        assert ((factor - 1).abs() <= 0.3 + 1e-6).all() and (factor - 1).abs().max() > 0.05
+        torch.testing.assert_close(offsets[1][..., 2],
+                                   offsets[0][..., 2] * factor[:, :, None])
+        turned = torch.atan2(offsets[1][..., 1], offsets[1][..., 0]) - torch.atan2(
+            offsets[0][..., 1], offsets[0][..., 0])
+        degrees = torch.rad2deg(torch.remainder(turned + torch.pi, 2 * torch.pi) - torch.pi)
+        assert (degrees.flatten(1) - degrees.flatten(1)[:, :1]).abs().max() < 1e-3
+        assert degrees.abs().max() <= 40.0 + 1e-3
+    # Without named hands, or with the settings at 0, nothing moves and nothing is drawn.
+    def identical(a: torch.Tensor, b: torch.Tensor) -> None:
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+    identical(augment(x, settings, torch.Generator().manual_seed(0)), x)
+    identical(augment(x, AugmentConfig(rotate=10.0), torch.Generator().manual_seed(0),
+                      hands=hands),
+              augment(x, AugmentConfig(rotate=10.0), torch.Generator().manual_seed(0)))
