@@ -67,7 +67,8 @@ def main() -> None:
     def engine_step(index: torch.Tensor, batch: int) -> None:
         noise = None if run.bank is None else run.bank.window(batch % run.batches)
         augmented = timed("gather + augment", lambda: augment(
-            train.x.index_select(0, index), stage.augment, run.noise, run.mirror, noise))
+            train.x.index_select(0, index), stage.augment, run.noise, run.mirror, noise,
+            run.hands))
         inputs = timed("features", lambda: features(augmented, data.motion))
         targets = train.y.index_select(0, index)
         inputs, order, weights = timed("mixup", lambda: mix(inputs, stage.augment.mixup,
