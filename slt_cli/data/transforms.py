@@ -200,9 +200,9 @@ def augment(
             noise = torch.randn(planes.shape, generator=generator, device=x.device,
                                 dtype=x.dtype)
         planes.add_(noise.flatten()[:planes.numel()].view(planes.shape), alpha=settings.jitter)
-    blank = _blanks(settings, draws, frames)
-    if blank is not None:  # adding NaN (or 0) per landmark: faster than a masked fill
-        planes.add_(torch.where(blank, float("nan"), 0.0).to(x.dtype)[:, None])
+    holes = _holes(settings, draws, frames, x.dtype)
+    if holes is not None:  # adding NaN (or 0) per landmark: faster than a masked fill
+        planes.add_(holes[:, None])
     return planes.permute(0, 2, 3, 1).contiguous()
 
 
@@ -309,21 +309,26 @@ def _turn_hands(planes: torch.Tensor, settings: Augmentation, hands: Sequence[Ha
         planes.index_add_(3, points, moved.nan_to_num_(nan=0.0))
 
 
-def _blanks(settings: Augmentation, draws: _Draws, frames: int) -> torch.Tensor | None:
-    """(B, T, J): the landmarks blanked by the time mask and by joint drop, or None."""
-    blank = None
+def _holes(settings: Augmentation, draws: _Draws, frames: int,
+           dtype: torch.dtype) -> torch.Tensor | None:
+    """What blanks the landmarks of the time mask and of joint drop: NaN there and 0
+    elsewhere, (B, T, 1), (B, 1, J) or, with both, their (B, T, J) sum; None when both
+    are off. Summing the two small tensors makes the (B, T, J) one in one pass."""
+    holes = None
     if settings.time_mask > 0:
         width = (draws.mask[:, 0] * settings.time_mask * frames).long()
         start = (draws.mask[:, 1] * (frames - width + 1)).long().clamp(max=frames - 1)
         step = torch.arange(frames, device=width.device)[None]
-        blank = ((step >= start[:, None]) & (step < (start + width)[:, None]))[:, :, None]
+        masked = (step >= start[:, None]) & (step < (start + width)[:, None])
+        holes = torch.where(masked, float("nan"), 0.0).to(dtype)[:, :, None]
     if settings.joint_drop > 0:
         dropped = draws.drop < settings.joint_drop
         # Never every landmark of a sequence: with few joints (one tracked hand) that
         # would leave an empty clip that still carries its label, i.e. label noise.
         dropped &= ~dropped.all(dim=-1, keepdim=True)
-        blank = dropped[:, None, :] if blank is None else blank | dropped[:, None, :]
-    return blank
+        drops = torch.where(dropped, float("nan"), 0.0).to(dtype)[:, None, :]
+        holes = drops if holes is None else holes + drops
+    return holes
 
 
 def mix(inputs: torch.Tensor, probability: float,
