@@ -205,11 +205,12 @@ def test_single_frame_clips_train_without_temporal_augmentation(tiny_toml: Path,
 
 
 def with_hands(config: Config, scale: float, source: str | None = None) -> Config:
-    stage = config.stages[1]
-    stage = dataclasses.replace(stage, augment=dataclasses.replace(
-        stage.augment, hand_scale=scale, hand_rotate=20.0 if scale else 0.0))
+    """One epoch of each stage, the second's hands scaled and turned by ``scale``."""
+    first, second = (dataclasses.replace(stage, epochs=1) for stage in config.stages[:2])
+    second = dataclasses.replace(second, augment=dataclasses.replace(
+        second.augment, hand_scale=scale, hand_rotate=20.0 if scale else 0.0))
     data = config.data if source is None else dataclasses.replace(config.data, source=source)
-    return dataclasses.replace(config, stages=(config.stages[0], stage), data=data)
+    return dataclasses.replace(config, stages=(first, second), data=data)
 
 
 def test_hand_augmentation_moves_named_hands_in_training_and_says_when_none_are_named(
