@@ -100,7 +100,7 @@ def hand_sides(joints: Sequence[str] | None) -> tuple[list[int], list[int]] | No
 HandPoints = tuple[Sequence[int] | torch.Tensor, int]  # a hand's landmarks and its wrist's index
 
 
-def hand_points(joints: Sequence[str] | None) -> tuple[tuple[tuple[int, ...], int], ...]:
+def hand_points(joints: Sequence[str] | None) -> tuple[HandPoints, ...]:
     """The hands ``hand_scale`` and ``hand_rotate`` move: each named hand's landmarks
     (``left_hand_*``, ``right_hand_*``) with its wrist's index (landmark 0); none for
     other names."""
@@ -300,9 +300,10 @@ def _turn_hands(planes: torch.Tensor, settings: Augmentation, hands: Sequence[Ha
         points = torch.as_tensor(points, device=planes.device)
         scale = 1 + settings.hand_scale * spread[:, 2 * k]
         theta = math.radians(settings.hand_rotate) * spread[:, 2 * k + 1]
+        cos, sin = theta.cos(), theta.sin()
         maps = eye.repeat(batch, 1, 1)
-        maps[:, 0, 0], maps[:, 1, 1] = theta.cos(), theta.cos()
-        maps[:, 0, 1], maps[:, 1, 0] = -theta.sin(), theta.sin()
+        maps[:, 0, 0], maps[:, 1, 1] = cos, cos
+        maps[:, 0, 1], maps[:, 1, 0] = -sin, sin
         maps = maps * scale[:, None, None] - eye  # each point moves by (map - I)(p - wrist)
         offsets = planes.index_select(3, points) - planes[..., wrist, None]
         moved = torch.bmm(maps, offsets.view(batch, channels, -1)).view(offsets.shape)

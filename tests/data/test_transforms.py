@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from slt_cli.cfg.config import AugmentConfig
-from slt_cli.data.transforms import augment, mix
+from slt_cli.data.transforms import NoiseBank, augment, hand_points, mix
 
 
 def test_joint_drop_never_empties_a_single_landmark_clip() -> None:
@@ -93,8 +93,6 @@ def test_jitter_adds_the_noise_it_is_given_and_draws_its_own_without() -> None:
 
 
 def test_a_noise_bank_repeats_by_seed_and_epoch_and_moves_its_windows() -> None:
-    from slt_cli.data.transforms import NoiseBank
-
     def epoch(seed: int, number: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         bank = NoiseBank(seed, torch.device("cpu"))
         bank.new_epoch(number, batches=6, per_batch=500)
@@ -110,8 +108,6 @@ def test_a_noise_bank_repeats_by_seed_and_epoch_and_moves_its_windows() -> None:
 
 
 def test_hands_are_scaled_and_turned_about_their_wrists_and_nothing_else_moves() -> None:
-    from slt_cli.data.transforms import hand_points
-
     joints = ([f"pose_{i}" for i in range(11, 17)] + [f"left_hand_{i}" for i in range(21)]
               + [f"right_hand_{i}" for i in range(21)])
     hands = hand_points(joints)
