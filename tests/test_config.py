@@ -236,7 +236,8 @@ name = "a"
 [continue.regularization]
 [continue.exploration]
 """
-    assert problems_of(text) == ["my.toml: data.normalise: must be one of parts, sequence"]
+    assert problems_of(text) == [
+        "my.toml: data.normalise: must be one of parts, sequence, sequence+hands"]
 
 
 def test_hand_augmentation_settings_are_checked_like_the_others() -> None:

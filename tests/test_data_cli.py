@@ -164,4 +164,7 @@ def test_prepared_splits_are_cached_per_normalisation(own_gislr: Path) -> None:
     assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96
     by_parts = prepared_splits(store, labels, 8, layout=layout)["val"].x
     assert by_parts.shape[2] == 98  # the hands' positions
-    assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96  # never the other's
+    shapes = PartsLayout.of(store.joints, shapes=True)
+    assert prepared_splits(store, labels, 8, layout=shapes)["val"].x.shape[2] == 96 + 40
+    assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96  # never the others'
+    assert prepared_splits(store, labels, 8, layout=layout)["val"].x.shape[2] == 98

@@ -289,13 +289,47 @@ def train_npz(data: Path, folder: Path, normalise: str) -> None:
     assert "kept 56 of 75 landmarks (hands+pose+lips)" in result.stderr
 
 
-def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path) -> None:
+def test_hand_shapes_are_each_hand_in_its_own_frame_after_the_cloud() -> None:
+    """``sequence+hands``: the sequence as one cloud, then each hand's points but the
+    wrist relative to the wrist and divided by its palm: a hand moved and grown in the
+    image keeps its shape; missing points stay missing; the names mirror."""
+    from slt_cli.data.landmarks import normalisation_layout
+    from slt_cli.data.parts import normalise_sequence
+    from slt_cli.data.transforms import mirror_permutation
+
+    layout = normalisation_layout(HOLISTIC, "sequence+hands")
+    names = layout.prepared_joints
+    assert names[:75] == HOLISTIC and len(names) == 75 + 2 * 20
+    assert names[75] == "left_hand_shape_1" and names[-1] == "right_hand_shape_20"
+    mirror = mirror_permutation(names)
+    assert names[mirror[75]] == "right_hand_shape_1" and names[mirror[-1]] == "left_hand_shape_20"
+    x = torch.rand(2, 6, 75, 3, dtype=torch.float64)
+    left = slice(33, 54)
+    x[1, :, left] = 2.5 * (x[0, :, left] - x[0, :, 33:34]) + x[0, :, 33:34] + 0.3
+    x[1, 2, 40] = float("nan")
+    out = normalise(x, layout)
+    torch.testing.assert_close(out[:, :, :75], normalise_sequence(x), rtol=0, atol=0,
+                               equal_nan=True)
+    assert not torch.allclose(out[0, :, :75], out[1, :, :75])
+    shape = out[:, :, 75:95]  # the left hand's points 1-20
+    seen = ~torch.isnan(shape[1])
+    assert torch.isnan(shape[1, 2, 40 - 34]).all() and seen.sum() == 6 * 20 * 3 - 3
+    assert torch.allclose(shape[0][seen], shape[1][seen])
+    palm = torch.linalg.vector_norm(shape[0, :, 9 - 1, :2], dim=-1)  # landmark 9 of the hand
+    assert torch.allclose(palm.mean(), torch.tensor(1.0, dtype=torch.float64))
+    assert normalisation_layout(None, "sequence+hands") is None  # no names: one cloud
+
+
+@pytest.mark.parametrize(("normalise_mode", "landmarks"), [("parts", 58),  # two hand positions
+                                                            ("sequence+hands", 96)])  # 2 x 20
+def test_named_npz_predicts_with_the_trained_selection_and_normalisation(
+        tmp_path: Path, normalise_mode: str, landmarks: int) -> None:
     data = holistic_npz(tmp_path / "holistic.npz")
-    train_npz(data, tmp_path, "parts")
+    train_npz(data, tmp_path, normalise_mode)
     folder = tmp_path / "checkpoints"
     sidecar = read_sidecar(folder, MODEL)
-    assert len(sidecar.joints) == 56 and sidecar.config.data.normalise == "parts"
-    assert sidecar.model["in_features"] == 58 * 3 * 2 + 58  # 56 + two hand positions
+    assert len(sidecar.joints) == 56 and sidecar.config.data.normalise == normalise_mode
+    assert sidecar.model["in_features"] == landmarks * 3 * 2 + landmarks
     with np.load(data) as arrays:  # the val sequences, every landmark, zeros and all
         val = arrays["split"] == "val"
         np.savez(tmp_path / "val.npz", x=arrays["x"][val], y=arrays["y"][val],
@@ -309,7 +343,7 @@ def test_named_npz_predicts_with_the_trained_selection_and_parts(tmp_path: Path)
     assert f"top-1 accuracy {accuracy:.4f} on 12 labelled sequence(s)" in result.stderr
     model = load_model(folder, MODEL)
     prepared = load_data(str(data), frames=12, motion=True, val_fraction=0.2, seed=0,
-                         normalise_mode="parts")
+                         normalise_mode=normalise_mode)
     raw = load_source(str(data))
     rows = raw.split == "val"
     with torch.no_grad():

@@ -219,7 +219,7 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
     first use)."""
     reporter = reporter or Reporter()
     names = [name for name in ("train", "val", "test") if (labels == name).any()]
-    mode = "sequence" if layout is None else "parts"
+    mode = "sequence" if layout is None else layout.mode
     key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames, mode]).encode()
                          + np.asarray(labels).astype("U5").tobytes()).hexdigest()
     name = f"prepared-{frames}-{key[:16]}"

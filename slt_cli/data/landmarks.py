@@ -52,6 +52,7 @@ POSE_MIRROR = {i: POSE_NAMES.index(name.replace("left", "right")) if "left" in n
                else POSE_NAMES.index(name.replace("right", "left")) if "right" in name else i
                for i, name in enumerate(POSE_NAMES)}
 POSITION_SUFFIX = "_position"  # a hand's wrist in the body frame: left_hand_position
+SHAPE_INFIX = "_shape_"  # a hand's point in its own frame: left_hand_shape_8
 _NAME = re.compile(r"(left_hand|right_hand|pose|face)_([a-z0-9_]+)")
 
 
@@ -219,9 +220,12 @@ class PartsLayout:
     shoulders: tuple[int, int] | None  # (left, right) when both are among the body's
     hands: tuple[Hand, ...]
     face: tuple[int, ...]
+    # ``[data] normalise = "sequence+hands"``: the sequence stays one cloud, and each
+    # hand's shape (its points but the wrist, in the hand's own frame) is appended
+    shapes: bool = False
 
     @classmethod
-    def of(cls, joints: Sequence[str] | None) -> PartsLayout | None:
+    def of(cls, joints: Sequence[str] | None, *, shapes: bool = False) -> PartsLayout | None:
         """The layout of named landmarks; None when no name is MediaPipe's (such data
         is normalised as one cloud of points)."""
         if not joints:
@@ -249,18 +253,36 @@ class PartsLayout:
         body = tuple(i for i in range(len(joints)) if i not in in_hand and i not in face)
         left, right = (first.get(("pose", index)) for index in SHOULDERS)
         shoulders = (left, right) if left is not None and right is not None else None
-        return cls(tuple(joints), body, shoulders, tuple(hands), face)
+        return cls(tuple(joints), body, shoulders, tuple(hands), face, shapes)
+
+    @property
+    def mode(self) -> str:
+        """The ``[data] normalise`` value this layout serves."""
+        return "sequence+hands" if self.shapes else "parts"
+
+    def shape_points(self, hand: Hand) -> tuple[int, ...]:
+        """The landmarks of ``hand`` its shape keeps: all but the wrist (always 0 there)."""
+        return tuple(i for i in hand.points if i != hand.wrist)
 
     @property
     def prepared_joints(self) -> tuple[str, ...]:
-        """The names of the normalised landmarks: the sequence's, then the positions."""
-        return self.joints + tuple(hand.position_name for hand in self.hands)
+        """The names of the normalised landmarks: the sequence's, then the positions
+        (``parts``) or the hands' shapes (``sequence+hands``: ``left_hand_shape_8`` is
+        landmark 8 of the left hand in that hand's frame)."""
+        if not self.shapes:
+            return self.joints + tuple(hand.position_name for hand in self.hands)
+        return self.joints + tuple(
+            f"{hand.side}{SHAPE_INFIX}{parse_joint(self.joints[i]).index}"  # type: ignore[union-attr]
+            for hand in self.hands for i in self.shape_points(hand))
 
 
 def normalisation_layout(joints: Sequence[str] | None, normalise: str) -> PartsLayout | None:
-    """The layout ``[data] normalise`` follows: a ``PartsLayout`` for ``parts``; None for
-    ``sequence`` and for data without MediaPipe names (one cloud either way)."""
-    return PartsLayout.of(joints) if normalise == "parts" else None
+    """The layout ``[data] normalise`` follows: a ``PartsLayout`` for ``parts`` and
+    ``sequence+hands``; None for ``sequence`` and for data without MediaPipe names (one
+    cloud either way)."""
+    if normalise == "sequence":
+        return None
+    return PartsLayout.of(joints, shapes=normalise == "sequence+hands")
 
 
 def problems(text: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Normalisation of (B, T, J, C) landmark sequences, NaN = missing, written once in torch.
 
-Two modes (``[data] normalise``):
+Three modes (``[data] normalise``):
 
 - ``sequence``: each sequence centred on its mean landmark and scaled to unit spread,
   as one cloud of points (``normalise_sequence``; numpy twin in ``preprocess``).
@@ -8,6 +8,8 @@ Two modes (``[data] normalise``):
   frame (``normalise_parts``). On real recordings one cloud is dominated by whatever
   lies farthest out (off-screen legs), and the hands shrink to a few pixels; here the
   body is measured by its shoulders, each hand by its palm and the face by itself.
+- ``sequence+hands``: the first, with each hand's shape of the second appended
+  (``with_hand_shapes``).
 
 Both are plain sums, counts and gathers in float64 (no ``nanmean``, no data-dependent
 shapes), so the same code runs at data preparation (``preprocess.normalise`` calls it),
@@ -19,14 +21,30 @@ from __future__ import annotations
 
 import torch
 
-from slt_cli.data.landmarks import PartsLayout
+from slt_cli.data.landmarks import Hand, PartsLayout
 
 SPREAD_FLOOR = 1e-6  # a scale this small (one still point) is left at 1: nothing to scale
 
 
 def normalise(x: torch.Tensor, layout: PartsLayout | None = None) -> torch.Tensor:
-    """``normalise_parts`` with a layout, else ``normalise_sequence``."""
-    return normalise_sequence(x) if layout is None else normalise_parts(x, layout)
+    """``normalise_sequence`` without a layout, else the layout's mode:
+    ``normalise_parts`` or ``with_hand_shapes``."""
+    if layout is None:
+        return normalise_sequence(x)
+    return with_hand_shapes(x, layout) if layout.shapes else normalise_parts(x, layout)
+
+
+def with_hand_shapes(x: torch.Tensor, layout: PartsLayout) -> torch.Tensor:
+    """(B, T, J, C) sequences as one cloud (``normalise_sequence``), each hand's shape
+    appended: its points but the wrist, in the hand's own frame as ``normalise_parts``
+    puts them (relative to the wrist in every frame, divided by the hand's size), in
+    ``layout.hands`` order. The cloud keeps where the hands go; the shapes keep the
+    handshape at the size of every signer's hand, which the cloud shrinks with the
+    distance from the camera."""
+    dtype = x.dtype
+    x = x.double()
+    shapes = [_hand_frame(x, hand, layout.shape_points(hand)) for hand in layout.hands]
+    return torch.cat([normalise_sequence(x), *shapes], dim=2).to(dtype)
 
 
 def normalise_sequence(x: torch.Tensor) -> torch.Tensor:
@@ -69,13 +87,9 @@ def normalise_parts(x: torch.Tensor, layout: PartsLayout) -> torch.Tensor:
         order += layout.body
     positions = []
     for hand in layout.hands:
-        wrist = x.select(2, hand.wrist)  # (B, T, C)
-        anchors = _take(x, hand.anchors)
-        size = _mean(_plane_distance(anchors, wrist[:, :, None]), dims=(1, 2))
-        pieces.append((_take(x, hand.points) - wrist[:, :, None])
-                      / _floored(size)[:, None, None, None])
+        pieces.append(_hand_frame(x, hand, hand.points))
         order += hand.points
-        positions.append((wrist - origin[:, None]) / unit[:, None, None])
+        positions.append((x.select(2, hand.wrist) - origin[:, None]) / unit[:, None, None])
     if layout.face:
         face = _take(x, layout.face)
         seen = ~torch.isnan(face)
@@ -91,6 +105,15 @@ def normalise_parts(x: torch.Tensor, layout: PartsLayout) -> torch.Tensor:
     back = sorted(range(len(order)), key=order.__getitem__)
     back += range(len(order), len(order) + len(positions))
     return _take(torch.cat(pieces, dim=2), back).to(dtype)
+
+
+def _hand_frame(x: torch.Tensor, hand: Hand, points: tuple[int, ...]) -> torch.Tensor:
+    """Landmarks ``points`` of (B, T, J, C) in ``hand``'s frame: relative to its wrist
+    in every frame, divided by its size (see ``landmarks.Hand.anchors``) averaged over
+    the frames it is seen in."""
+    wrist = x.select(2, hand.wrist)[:, :, None]  # (B, T, 1, C)
+    size = _mean(_plane_distance(_take(x, hand.anchors), wrist), dims=(1, 2))
+    return (_take(x, points) - wrist) / _floored(size)[:, None, None, None]
 
 
 def _body_frame(x: torch.Tensor, layout: PartsLayout) -> tuple[torch.Tensor, torch.Tensor]:

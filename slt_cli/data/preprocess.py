@@ -123,8 +123,8 @@ def frames_for(frames: int, lengths: np.ndarray) -> int:
 
 def normalise(x: np.ndarray, layout: PartsLayout | None = None) -> np.ndarray:
     """Centre each sequence on its mean landmark and scale it to unit spread; with a
-    ``layout``, normalise each part in its own frame instead (``parts.normalise_parts``,
-    which appends one landmark per hand of the layout).
+    ``layout``, normalise as the layout's mode says instead (``parts.normalise``: each
+    part in its own frame, or the hands' shapes appended).
 
     This makes a model indifferent to where the signer stands and how large they
     appear. Missing landmarks (NaN) are ignored in the statistics and stay NaN.
@@ -132,11 +132,11 @@ def normalise(x: np.ndarray, layout: PartsLayout | None = None) -> np.ndarray:
     if layout is not None:
         import torch
 
-        from slt_cli.data.parts import normalise_parts
+        from slt_cli.data.parts import normalise as normalise_torch
 
         with torch.no_grad():
             return np.concatenate([
-                normalise_parts(torch.from_numpy(np.ascontiguousarray(x[i:i + PARTS_BLOCK],
+                normalise_torch(torch.from_numpy(np.ascontiguousarray(x[i:i + PARTS_BLOCK],
                                                                       np.float32)),
                                 layout).numpy()
                 for i in range(0, len(x), PARTS_BLOCK)])

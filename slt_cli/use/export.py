@@ -366,8 +366,15 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
     selected = kind is not None and (kind.corpus or (
         kind.kind == "npz" and bool(names) and None not in map(parse_joint, names)))
     layout = pre.layout
+    cloud = "centre on the mean landmark and scale to unit spread (NaN ignored)"
     if layout is None:
-        normalise = ["centre on the mean landmark and scale to unit spread (NaN ignored)"]
+        normalise = [cloud]
+    elif layout.shapes:
+        shapes = layout.prepared_joints[len(layout.joints):]
+        normalise = [cloud, f"then each hand's points but its wrist, relative to its wrist in "
+                     f"every frame and divided by its mean wrist-to-knuckle (landmark 9) "
+                     f"distance, appended as {len(shapes)} landmarks, {shapes[0]} to "
+                     f"{shapes[-1]}" if shapes else "no hands"]
     else:
         normalise = ["body (all but hands and face): origin at the shoulders' midpoint, unit "
                      "the shoulder width, both averaged over the frames with both shoulders "

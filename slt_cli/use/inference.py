@@ -43,7 +43,7 @@ class Preprocessing:
     frames: int  # every sequence was resampled to this many frames
     motion: bool  # features carry frame-to-frame differences
     landmarks: str  # Holistic groups kept from MediaPipe-named input
-    normalise: str = "sequence"  # "parts" or "sequence" (checkpoints from before: sequence)
+    normalise: str = "sequence"  # "sequence", "parts" or "sequence+hands" (before: sequence)
     joints: tuple[str, ...] | None = None  # the raw landmarks' names, when the data had them
     mirror_average: bool = False  # scores are the mean of the clip's and its mirror's
     dominant_hand: str = "keep"  # "right": clips whose left hand is seen more are mirrored
@@ -82,9 +82,10 @@ class Preprocessing:
 
     @property
     def added_joints(self) -> int:
-        """Landmarks the normalisation appends to the raw ones (a position per hand)."""
+        """Landmarks the normalisation appends to the raw ones (a position per hand, or
+        the hands' shapes)."""
         layout = self.layout
-        return len(layout.hands) if layout is not None else 0
+        return len(layout.prepared_joints) - len(layout.joints) if layout is not None else 0
 
 
 def resample(x: torch.Tensor, last: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
