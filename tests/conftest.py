@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A pytest-xdist worker inherits COLUMNS=80 from execnet, and slt's consoles read the
+# width once, at import: without these, tables would be cut as a narrow terminal cuts
+# them. A worker trains on one thread, as the two workers of a 2-core machine share it.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch at import, and by the subprocesses
 
 TINY_TOML = """
 [run]
