@@ -271,8 +271,8 @@ class PartsLayout:
         landmark 8 of the left hand in that hand's frame)."""
         if not self.shapes:
             return self.joints + tuple(hand.position_name for hand in self.hands)
-        return self.joints + tuple(
-            f"{hand.side}{SHAPE_INFIX}{parse_joint(self.joints[i]).index}"  # type: ignore[union-attr]
+        return self.joints + tuple(  # a hand's points are named <side>_<index>
+            f"{hand.side}{SHAPE_INFIX}{self.joints[i].removeprefix(hand.side + '_')}"
             for hand in self.hands for i in self.shape_points(hand))
 
 
