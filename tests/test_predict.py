@@ -281,8 +281,8 @@ def train_npz(data: Path, folder: Path, normalise: str) -> None:
 
     config = folder / "tiny.toml"
     folder.mkdir(parents=True, exist_ok=True)
-    config.write_text(TINY_TOML.replace("frames = 12\n", f"frames = 12\nnormalise = "
-                                        f"\"{normalise}\"\n"), encoding="utf-8")
+    config.write_text(TINY_TOML.replace('normalise = "sequence"',
+                                        f'normalise = "{normalise}"'), encoding="utf-8")
     result = slt("train", "--config", str(config), "--data", str(data), "--stages", "1",
                  "--epochs-per-stage", "1", "--checkpoint-dir", str(folder / "checkpoints"))
     assert result.exit_code == 0, result.output
@@ -392,7 +392,7 @@ def test_a_model_of_an_npz_predicts_frame_folders_by_landmark_meaning(tmp_path: 
 
     data = holistic_npz(tmp_path / "holistic.npz")
     config = tmp_path / "tiny.toml"  # frame folders' part order, as a recorder states it
-    config.write_text(TINY_TOML.replace("frames = 12\n", 'frames = 12\nnormalise = "parts"\n'
+    config.write_text(TINY_TOML.replace('normalise = "sequence"', 'normalise = "parts"\n'
                                         'layout = "pose+left_hand+right_hand"\n'))
     folder = tmp_path / "checkpoints"
     trained = slt("train", "--config", str(config), "--data", str(data), "--stages", "1",

@@ -71,7 +71,7 @@ class DataConfig:
     frames: int = 0  # every sequence is resampled to this many frames; 0 = from the data
     motion: bool = True  # add frame-to-frame differences to the features
     landmarks: str = "hands+pose+lips"  # groups kept of MediaPipe-named data, '+'-joined
-    normalise: str = "sequence"  # sequence (one cloud), parts, or sequence+hands (docs/data.md)
+    normalise: str = "sequence+hands"  # the cloud and each hand; sequence, parts (docs/data.md)
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
     layout: str = "auto"  # mediapipe: order of a frame's parts, e.g. pose+face+left_hand+right_hand

@@ -32,7 +32,7 @@ from slt_cli.data.preprocess import (
 from slt_cli.data.sources import SYNTHETIC, source_for
 from slt_cli.errors import DataError
 
-DEFAULT_NORMALISE = "sequence"  # as DataConfig.normalise
+DEFAULT_NORMALISE = "sequence+hands"  # as DataConfig.normalise
 MIN_VALIDATION_PEOPLE = 5  # fewer, and validation says little about other people
 
 
