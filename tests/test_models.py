@@ -348,12 +348,15 @@ def test_the_skeleton_joins_mediapipe_neighbours_by_meaning() -> None:
     from slt_cli.models.skeleton import adjacency
 
     names = ["left_hand_0", "left_hand_1", "pose_left_wrist", "pose_16", "right_hand_0",
-             "face_61", "face_146", "left_hand_position", "mystery"]
+             "face_61", "face_146", "left_hand_position", "mystery", "left_hand_shape_1",
+             "left_hand_shape_2", "right_hand_shape_2"]
     matrix = adjacency(names)
     linked = {(names[i], names[j]) for i, j in (matrix > 0).nonzero().tolist() if i < j}
     assert linked == {("left_hand_0", "left_hand_1"), ("left_hand_0", "pose_left_wrist"),
                       ("pose_16", "right_hand_0"), ("face_61", "face_146"),
-                      ("left_hand_0", "left_hand_position")}
+                      ("left_hand_0", "left_hand_position"),
+                      ("left_hand_1", "left_hand_shape_1"),  # a point and its shape's
+                      ("left_hand_shape_1", "left_hand_shape_2")}  # the hand's own edges
     assert torch.equal(matrix, matrix.T)
     # D^-1/2 (A + I) D^-1/2: a landmark alone keeps itself, the wrist shares with 3 others
     assert matrix[8, 8] == 1.0 and matrix[8].sum() == 1.0
