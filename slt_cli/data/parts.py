@@ -11,7 +11,7 @@ Three modes (``[data] normalise``):
 - ``sequence+hands``: the first, with each hand's shape of the second appended
   (``with_hand_shapes``).
 
-Both are plain sums, counts and gathers in float64 (no ``nanmean``, no data-dependent
+All are plain sums, counts and gathers in float64 (no ``nanmean``, no data-dependent
 shapes), so the same code runs at data preparation (``preprocess.normalise`` calls it),
 in ``slt predict`` and inside the graphs ``slt export`` writes. Statistics ignore NaN,
 missing stays NaN, and every scale has a floor, so present values stay finite.
