@@ -201,6 +201,12 @@ class Hand:
     anchors: tuple[int, ...]
 
     @property
+    def shape_points(self) -> tuple[int, ...]:
+        """The landmarks its shape keeps (``sequence+hands``): all but the wrist, which is
+        always 0 in the hand's own frame."""
+        return tuple(i for i in self.points if i != self.wrist)
+
+    @property
     def position_name(self) -> str:
         return f"{self.side}{POSITION_SUFFIX}"
 
@@ -260,10 +266,6 @@ class PartsLayout:
         """The ``[data] normalise`` value this layout serves."""
         return "sequence+hands" if self.shapes else "parts"
 
-    def shape_points(self, hand: Hand) -> tuple[int, ...]:
-        """The landmarks of ``hand`` its shape keeps: all but the wrist (always 0 there)."""
-        return tuple(i for i in hand.points if i != hand.wrist)
-
     @property
     def prepared_joints(self) -> tuple[str, ...]:
         """The names of the normalised landmarks: the sequence's, then the positions
@@ -273,7 +275,7 @@ class PartsLayout:
             return self.joints + tuple(hand.position_name for hand in self.hands)
         return self.joints + tuple(  # a hand's points are named <side>_<index>
             f"{hand.side}{SHAPE_INFIX}{self.joints[i].removeprefix(hand.side + '_')}"
-            for hand in self.hands for i in self.shape_points(hand))
+            for hand in self.hands for i in hand.shape_points)
 
 
 def normalisation_layout(joints: Sequence[str] | None, normalise: str) -> PartsLayout | None:

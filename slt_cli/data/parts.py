@@ -43,7 +43,7 @@ def with_hand_shapes(x: torch.Tensor, layout: PartsLayout) -> torch.Tensor:
     distance from the camera."""
     dtype = x.dtype
     x = x.double()
-    shapes = [_hand_frame(x, hand, layout.shape_points(hand)) for hand in layout.hands]
+    shapes = [_hand_frame(x, hand, hand.shape_points) for hand in layout.hands]
     return torch.cat([normalise_sequence(x), *shapes], dim=2).to(dtype)
 
 

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 
 import torch
 
-from slt_cli.data.landmarks import HANDS, POSITION_SUFFIX, SHAPE_INFIX, Joint, landmark_key
+from slt_cli.data.landmarks import (
+    HAND_SIZE,
+    HANDS,
+    POSITION_SUFFIX,
+    SHAPE_INFIX,
+    Joint,
+    landmark_key,
+)
 
 HAND_EDGES = (
     (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10),
@@ -38,7 +45,6 @@ LIP_EDGES = (
     (80, 81), (81, 82), (82, 13), (13, 312), (312, 311), (311, 310), (310, 415), (415, 308),
     (61, 78), (291, 308),  # each corner's outer ring to its inner ring
 )
-HAND_POINTS = 21
 WRISTS = {"left_hand": 15, "right_hand": 16}  # the pose's wrist on each hand's side
 
 
@@ -49,9 +55,9 @@ def skeleton_edges() -> list[tuple[Joint | str, Joint | str]]:
         edges += [(Joint(hand, a), Joint(hand, b)) for a, b in HAND_EDGES]
         edges.append((Joint(hand, 0), Joint("pose", WRISTS[hand])))
         edges.append((Joint(hand, 0), f"{hand}{POSITION_SUFFIX}"))
-        shape = [f"{hand}{SHAPE_INFIX}{i}" for i in range(HAND_POINTS)]  # no wrist: 1-20
+        shape = [f"{hand}{SHAPE_INFIX}{i}" for i in range(HAND_SIZE)]  # [0] (the wrist) unused
         edges += [(shape[a], shape[b]) for a, b in HAND_EDGES if a and b]
-        edges += [(Joint(hand, i), shape[i]) for i in range(1, HAND_POINTS)]
+        edges += [(Joint(hand, i), shape[i]) for i in range(1, HAND_SIZE)]
     edges += [(Joint("pose", a), Joint("pose", b)) for a, b in POSE_EDGES]
     edges += [(Joint("face", a), Joint("face", b)) for a, b in LIP_EDGES]
     return edges
