@@ -51,9 +51,18 @@ SHOULDERS = (POSE_NAMES.index("left_shoulder"), POSE_NAMES.index("right_shoulder
 POSE_MIRROR = {i: POSE_NAMES.index(name.replace("left", "right")) if "left" in name
                else POSE_NAMES.index(name.replace("right", "left")) if "right" in name else i
                for i, name in enumerate(POSE_NAMES)}
-POSITION_SUFFIX = "_position"  # a hand's wrist in the body frame: left_hand_position
-SHAPE_INFIX = "_shape_"  # a hand's point in its own frame: left_hand_shape_8
 _NAME = re.compile(r"(left_hand|right_hand|pose|face)_([a-z0-9_]+)")
+
+
+def position_name(side: str) -> str:
+    """The name of a hand's wrist in the body frame (``parts``): ``left_hand_position``."""
+    return f"{side}_position"
+
+
+def shape_name(side: str, index: int | str) -> str:
+    """The name of a hand's point ``index`` in that hand's own frame (``sequence+hands``):
+    ``left_hand_shape_8``."""
+    return f"{side}_shape_{index}"
 
 
 class Landmark(NamedTuple):
@@ -208,7 +217,7 @@ class Hand:
 
     @property
     def position_name(self) -> str:
-        return f"{self.side}{POSITION_SUFFIX}"
+        return position_name(self.side)
 
 
 @dataclass(frozen=True)
@@ -274,7 +283,7 @@ class PartsLayout:
         if not self.shapes:
             return self.joints + tuple(hand.position_name for hand in self.hands)
         return self.joints + tuple(  # a hand's points are named <side>_<index>
-            f"{hand.side}{SHAPE_INFIX}{self.joints[i].removeprefix(hand.side + '_')}"
+            shape_name(hand.side, self.joints[i].removeprefix(hand.side + "_"))
             for hand in self.hands for i in hand.shape_points)
 
 

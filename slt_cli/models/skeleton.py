@@ -20,10 +20,10 @@ import torch
 from slt_cli.data.landmarks import (
     HAND_SIZE,
     HANDS,
-    POSITION_SUFFIX,
-    SHAPE_INFIX,
     Joint,
     landmark_key,
+    position_name,
+    shape_name,
 )
 
 HAND_EDGES = (
@@ -54,8 +54,8 @@ def skeleton_edges() -> list[tuple[Joint | str, Joint | str]]:
     for hand in HANDS:
         edges += [(Joint(hand, a), Joint(hand, b)) for a, b in HAND_EDGES]
         edges.append((Joint(hand, 0), Joint("pose", WRISTS[hand])))
-        edges.append((Joint(hand, 0), f"{hand}{POSITION_SUFFIX}"))
-        shape = [f"{hand}{SHAPE_INFIX}{i}" for i in range(HAND_SIZE)]  # [0] (the wrist) unused
+        edges.append((Joint(hand, 0), position_name(hand)))
+        shape = [shape_name(hand, i) for i in range(HAND_SIZE)]  # [0] (the wrist) unused
         edges += [(shape[a], shape[b]) for a, b in HAND_EDGES if a and b]
         edges += [(Joint(hand, i), shape[i]) for i in range(1, HAND_SIZE)]
     edges += [(Joint("pose", a), Joint("pose", b)) for a, b in POSE_EDGES]
