@@ -26,8 +26,8 @@ multi_gpu = false
 [data]
 source = "synthetic:classes=4,signers=6,repeats=3,frames=16"
 frames = 12
-normalise = "sequence"  # the tiny runs' outcomes below were set with it; the default's
-                        # own path is tested in test_predict
+normalise = "sequence"  # the tiny runs' outcomes below were set with it and z; the
+coordinates = "xyz"     # defaults' own paths are tested in test_predict and test_coordinates
 
 [model]
 name = "conv_transformer"
@@ -98,17 +98,18 @@ def tiny_toml(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint folder with ``best_model_stage_1``: TINY_TOML's first stage, one epoch,
-    with per-part normalisation (the harder path for predict and export: 4 classes, 53
-    landmarks x 3, 12 frames; 55 after the hand positions are added); shared, so tests
-    must not change it."""
+    with per-part normalisation and the default coordinates (the harder path for predict
+    and export: 4 classes, 53 landmarks x 3 raw, of which the network reads x and y, 12
+    frames; 55 landmarks after the hand positions are added); shared, so tests must not
+    change it."""
     from typer.testing import CliRunner
 
     from slt_cli.cli import app
 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     config = root / "tiny.toml"
-    config.write_text(TINY_TOML.replace('normalise = "sequence"', 'normalise = "parts"'),
-                      encoding="utf-8")
+    config.write_text(TINY_TOML.replace('normalise = "sequence"', 'normalise = "parts"')
+                      .replace('coordinates = "xyz"', 'coordinates = "xy"'), encoding="utf-8")
     result = CliRunner().invoke(app, ["train", "--config", str(config), "--stages", "1",
                                       "--epochs-per-stage", "1", "--checkpoint-dir",
                                       str(root / "checkpoints")])
@@ -130,6 +131,6 @@ def validation_both_ways(sidecar: object) -> tuple[object, object, object, objec
     rows = assign_splits(raw, settings.val_fraction, seed) == "val"
     prepared = load_data(settings.source, frames=settings.frames, motion=settings.motion,
                          val_fraction=settings.val_fraction, seed=seed,
-                         normalise_mode=settings.normalise)
+                         normalise_mode=settings.normalise, coordinates=settings.coordinates)
     return (raw.x[rows], raw.lengths[rows], TensorSplit.from_split(prepared.split("val"), "cpu"),
             prepared.joints)

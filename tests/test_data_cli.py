@@ -168,3 +168,5 @@ def test_prepared_splits_are_cached_per_normalisation(own_gislr: Path) -> None:
     assert prepared_splits(store, labels, 8, layout=shapes)["val"].x.shape[2] == 96 + 40
     assert prepared_splits(store, labels, 8)["train"].x.shape[2] == 96  # never the others'
     assert prepared_splits(store, labels, 8, layout=layout)["val"].x.shape[2] == 98
+    assert prepared_splits(store, labels, 8)["train"].x.shape[3] == 2  # x and y, by default
+    assert prepared_splits(store, labels, 8, coordinates="xyz")["train"].x.shape[3] == 3

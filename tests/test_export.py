@@ -124,7 +124,7 @@ def test_without_its_data_the_export_checks_random_input_only(tiny_checkpoint: P
     assert result.exit_code == 0, result.output
     assert "no held-out check: the checkpoint's data cannot be read" in result.stderr
     metadata = json.loads((tmp_path / "m.pt.json").read_text(encoding="utf-8"))
-    assert metadata["input"]["shape"] == ["frames", 53, 3]  # 371 features: only 53 x 3 fits
+    assert metadata["input"]["shape"] == ["frames", 53, 2]  # 275 features: 55 landmarks x (2+2+1)
     assert [p["inputs"] for p in metadata["parity"]] == ["random"]
 
 

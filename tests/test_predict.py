@@ -31,7 +31,7 @@ def raw_split(folder: Path, split: str):
     labels = numpy_path.assign_splits(raw, data.val_fraction, seed)
     prepared = load_data(data.source, frames=data.frames, motion=data.motion,
                          val_fraction=data.val_fraction, seed=seed,
-                         normalise_mode=data.normalise)
+                         normalise_mode=data.normalise, coordinates=data.coordinates)
     rows = labels == split
     return raw.x[rows], raw.lengths[rows], raw.y[rows], prepared
 
@@ -185,7 +185,7 @@ def _write(tmp_path: Path, kind: str) -> Path:
     ("no_x.npz", "missing array 'x'"),
     ("flat.npz", "'x' must be a float array (N, T, J, C)"),
     ("ten_landmarks.npz", "10 landmarks x 3 channels do not fit checkpoint best_model_stage_1, "
-                          "which takes 53 landmarks x 3 channels"),
+                          "which takes 53 landmarks x 2 channels (x and y; a z is dropped)"),
     ("bad_lengths.npz", "'lengths' must be (2,) integers in 1..9"),
     ("garbage.parquet", "not a readable parquet file"),
     # matched by name: the generated data's pose has the nose, GISLR's selection not
@@ -343,7 +343,8 @@ def test_named_npz_predicts_with_the_trained_selection_and_normalisation(
     assert f"top-1 accuracy {accuracy:.4f} on 12 labelled sequence(s)" in result.stderr
     model = load_model(folder, MODEL)
     prepared = load_data(str(data), frames=12, motion=True, val_fraction=0.2, seed=0,
-                         normalise_mode=normalise_mode)
+                         normalise_mode=normalise_mode,
+                         coordinates=sidecar.config.data.coordinates)
     raw = load_source(str(data))
     rows = raw.split == "val"
     with torch.no_grad():

@@ -27,6 +27,7 @@ NORMALISE_MODES = ("parts", "sequence", "sequence+hands")
 SIGNER_RULES = ("csv", "top")  # [data] signer_from of mediapipe folders
 PERSON_CHOICES = ("first", "best")  # [data] person of openpose folders
 HAND_MODES = ("keep", "right")  # [data] dominant_hand
+COORDINATE_MODES = ("xy", "xyz")  # [data] coordinates: data.preprocess.COORDINATES
 TRACKERS = ("tensorboard", "mlflow")  # [run] log_to: "none", or these joined with +
 MAX_STAGE_NAME = 64
 
@@ -72,6 +73,7 @@ class DataConfig:
     motion: bool = True  # add frame-to-frame differences to the features
     landmarks: str = "hands+pose+lips"  # groups kept of MediaPipe-named data, '+'-joined
     normalise: str = "sequence+hands"  # the cloud and each hand; sequence, parts (docs/data.md)
+    coordinates: str = "xy"  # x and y of each landmark; "xyz": z too, where the data has it
     folds: int = 0  # K of K-fold cross-validation (slt train --folds K); 0 = val_fraction split
     fold: int = 0  # with folds: the fold (1..K) that validates, the others train
     layout: str = "auto"  # mediapipe: order of a frame's parts, e.g. pose+face+left_hand+right_hand
@@ -93,6 +95,8 @@ class DataConfig:
         found += [("landmarks", problem) for problem in _landmark_problems(self.landmarks)]
         if self.normalise not in NORMALISE_MODES:
             found.append(("normalise", f"must be one of {', '.join(NORMALISE_MODES)}"))
+        if self.coordinates not in COORDINATE_MODES:
+            found.append(("coordinates", f"must be one of {', '.join(COORDINATE_MODES)}"))
         if self.dominant_hand not in HAND_MODES:
             found.append(("dominant_hand", f"must be one of {', '.join(HAND_MODES)}"))
         if not 0.0 < self.val_fraction < 1.0:

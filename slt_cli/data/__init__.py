@@ -22,9 +22,11 @@ from slt_cli.data.base import SPLITS, RawData
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, match_landmarks, normalisation_layout
 from slt_cli.data.options import DataSettings, ReadOptions
 from slt_cli.data.preprocess import (
+    DEFAULT_COORDINATES,
     assign_folds,
     assign_splits,
     frames_for,
+    kept_coordinates,
     normalise,
     resample,
     split_labels,
@@ -143,7 +145,8 @@ def load_source(spec: str, *, landmarks: str = DEFAULT_LANDMARKS,
 def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, seed: int,
             source: str, folds: int = 0, fold: int = 0,
             reporter: Reporter | None = None,
-            normalise_mode: str = DEFAULT_NORMALISE) -> PreparedData:
+            normalise_mode: str = DEFAULT_NORMALISE,
+            coordinates: str = DEFAULT_COORDINATES) -> PreparedData:
     """Split, normalise (``normalise_mode``: parts or sequence) and resample raw
     sequences to ``frames`` frames each (0: as many as the data's sequences typically
     have, ``preprocess.frames_for``).
@@ -155,7 +158,8 @@ def prepare(raw: RawData, *, frames: int, motion: bool, val_fraction: float, see
     labels = assign_splits(raw, val_fraction, seed, folds=folds, fold=fold)
     _report_absent(raw.y, labels, raw.classes, source, folds, fold, reporter)
     layout = normalisation_layout(raw.joints, normalise_mode)
-    x = resample(normalise(raw.x, layout), raw.lengths, frames_for(frames, raw.lengths))
+    x = resample(normalise(kept_coordinates(raw.x, coordinates), layout), raw.lengths,
+                 frames_for(frames, raw.lengths))
     splits = {name: Split(x[labels == name], raw.y[labels == name],
                           None if raw.signer is None else raw.signer[labels == name])
               for name in SPLITS if (labels == name).any()}
@@ -183,6 +187,7 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
               landmarks: str = DEFAULT_LANDMARKS, reporter: Reporter | None = None,
               folds: int = 0, fold: int = 0,
               normalise_mode: str = DEFAULT_NORMALISE,
+              coordinates: str = DEFAULT_COORDINATES,
               options: ReadOptions | None = None,
               joints: tuple[str, ...] | None = None) -> PreparedData:
     """``load_source`` then ``prepare``: the one call the engine makes.
@@ -196,14 +201,15 @@ def load_data(spec: str, *, frames: int, motion: bool, val_fraction: float, seed
     if source_for(spec).corpus:
         prepared = _load_corpus(spec, frames=frames, motion=motion, val_fraction=val_fraction,
                                 seed=seed, landmarks=landmarks, reporter=reporter, folds=folds,
-                                fold=fold, normalise_mode=normalise_mode, options=options)
+                                fold=fold, normalise_mode=normalise_mode,
+                                coordinates=coordinates, options=options)
         if joints is None or prepared.input_joints in (None, tuple(joints)):
             return prepared
     raw = aligned(load_source(spec, landmarks=landmarks, reporter=reporter, options=options),
                   joints, spec)
     return prepare(raw, frames=frames, motion=motion, val_fraction=val_fraction, seed=seed,
                    source=spec, folds=folds, fold=fold, reporter=reporter,
-                   normalise_mode=normalise_mode)
+                   normalise_mode=normalise_mode, coordinates=coordinates)
 
 
 def load_configured(data: DataSettings, seed: int, reporter: Reporter | None = None,
@@ -215,7 +221,8 @@ def load_configured(data: DataSettings, seed: int, reporter: Reporter | None = N
     return load_data(source, frames=data.frames, motion=data.motion,
                      val_fraction=data.val_fraction, seed=seed, landmarks=data.landmarks,
                      reporter=reporter, folds=data.folds, fold=data.fold,
-                     normalise_mode=data.normalise, options=ReadOptions.of(data),
+                     normalise_mode=data.normalise, coordinates=data.coordinates,
+                     options=ReadOptions.of(data),
                      joints=joints)
 
 
@@ -255,7 +262,7 @@ class _ProgressOnly(Reporter):
 
 def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, seed: int,
                  landmarks: str, reporter: Reporter | None, folds: int, fold: int,
-                 normalise_mode: str, options: ReadOptions) -> PreparedData:
+                 normalise_mode: str, coordinates: str, options: ReadOptions) -> PreparedData:
     from slt_cli.data.corpus import open_corpus, prepared_splits
 
     source = source_for(spec).canonical(spec)
@@ -267,7 +274,8 @@ def _load_corpus(spec: str, *, frames: int, motion: bool, val_fraction: float, s
     layout = normalisation_layout(store.joints, normalise_mode)
     splits = {name: Split(part.x, part.y,
                           None if store.signer is None else store.signer[labels == name])
-              for name, part in prepared_splits(store, labels, frames, reporter, layout).items()}
+              for name, part in prepared_splits(store, labels, frames, reporter, layout,
+                                                coordinates).items()}
     return PreparedData(splits=splits, classes=store.classes,
                         joints=layout.prepared_joints if layout else store.joints,
                         source=source, motion=motion, input_joints=store.joints,

@@ -46,7 +46,13 @@ from slt_cli.data.cache import (
     write_manifest,
 )
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
-from slt_cli.data.preprocess import normalise, resample
+from slt_cli.data.preprocess import (
+    COORDINATES,
+    DEFAULT_COORDINATES,
+    kept_coordinates,
+    normalise,
+    resample,
+)
 from slt_cli.data.sources import SOURCES, ReadOptions, source_for
 from slt_cli.errors import DataError, UnreadableFile
 
@@ -213,14 +219,17 @@ class PreparedSplit:
 
 def prepared_splits(store: Store, labels: np.ndarray, frames: int,
                     reporter: Reporter | None = None,
-                    layout: PartsLayout | None = None) -> dict[str, PreparedSplit]:
-    """Each split normalised (by parts with a ``layout``, else as one cloud) and
-    resampled to ``frames``, memory-mapped from the cache (computed block by block on
-    first use)."""
+                    layout: PartsLayout | None = None,
+                    coordinates: str = DEFAULT_COORDINATES) -> dict[str, PreparedSplit]:
+    """Each split with the ``coordinates`` kept (``preprocess.kept_coordinates``),
+    normalised (by parts with a ``layout``, else as one cloud) and resampled to
+    ``frames``, memory-mapped from the cache (computed block by block on first use)."""
     reporter = reporter or Reporter()
     names = [name for name in ("train", "val", "test") if (labels == name).any()]
     mode = "sequence" if layout is None else layout.mode
-    key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames, mode]).encode()
+    kept = min(COORDINATES[coordinates], store.frames.shape[-1])
+    key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames, mode]
+                                    + ([kept] if kept < store.frames.shape[-1] else [])).encode()
                          + np.asarray(labels).astype("U5").tobytes()).hexdigest()
     name = f"prepared-{frames}-{key[:16]}"
     if store.prepared_in is not None:  # an earlier slt's store: the splits it prepared
@@ -240,7 +249,7 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
         raise DataError(f"cannot write the cache {base} ({exc.strerror})",
                         hint="Point SLT_CACHE_DIR at a writable folder.") from None
     try:
-        _write_prepared(store, labels, names, frames, scratch, reporter, layout)
+        _write_prepared(store, labels, names, frames, scratch, reporter, layout, coordinates)
         write_manifest(scratch, {"key": key, "splits": names, "frames": frames})
         publish_folder(scratch, folder)
     finally:
@@ -250,13 +259,15 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
 
 
 def _write_prepared(store: Store, labels: np.ndarray, names: Iterable[str], frames: int,
-                    scratch: Path, reporter: Reporter, layout: PartsLayout | None) -> None:
+                    scratch: Path, reporter: Reporter, layout: PartsLayout | None,
+                    coordinates: str) -> None:
     total, done = len(store), 0
     task = f"preparing {total} sequences at {frames} frames"
     reporter.task_progress(task=task, done=0, total=total, unit="sequences")
     joints, channels = store.frames.shape[1:]
     # The block and its temporaries: float32 ones, or float64 ones for parts.
     row_bytes = joints * channels * 4 * (4 if layout is None else 12)
+    channels = min(channels, COORDINATES[coordinates])
     if layout is not None:
         joints = len(layout.prepared_joints)
     for name in names:
@@ -267,6 +278,7 @@ def _write_prepared(store: Store, labels: np.ndarray, names: Iterable[str], fram
         start = 0
         for block in iter_blocks(indices, store.lengths, row_bytes):
             x, lengths = store.padded(block)
+            x = kept_coordinates(x, coordinates)
             out[start:start + len(block)] = resample(normalise(x, layout), lengths, frames)
             start += len(block)
             done += len(block)

@@ -22,6 +22,7 @@ class DataSettings(Protocol):
     motion: bool
     landmarks: str
     normalise: str
+    coordinates: str
     folds: int
     fold: int
     layout: str

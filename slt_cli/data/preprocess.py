@@ -121,6 +121,20 @@ def frames_for(frames: int, lengths: np.ndarray) -> int:
     return int(min(FRAMES_CAP, max(1, np.ceil(typical))))
 
 
+# [data] coordinates: how many of a landmark's coordinates are kept, from the first
+COORDINATES = {"xy": 2, "xyz": 3}
+DEFAULT_COORDINATES = "xy"  # as DataConfig.coordinates
+
+
+def kept_coordinates(x: np.ndarray, coordinates: str) -> np.ndarray:
+    """Landmarks ``(..., C)`` with the coordinates ``[data] coordinates`` keeps: x and y
+    alone for ``xy`` (a single camera's z, MediaPipe's depth, is an estimate that differs
+    between people, cameras and trackers), every one the data has for ``xyz``. Applied
+    before normalisation, so the scale is the image plane's too."""
+    keep = COORDINATES[coordinates]
+    return x[..., :keep] if x.shape[-1] > keep else x
+
+
 def normalise(x: np.ndarray, layout: PartsLayout | None = None) -> np.ndarray:
     """Centre each sequence on its mean landmark and scale it to unit spread; with a
     ``layout``, normalise as the layout's mode says instead (``parts.normalise``: each

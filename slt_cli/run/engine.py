@@ -468,7 +468,9 @@ class Trainer:
         if stage_idx < 1 or not sidecar_path(self.checkpoint_dir, name).is_file():
             return _Start(None, None, None)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        if sidecar.model != record or sidecar.config.data.normalise != config.data.normalise:
+        trained = sidecar.config.data
+        if (sidecar.model != record or trained.normalise != config.data.normalise
+                or trained.coordinates != config.data.coordinates):
             raise CheckpointError(
                 f"{name} was trained with another model or data than this config: "
                 f"{'; '.join(_differences(sidecar, record, config))}",
@@ -499,6 +501,9 @@ def _differences(sidecar: Sidecar, record: Mapping[str, Any], config: Config) ->
         found.append(f"data {trained.source!r} there, {config.data.source!r} here")
     if trained.normalise != config.data.normalise:
         found.append(f"normalise {trained.normalise!r} there, {config.data.normalise!r} here")
+    if trained.coordinates != config.data.coordinates:
+        found.append(f"coordinates {trained.coordinates!r} there, "
+                     f"{config.data.coordinates!r} here")
     if model.get("name") != record.get("name") or model.get("settings") != record.get("settings"):
         found.append(f"model {model.get('name')} {model.get('settings')} there, "
                      f"{record.get('name')} {record.get('settings')} here")

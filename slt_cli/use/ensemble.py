@@ -62,6 +62,7 @@ _LAYOUT: tuple[tuple[Callable[[Sidecar], Any], str], ...] = (
     (lambda sidecar: sidecar.classes, "classes"),
     (lambda sidecar: sidecar.config.data.normalise, "normalisation ([data] normalise)"),
     (lambda sidecar: sidecar.config.data.dominant_hand, "[data] dominant_hand"),
+    (lambda sidecar: sidecar.config.data.coordinates, "[data] coordinates"),
     (lambda sidecar: sidecar.model["in_features"], "features per frame (landmarks x channels)"),
     # The frames the clips were resampled to; ``[data] frames`` may say 0 (from the data).
     (lambda sidecar: sidecar.model["num_frames"], "frames"),

@@ -21,6 +21,7 @@ from torch import nn
 
 from slt_cli.data.landmarks import PartsLayout, normalisation_layout
 from slt_cli.data.parts import normalise  # the one normaliser, by parts or one cloud
+from slt_cli.data.preprocess import COORDINATES
 from slt_cli.data.transforms import (
     dominant_hand_swap,
     feature_count,
@@ -47,6 +48,7 @@ class Preprocessing:
     joints: tuple[str, ...] | None = None  # the raw landmarks' names, when the data had them
     mirror_average: bool = False  # scores are the mean of the clip's and its mirror's
     dominant_hand: str = "keep"  # "right": clips whose left hand is seen more are mirrored
+    coordinates: str = "xyz"  # "xy": z dropped before anything else (before: every one)
 
     @classmethod
     def of(cls, sidecar: Sidecar) -> Preprocessing:
@@ -54,7 +56,7 @@ class Preprocessing:
         return cls(frames=data.frames, motion=data.motion, landmarks=data.landmarks,
                    normalise=data.normalise, joints=sidecar.joints,
                    mirror_average=sidecar.config.run.mirror_average,
-                   dominant_hand=data.dominant_hand)
+                   dominant_hand=data.dominant_hand, coordinates=data.coordinates)
 
     @property
     def prepared_joints(self) -> tuple[str, ...] | None:
@@ -79,6 +81,12 @@ class Preprocessing:
         if not self.mirror_average:
             return None
         return mirror_permutation(self.prepared_joints)
+
+    @property
+    def channels(self) -> int:
+        """The most coordinates of a landmark the network reads (``[data] coordinates``);
+        input with more has the rest dropped."""
+        return COORDINATES[self.coordinates]
 
     @property
     def added_joints(self) -> int:
@@ -119,6 +127,7 @@ class RawClassifier(nn.Module):
         super().__init__()
         self.network = network
         self.motion = preprocessing.motion
+        self.channels = preprocessing.channels
         self.layout = preprocessing.layout
         grid = torch.from_numpy(np.linspace(0.0, 1.0, preprocessing.frames))
         self.register_buffer("grid", grid, persistent=False)
@@ -137,7 +146,7 @@ class RawClassifier(nn.Module):
         return self.logits(x, last)
 
     def logits(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        prepared = resample(normalise(x, self.layout), last, self.grid)
+        prepared = resample(normalise(x[..., :self.channels], self.layout), last, self.grid)
         if self.right_handed:
             prepared = right_handed(prepared, self.left_hand, self.right_hand, self.hand_mirror)
         logits = self.network(features(prepared, self.motion))
@@ -180,12 +189,15 @@ class LoadedModel:
         """Raises: DataError when ``joints`` x ``channels`` is not what the network takes."""
         wanted = self.sidecar.model["in_features"]
         added = self.preprocessing.added_joints
-        if feature_count(joints + added, channels, self.preprocessing.motion) == wanted:
+        kept = min(channels, self.preprocessing.channels)  # z dropped for an xy network
+        if feature_count(joints + added, kept, self.preprocessing.motion) == wanted:
             return
         fits = [f"{j} landmarks x {c} channels" for c, j in layouts(wanted, self.preprocessing)]
+        dropped = " (x and y; a z is dropped)" if fits and self.preprocessing.channels == 2 else ""
         raise DataError(
             f"{what}: {joints} landmarks x {channels} channels do not fit checkpoint "
-            f"{self.name}, which takes {' or '.join(fits) or f'{wanted} features per frame'}",
+            f"{self.name}, which takes {' or '.join(fits) or f'{wanted} features per frame'}"
+            f"{dropped}",
             hint="Give sequences with the landmarks the checkpoint was trained on "
                  f"(its data: {self.sidecar.config.data.source}).")
 
