@@ -43,7 +43,9 @@ def check_metadata(path: Path, folder: Path, fmt: str) -> None:
     sidecar = read_sidecar(folder, MODEL)
     assert metadata["format"] == fmt and metadata["checkpoint"] == MODEL
     assert metadata["classes"] == list(sidecar.classes) == [f"sign_{k:03d}" for k in range(4)]
-    assert metadata["input"]["shape"] == ["frames", 53, 3]
+    assert metadata["input"]["shape"] == ["frames", 53, 3]  # z given, and dropped inside
+    assert metadata["preprocessing"]["coordinates"] == "xy"
+    assert metadata["preprocessing"]["steps"][0].startswith("x and y of each landmark")
     assert len(metadata["input"]["joints"]) == 53
     assert metadata["preprocessing"]["frames"] == 12 and metadata["preprocessing"]["motion"]
     # per-part normalisation inside the graph, hand positions appended there

@@ -401,8 +401,11 @@ def _metadata(model: LoadedModel, fmt: str, blob: bytes, joints: int, channels: 
         "preprocessing": {"inside_model": True, "frames": pre.frames, "motion": pre.motion,
                           # the Holistic selection, where the data was MediaPipe's
                           "landmarks": pre.landmarks if selected else None,
-                          "normalise": pre.normalise, "data_source": source,
-                          "steps": [*normalise,
+                          "normalise": pre.normalise, "coordinates": pre.coordinates,
+                          "data_source": source,
+                          "steps": [*(["x and y of each landmark: a third coordinate (z) "
+                                       "is dropped"] if pre.channels < channels else []),
+                                    *normalise,
                                     f"resample linearly to {pre.frames} frames",
                                     *(["dominant hand: a clip whose left hand is seen in more "
                                        "frames than its right is mirrored (x negated, "
