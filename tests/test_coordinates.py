@@ -64,14 +64,16 @@ def test_a_default_run_reads_x_and_y_and_predicts_alike_on_any_z(tmp_path: Path)
     moved = x.copy()
     undetected = (x == 0).all(axis=-1)  # written as zeros: missing, whatever the setting
     moved[..., 2] = np.where(undetected, 0.0, np.random.default_rng(2).normal(size=x.shape[:3]))
-    for name, clips in (("as.npz", x), ("moved.npz", moved)):
+    flat = np.where(undetected[..., None], 0.0, x)[..., :2]  # a 2-D tracker's view
+    for name, clips in (("as.npz", x), ("moved.npz", moved), ("flat.npz", flat)):
         np.savez(tmp_path / name, x=clips, y=y, classes=np.array(["a", "b", "c"]),
                  joints=np.array(HOLISTIC))
     scored = [json.loads(slt("predict", MODEL, str(tmp_path / name), "--json", "--top-k", "3",
                              "--checkpoint-dir", str(folder)).stdout)
-              for name in ("as.npz", "moved.npz")]
-    assert scored[0] == [{**row, "input": scored[0][i]["input"]}
-                         for i, row in enumerate(scored[1])]
+              for name in ("as.npz", "moved.npz", "flat.npz")]
+    for other in scored[1:]:
+        assert scored[0] == [{**row, "input": scored[0][i]["input"]}
+                             for i, row in enumerate(other)]
     model = load_model(folder, MODEL)  # the raw path reads 2-D input alike
     raw = load_source(str(data))  # the 56 landmarks the run kept
     lengths = torch.from_numpy(raw.lengths)
