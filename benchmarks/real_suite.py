@@ -306,7 +306,8 @@ def kept(run: dict[str, Any], log: Path | None) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="*", help="datasets (default: LIBRAS and mediapipe-dev)")
+    parser.add_argument("data", nargs="*", help="datasets (default: every shared set, "
+                        "LIBRAS, mediapipe-dev and mediapipe-28)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--folds", type=int, default=3, help="signer groups for data "
                         "without a test split")
