@@ -47,8 +47,8 @@ from slt_cli.data.cache import (
 )
 from slt_cli.data.landmarks import DEFAULT_LANDMARKS, PartsLayout
 from slt_cli.data.preprocess import (
-    COORDINATES,
     DEFAULT_COORDINATES,
+    kept_channels,
     kept_coordinates,
     normalise,
     resample,
@@ -227,7 +227,7 @@ def prepared_splits(store: Store, labels: np.ndarray, frames: int,
     reporter = reporter or Reporter()
     names = [name for name in ("train", "val", "test") if (labels == name).any()]
     mode = "sequence" if layout is None else layout.mode
-    kept = min(COORDINATES[coordinates], store.frames.shape[-1])
+    kept = kept_channels(store.frames.shape[-1], coordinates)
     key = hashlib.sha256(json.dumps([PREPARED_VERSION, store.key, frames, mode]
                                     + ([kept] if kept < store.frames.shape[-1] else [])).encode()
                          + np.asarray(labels).astype("U5").tobytes()).hexdigest()
@@ -267,7 +267,7 @@ def _write_prepared(store: Store, labels: np.ndarray, names: Iterable[str], fram
     joints, channels = store.frames.shape[1:]
     # The block and its temporaries: float32 ones, or float64 ones for parts.
     row_bytes = joints * channels * 4 * (4 if layout is None else 12)
-    channels = min(channels, COORDINATES[coordinates])
+    channels = kept_channels(channels, coordinates)
     if layout is not None:
         joints = len(layout.prepared_joints)
     for name in names:

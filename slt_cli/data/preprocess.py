@@ -126,13 +126,17 @@ COORDINATES = {"xy": 2, "xyz": 3}
 DEFAULT_COORDINATES = "xy"  # as DataConfig.coordinates
 
 
+def kept_channels(channels: int, coordinates: str) -> int:
+    """How many of a landmark's ``channels`` coordinates ``[data] coordinates`` keeps."""
+    return min(channels, COORDINATES[coordinates])
+
+
 def kept_coordinates(x: np.ndarray, coordinates: str) -> np.ndarray:
     """Landmarks ``(..., C)`` with the coordinates ``[data] coordinates`` keeps: x and y
     alone for ``xy`` (a single camera's z, MediaPipe's depth, is an estimate that differs
     between people, cameras and trackers), every one the data has for ``xyz``. Applied
     before normalisation, so the scale is the image plane's too."""
-    keep = COORDINATES[coordinates]
-    return x[..., :keep] if x.shape[-1] > keep else x
+    return x[..., :kept_channels(x.shape[-1], coordinates)]
 
 
 def normalise(x: np.ndarray, layout: PartsLayout | None = None) -> np.ndarray:

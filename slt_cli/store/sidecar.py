@@ -316,8 +316,8 @@ def _trained_with(value: Any, report: Report) -> TrainedWith:
     for key in sorted(set(value) - {"run", "data", "model", "stage", "ensemble"}):
         at(key, "unknown key")
     data = value.get("data")
-    if isinstance(data, dict):  # before [data] normalise, sequences were one cloud, and
-        data = {"normalise": "sequence", "coordinates": "xyz", **data}  # kept z (coordinates)
+    if isinstance(data, dict):  # before [data] normalise and coordinates: one cloud, with z
+        data = {"normalise": "sequence", "coordinates": "xyz", **data}
     model = value.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         at("model", "must be a table with a name")

@@ -21,7 +21,7 @@ from torch import nn
 
 from slt_cli.data.landmarks import PartsLayout, normalisation_layout
 from slt_cli.data.parts import normalise  # the one normaliser, by parts or one cloud
-from slt_cli.data.preprocess import COORDINATES
+from slt_cli.data.preprocess import COORDINATES, kept_channels
 from slt_cli.data.transforms import (
     dominant_hand_swap,
     feature_count,
@@ -189,7 +189,7 @@ class LoadedModel:
         """Raises: DataError when ``joints`` x ``channels`` is not what the network takes."""
         wanted = self.sidecar.model["in_features"]
         added = self.preprocessing.added_joints
-        kept = min(channels, self.preprocessing.channels)  # z dropped for an xy network
+        kept = kept_channels(channels, self.preprocessing.coordinates)  # z gone for xy
         if feature_count(joints + added, kept, self.preprocessing.motion) == wanted:
             return
         fits = [f"{j} landmarks x {c} channels" for c, j in layouts(wanted, self.preprocessing)]
