@@ -108,3 +108,18 @@ def test_coordinates_takes_xy_or_xyz(tmp_path: Path) -> None:
     result = slt("train", "--config", str(config))
     assert result.exit_code == 2
     assert "data.coordinates: must be one of xy, xyz" in result.stderr
+
+
+def test_the_configs_choices_and_defaults_are_the_readers_own() -> None:
+    # cfg.settings keeps its own copies so that checking a config imports no numpy
+    from slt_cli.cfg.settings import COORDINATE_MODES, NORMALISE_MODES, DataConfig
+    from slt_cli.data import DEFAULT_NORMALISE
+    from slt_cli.data.preprocess import COORDINATES, DEFAULT_COORDINATES
+
+    assert COORDINATE_MODES == tuple(COORDINATES)
+    assert DataConfig().coordinates == DEFAULT_COORDINATES
+    assert DataConfig().normalise == DEFAULT_NORMALISE
+    raw = raw_clips(1.0)
+    options = {"frames": 8, "motion": True, "val_fraction": 0.25, "seed": 0, "source": "t"}
+    for mode in NORMALISE_MODES:
+        assert prepare(raw, **options, normalise_mode=mode).split("train").x.shape[-1] == 2
