@@ -468,12 +468,11 @@ class Trainer:
         if stage_idx < 1 or not sidecar_path(self.checkpoint_dir, name).is_file():
             return _Start(None, None, None)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        trained = sidecar.config.data
-        if (sidecar.model != record or trained.normalise != config.data.normalise
-                or trained.coordinates != config.data.coordinates):
+        if misfits := _misfits(sidecar, record, config):
+            # another data source alone is no misfit, but beside one it says the most
             raise CheckpointError(
                 f"{name} was trained with another model or data than this config: "
-                f"{'; '.join(_differences(sidecar, record, config))}",
+                f"{'; '.join(_source_moved(sidecar, config) + misfits)}",
                 hint="Run from stage 1 (--stages all), or use the config it was trained with "
                      "(train reads --data and [data] from the config, not the checkpoint).")
         return _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
@@ -492,13 +491,18 @@ class Trainer:
         return device_count(self.device, config.run.multi_gpu)
 
 
-def _differences(sidecar: Sidecar, record: Mapping[str, Any], config: Config) -> list[str]:
-    """What differs between a checkpoint and the run that would start from it, in the
-    user's words (``data: 'a.npz' there, 'b.npz' here``), for a run it does not fit."""
+def _source_moved(sidecar: Sidecar, config: Config) -> list[str]:
+    """The checkpoint's data source beside this run's, when they differ."""
+    there, here = sidecar.config.data.source, config.data.source
+    return [] if there == here else [f"data {there!r} there, {here!r} here"]
+
+
+def _misfits(sidecar: Sidecar, record: Mapping[str, Any], config: Config) -> list[str]:
+    """What keeps a checkpoint's weights from starting this run, in the user's words
+    (``normalise 'parts' there, 'sequence' here``): the network it rebuilds, and the
+    preparation that decides what its inputs mean. Empty when it fits."""
     trained, model = sidecar.config.data, sidecar.model
     found = []
-    if trained.source != config.data.source:
-        found.append(f"data {trained.source!r} there, {config.data.source!r} here")
     if trained.normalise != config.data.normalise:
         found.append(f"normalise {trained.normalise!r} there, {config.data.normalise!r} here")
     if trained.coordinates != config.data.coordinates:
