@@ -12,6 +12,7 @@ works here unchanged.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class Preprocessing:
         turned right-handed (``transforms.right_handed``), as in training."""
         return dominant_hand_swap(self.prepared_joints, self.dominant_hand)
 
-    @property
+    @functools.cached_property  # (read off the names once: hand_swap, mirror and more ask)
     def layout(self) -> PartsLayout | None:
         """What per-part normalisation follows; None when sequences are one cloud."""
         return normalisation_layout(self.joints, self.normalise)
