@@ -65,7 +65,8 @@ def test_time(trainer: Trainer, name: str) -> dict[str, float]:
     data = load_configured(sidecar.config.data, sidecar.config.run.seed, trainer.reporter)
     model = build_network(checked_record(name, sidecar, data), seed=0)
     load_state(model, load_weights(trainer.checkpoint_dir, name, sidecar), name)
-    test = trainer._tensors(data, "test", sidecar.config.data)
+    test = TensorSplit.as_trained(data, "test", torch.device("cpu"),
+                                   sidecar.config.data.dominant_hand)
     batch = trainer.config.run.batch_size
 
     def probabilities(clips: torch.Tensor, mirror: list[int] | None = None) -> torch.Tensor:

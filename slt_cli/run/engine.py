@@ -24,7 +24,6 @@ from slt_cli.data.transforms import (
     dominant_hand_swap,
     hand_points,
     mirror_permutation,
-    right_handed,
 )
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
 from slt_cli.models.ensemble import Ensemble
@@ -296,13 +295,7 @@ class Trainer:
                     devices=self._device_count(plan.config))
 
     def _tensors(self, data: PreparedData, split: str, settings: DataConfig) -> TensorSplit:
-        """A split on the device as the network sees it (dominant hand on the right,
-        when ``settings`` asks)."""
-        tensors = TensorSplit.from_split(data.split(split), self.device)
-        swap = dominant_hand_swap(data.joints, settings.dominant_hand)
-        if swap is None:
-            return tensors
-        return TensorSplit(right_handed(tensors.x, *swap), tensors.y)
+        return TensorSplit.as_trained(data, split, self.device, settings.dominant_hand)
 
     def _report_start(self, plan: RunPlan, run: _Run) -> None:
         config = plan.config

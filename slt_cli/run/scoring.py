@@ -10,8 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slt_cli.data import Split
-from slt_cli.data.transforms import features, mean_probabilities, mirror_clips
+from slt_cli.data import PreparedData, Split
+from slt_cli.data.transforms import (
+    dominant_hand_swap,
+    features,
+    mean_probabilities,
+    mirror_clips,
+    right_handed,
+)
 from slt_cli.run.devices import autocast
 
 State = dict[str, torch.Tensor]
@@ -27,6 +33,15 @@ class TensorSplit:
     @classmethod
     def from_split(cls, split: Split, device: torch.device) -> TensorSplit:
         return cls(torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device))
+
+    @classmethod
+    def as_trained(cls, data: PreparedData, split: str, device: torch.device,
+                   dominant_hand: str) -> TensorSplit:
+        """Split ``split`` of ``data`` on ``device`` as the network sees it: with
+        ``[data] dominant_hand = "right"``, every clip turned to sign with its right hand."""
+        tensors = cls.from_split(data.split(split), device)
+        swap = dominant_hand_swap(data.joints, dominant_hand)
+        return tensors if swap is None else cls(right_handed(tensors.x, *swap), tensors.y)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
