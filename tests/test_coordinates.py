@@ -116,7 +116,7 @@ def test_the_configs_choices_and_defaults_are_the_readers_own() -> None:
     from slt_cli.data import DEFAULT_NORMALISE
     from slt_cli.data.preprocess import COORDINATES, DEFAULT_COORDINATES
 
-    assert COORDINATE_MODES == tuple(COORDINATES)
+    assert tuple(COORDINATES) == COORDINATE_MODES
     assert DataConfig().coordinates == DEFAULT_COORDINATES
     assert DataConfig().normalise == DEFAULT_NORMALISE
     raw = raw_clips(1.0)

@@ -1,5 +1,5 @@
 """A training run: the staged engine behind ``train``, ``continue`` and ``smoke``
-(``engine``, ``smoke``), one stage's training (``training``, ``optimizer``,
+(``engine``, ``smoke``) and what it tells before it starts (``caveats``), one stage's training (``training``, ``optimizer``,
 ``averaging``, ``regularisers``, ``selection``, ``teaching``, ``metrics``), where it runs
 (``devices``, ``distributed``), scoring a split (``scoring``), what a checkpoint says
 about its network (``records``), the run's plan, resume state, history and folder

@@ -21,12 +21,12 @@ from slt_cli.cfg.config import Config, DataConfig, StageConfig, continue_preset
 from slt_cli.common.reporting import EpochMetrics, Reporter
 from slt_cli.data import PreparedData, load_configured
 from slt_cli.data.transforms import (
-    dominant_hand_swap,
     hand_points,
     mirror_permutation,
 )
 from slt_cli.errors import CheckpointError, DataError, RunInterrupted, SltError
 from slt_cli.models.ensemble import Ensemble
+from slt_cli.run.caveats import run_caveats
 from slt_cli.run.devices import describe, device_count, resolve_device, resolve_precision
 from slt_cli.run.distributed import barrier, world_from_environment
 from slt_cli.run.distributed import start as join_process_group
@@ -38,7 +38,9 @@ from slt_cli.run.records import (
     checked_record,
     load_state,
     model_record,
+    source_moved,
     stage_sidecar,
+    start_misfits,
 )
 from slt_cli.run.results import Evaluation, RunResult, StageResult
 from slt_cli.run.runfolder import RunFolder
@@ -62,7 +64,6 @@ from slt_cli.store.checkpoints import (
     sidecar_path,
     stage_checkpoint_name,
 )
-from slt_cli.store.sidecar import Sidecar
 
 
 @dataclass
@@ -304,26 +305,8 @@ class Trainer:
             device=describe(self.device, config.run, self.world),
             devices=run.devices * self.world.size, batch_size=run.batch_size * self.world.size,
             train_size=len(run.train), val_size=len(run.val))
-        if config.run.compile and run.devices > 1:
-            self.reporter.note("compile is off with DataParallel; start with torchrun "
-                               "(DistributedDataParallel) to compile on several GPUs")
-        if config.run.mirror_average and mirror_permutation(run.data.joints) is None:
-            self.reporter.note("mirror_average is on, but the landmarks have no left/right "
-                               "names to swap: clips are scored unmirrored")
-        hands_asked = any(step.stage.augment.hand_scale > 0 or step.stage.augment.hand_rotate > 0
-                          for step in plan.steps[plan.position:])
-        if hands_asked and not hand_points(run.data.joints):
-            self.reporter.note("hand_scale or hand_rotate is on, but the landmarks name no "
-                               "hands (left_hand_*, right_hand_*): the hands are not moved")
-        if (plan.data.dominant_hand == "right"
-                and dominant_hand_swap(run.data.joints, "right") is None):
-            self.reporter.note("dominant_hand is right, but the landmarks name no left and "
-                               "right hand: clips are kept as recorded")
-        if plan.kind == "train" and (caveat := run.data.validation_caveat()):
+        for caveat in run_caveats(plan, run.data, run.devices):
             self.reporter.note(caveat)
-        if run.data.num_frames == 1:
-            self.reporter.note("every clip is a single frame: the temporal augmentations "
-                               "(speed, time_mask) are off")
 
     def _run_step(self, plan: RunPlan, run: _Run, start: _Start,
                   snapshot: tuple[State, dict[str, Any]] | None,
@@ -461,11 +444,11 @@ class Trainer:
         if stage_idx < 1 or not sidecar_path(self.checkpoint_dir, name).is_file():
             return _Start(None, None, None)
         sidecar = read_sidecar(self.checkpoint_dir, name)
-        if misfits := _misfits(sidecar, record, config):
+        if misfits := start_misfits(sidecar, record, config.data):
             # another data source alone is no misfit, but beside one it says the most
             raise CheckpointError(
                 f"{name} was trained with another model or data than this config: "
-                f"{'; '.join(_source_moved(sidecar, config) + misfits)}",
+                f"{'; '.join(source_moved(sidecar, config.data) + misfits)}",
                 hint="Run from stage 1 (--stages all), or use the config it was trained with "
                      "(train reads --data and [data] from the config, not the checkpoint).")
         return _Start(load_weights(self.checkpoint_dir, name, sidecar), name,
@@ -482,32 +465,3 @@ class Trainer:
         if self.world.distributed:
             return 1
         return device_count(self.device, config.run.multi_gpu)
-
-
-def _source_moved(sidecar: Sidecar, config: Config) -> list[str]:
-    """The checkpoint's data source beside this run's, when they differ."""
-    there, here = sidecar.config.data.source, config.data.source
-    return [] if there == here else [f"data {there!r} there, {here!r} here"]
-
-
-def _misfits(sidecar: Sidecar, record: Mapping[str, Any], config: Config) -> list[str]:
-    """What keeps a checkpoint's weights from starting this run, in the user's words
-    (``normalise 'parts' there, 'sequence' here``): the network it rebuilds, and the
-    preparation that decides what its inputs mean. Empty when it fits."""
-    trained, model = sidecar.config.data, sidecar.model
-    found = []
-    if trained.normalise != config.data.normalise:
-        found.append(f"normalise {trained.normalise!r} there, {config.data.normalise!r} here")
-    if trained.coordinates != config.data.coordinates:
-        found.append(f"coordinates {trained.coordinates!r} there, "
-                     f"{config.data.coordinates!r} here")
-    if model.get("name") != record.get("name") or model.get("settings") != record.get("settings"):
-        found.append(f"model {model.get('name')} {model.get('settings')} there, "
-                     f"{record.get('name')} {record.get('settings')} here")
-    for key, what in (("num_classes", "classes"), ("in_features", "features per frame"),
-                      ("num_frames", "frames"), ("joints", "landmarks")):
-        there, here = model.get(key), record.get(key)
-        if there != here:
-            shown = (len(there or ()), len(here or ())) if key == "joints" else (there, here)
-            found.append(f"{what} {shown[0]} there, {shown[1]} here")
-    return found

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from slt_cli import __version__
-from slt_cli.cfg.config import Config, StageConfig
+from slt_cli.cfg.config import Config, DataConfig, StageConfig
 from slt_cli.common.reporting import EpochMetrics
 from slt_cli.data import PreparedData
 from slt_cli.data.transforms import feature_count
@@ -90,6 +90,35 @@ def checked_record(name: str, sidecar: Sidecar, data: PreparedData) -> dict[str,
             "(other landmarks, channels, frames or classes)",
             hint="Use data with the layout and classes the checkpoint was trained on.")
     return record
+
+
+def source_moved(sidecar: Sidecar, data: DataConfig) -> list[str]:
+    """The checkpoint's data source beside a run's, when they differ."""
+    there, here = sidecar.config.data.source, data.source
+    return [] if there == here else [f"data {there!r} there, {here!r} here"]
+
+
+def start_misfits(sidecar: Sidecar, record: Mapping[str, Any], data: DataConfig) -> list[str]:
+    """What keeps a checkpoint's weights from starting a run of network ``record`` on
+    ``data``, in the user's words (``normalise 'parts' there, 'sequence' here``): the
+    network it rebuilds, and the preparation that decides what its inputs mean. Another
+    data source is no misfit (``source_moved``). Empty when it fits."""
+    trained, model = sidecar.config.data, sidecar.model
+    found = []
+    if trained.normalise != data.normalise:
+        found.append(f"normalise {trained.normalise!r} there, {data.normalise!r} here")
+    if trained.coordinates != data.coordinates:
+        found.append(f"coordinates {trained.coordinates!r} there, {data.coordinates!r} here")
+    if model.get("name") != record.get("name") or model.get("settings") != record.get("settings"):
+        found.append(f"model {model.get('name')} {model.get('settings')} there, "
+                     f"{record.get('name')} {record.get('settings')} here")
+    for key, what in (("num_classes", "classes"), ("in_features", "features per frame"),
+                      ("num_frames", "frames"), ("joints", "landmarks")):
+        there, here = model.get(key), record.get(key)
+        if there != here:
+            shown = (len(there or ()), len(here or ())) if key == "joints" else (there, here)
+            found.append(f"{what} {shown[0]} there, {shown[1]} here")
+    return found
 
 
 def load_state(model: nn.Module, state: State, name: str | None) -> None:
