@@ -314,3 +314,17 @@ def test_patience_stops_a_stage_that_gains_nothing(tiny_toml: Path, tmp_path: Pa
             result.run_id]
     assert rows == [(2, 0), (2, 1), (2, 2)]
 
+
+
+def test_a_start_misfits_on_any_key_of_its_model_record(tiny_checkpoint: Path) -> None:
+    """Stage N starts from best_model_stage_{N-1} only when their network records are
+    equal, every key of them: the named ones in the user's words, any other by its key."""
+    from slt_cli.run.records import start_misfits
+
+    sidecar = read_sidecar(tiny_checkpoint, "best_model_stage_1")
+    record, data = dict(sidecar.model), sidecar.config.data
+    assert start_misfits(sidecar, record, data) == []
+    assert start_misfits(sidecar, {**record, "num_frames": 99}, data) == [
+        f"frames {record['num_frames']} there, 99 here"]
+    assert start_misfits(sidecar, {**record, "variant": 2}, data) == [
+        "model variant None there, 2 here"]

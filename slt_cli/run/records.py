@@ -112,12 +112,17 @@ def start_misfits(sidecar: Sidecar, record: Mapping[str, Any], data: DataConfig)
     if model.get("name") != record.get("name") or model.get("settings") != record.get("settings"):
         found.append(f"model {model.get('name')} {model.get('settings')} there, "
                      f"{record.get('name')} {record.get('settings')} here")
-    for key, what in (("num_classes", "classes"), ("in_features", "features per frame"),
-                      ("num_frames", "frames"), ("joints", "landmarks")):
+    named = {"num_classes": "classes", "in_features": "features per frame",
+             "num_frames": "frames", "joints": "landmarks"}
+    for key, what in named.items():
         there, here = model.get(key), record.get(key)
         if there != here:
             shown = (len(there or ()), len(here or ())) if key == "joints" else (there, here)
             found.append(f"{what} {shown[0]} there, {shown[1]} here")
+    # any other key of the record, so that no difference of two records goes unrefused
+    found += [f"model {key} {model.get(key)!r} there, {record.get(key)!r} here"
+              for key in sorted(set(model) | set(record))
+              if key not in {"name", "settings", *named} and model.get(key) != record.get(key)]
     return found
 
 
