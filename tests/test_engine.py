@@ -129,7 +129,8 @@ def test_evaluate_reproduces_the_saved_score(tiny_toml: Path, tmp_path: Path) ->
     assert set(scored.per_class) == set(sidecar.classes)
     test = trainer.evaluate("best_model_stage_1", split="test")
     assert test.count == 4 * 2 * 3  # classes x test signers x repeats
-    with pytest.raises(DataError, match="does not fit checkpoint"):
+    with pytest.raises(DataError, match=r"does not fit checkpoint best_model_stage_1: classes: "
+                                        r"1 here that the checkpoint lacks \(sign_004\)$"):
         trainer.evaluate("best_model_stage_1", data_spec="synthetic:classes=5,signers=6")
 
 
@@ -328,3 +329,20 @@ def test_a_start_misfits_on_any_key_of_its_model_record(tiny_checkpoint: Path) -
         f"frames {record['num_frames']} there, 99 here"]
     assert start_misfits(sidecar, {**record, "variant": 2}, data) == [
         "model variant None there, 2 here"]
+
+
+def test_record_differences_name_the_landmarks_that_differ() -> None:
+    """Landmarks are compared by name: the checkpoint's missing ones first (three named),
+    then the ones it lacks, then their order; the count alone would hide a renaming."""
+    from slt_cli.run.records import record_differences
+
+    base = {"name": "gcn", "settings": {}, "num_classes": 3, "in_features": 8, "num_frames": 4}
+    hand = [f"left_hand_{i}" for i in range(5)]
+    assert record_differences({**base, "joints": hand}, {**base, "joints": hand}) == []
+    assert record_differences({**base, "joints": hand}, {**base, "joints": hand[:1]}) == [
+        "landmarks: 4 of the checkpoint's 5 missing here (left_hand_1, left_hand_2, "
+        "left_hand_3, ...)"]
+    assert record_differences({**base, "joints": hand[:2]}, {**base, "joints": hand[:3]}) == [
+        "landmarks: 1 here that the checkpoint lacks (left_hand_2)"]
+    assert record_differences({**base, "joints": hand}, {**base, "joints": hand[::-1]}) == [
+        "landmarks in another order"]

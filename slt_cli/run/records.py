@@ -80,14 +80,17 @@ def checked_record(name: str, sidecar: Sidecar, data: PreparedData) -> dict[str,
     """The sidecar's model record, after checking that ``data`` fits it.
 
     Raises:
-        DataError: when the data's landmarks, channels, frames or classes differ.
+        DataError: naming what differs: the data's landmarks, channels, frames or classes.
     """
     record = dict(sidecar.model)
     expected = model_record(record["name"], record["settings"], data)
-    if record != expected or tuple(data.classes) != sidecar.classes:
+    classes = _names_differ("classes", sidecar.classes, tuple(data.classes))
+    if classes:  # named, so their count need not be said too
+        expected["num_classes"] = record["num_classes"]
+    found = record_differences(record, expected) + classes
+    if found:
         raise DataError(
-            f"the data {data.source!r} does not fit checkpoint {name} "
-            "(other landmarks, channels, frames or classes)",
+            f"the data {data.source!r} does not fit checkpoint {name}: {'; '.join(found)}",
             hint="Use data with the layout and classes the checkpoint was trained on.")
     return record
 
@@ -109,21 +112,50 @@ def start_misfits(sidecar: Sidecar, record: Mapping[str, Any], data: DataConfig)
         found.append(f"normalise {trained.normalise!r} there, {data.normalise!r} here")
     if trained.coordinates != data.coordinates:
         found.append(f"coordinates {trained.coordinates!r} there, {data.coordinates!r} here")
-    if model.get("name") != record.get("name") or model.get("settings") != record.get("settings"):
-        found.append(f"model {model.get('name')} {model.get('settings')} there, "
-                     f"{record.get('name')} {record.get('settings')} here")
-    named = {"num_classes": "classes", "in_features": "features per frame",
-             "num_frames": "frames", "joints": "landmarks"}
-    for key, what in named.items():
-        there, here = model.get(key), record.get(key)
-        if there != here:
-            shown = (len(there or ()), len(here or ())) if key == "joints" else (there, here)
-            found.append(f"{what} {shown[0]} there, {shown[1]} here")
-    # any other key of the record, so that no difference of two records goes unrefused
-    found += [f"model {key} {model.get(key)!r} there, {record.get(key)!r} here"
-              for key in sorted(set(model) | set(record))
-              if key not in {"name", "settings", *named} and model.get(key) != record.get(key)]
+    return found + record_differences(model, record)
+
+
+_NAMED = {"num_classes": "classes", "in_features": "features per frame",
+          "num_frames": "frames"}
+
+
+def record_differences(there: Mapping[str, Any], here: Mapping[str, Any]) -> list[str]:
+    """How model record ``here`` differs from a checkpoint's ``there``, in the user's
+    words (``frames 32 there, 30 here``); every key is compared, so no difference of two
+    records goes unnamed. Empty when they are equal."""
+    found = []
+    if there.get("name") != here.get("name") or there.get("settings") != here.get("settings"):
+        found.append(f"model {there.get('name')} {there.get('settings')} there, "
+                     f"{here.get('name')} {here.get('settings')} here")
+    for key, what in _NAMED.items():
+        if there.get(key) != here.get(key):
+            found.append(f"{what} {there.get(key)} there, {here.get(key)} here")
+    found += _names_differ("landmarks", there.get("joints"), here.get("joints"))
+    found += [f"model {key} {there.get(key)!r} there, {here.get(key)!r} here"
+              for key in sorted(set(there) | set(here))
+              if key not in {"name", "settings", "joints", *_NAMED}
+              and there.get(key) != here.get(key)]
     return found
+
+
+def _names_differ(what: str, there: Any, here: Any) -> list[str]:
+    """How two lists of names (landmarks, classes) differ: the checkpoint's that are
+    missing here first, then the ones it lacks, else their order."""
+    if there == here:
+        return []
+    there, here = list(there or ()), list(here or ())
+    missing = [n for n in there if n not in set(here)]
+    extra = [n for n in here if n not in set(there)]
+
+    def shown(names: list[str]) -> str:
+        return ", ".join(map(str, names[:3])) + (", ..." if len(names) > 3 else "")
+
+    if missing:
+        return [f"{what}: {len(missing)} of the checkpoint's {len(there)} missing here "
+                f"({shown(missing)})"]
+    if extra:
+        return [f"{what}: {len(extra)} here that the checkpoint lacks ({shown(extra)})"]
+    return [f"{what} in another order"]
 
 
 def load_state(model: nn.Module, state: State, name: str | None) -> None:
