@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from slt_cli.common.reporting import Reporter
 from slt_cli.data.transforms import augment, features, mirror_permutation, mix
@@ -77,12 +76,12 @@ def main() -> None:
         def forward_backward() -> tuple[torch.Tensor, torch.Tensor]:
             loss, correct = run.head(inputs, targets, label_smoothing=stage.label_smoothing,
                                      partners=targets[order], weights=weights)
-            run.optimizer.zero_grad(set_to_none=True)
+            run.gradients.zero()
             loss.mean().backward()
             return loss, correct
 
         loss, correct = timed("forward + backward", forward_backward)
-        timed("clipping", lambda: nn.utils.clip_grad_norm_(run.parameters, stage.grad_clip))
+        timed("clipping", lambda: run.gradients.clip(stage.grad_clip))
         timed("optimiser + schedule", lambda: (run.optimizer.step(), run.schedule.step()))
         timed("EMA + metrics", lambda: (run.averaged.update_parameters(model),
                                         run.metrics.add(loss.detach(), correct)))

@@ -31,7 +31,7 @@ from slt_cli.run.averaging import averaged_model
 from slt_cli.run.devices import autocast, parallelise
 from slt_cli.run.distributed import World, all_sum, shard, wrap
 from slt_cli.run.metrics import SYNC_EVERY, RunningMetrics, sharded_score
-from slt_cli.run.optimizer import build_optimizer, lr_factor
+from slt_cli.run.optimizer import FlatGradients, build_optimizer, lr_factor
 from slt_cli.run.regularisers import adversarial_weights, set_dropout, stage_dropout
 from slt_cli.run.scoring import State, TensorSplit, cpu_state, predict_logits, score
 from slt_cli.run.selection import Scored, Selection, per_clip
@@ -135,6 +135,7 @@ class StageRun:
             self.head, self.scorer = torch.compile(self.head), torch.compile(self.scorer)
         self.optimizer = build_optimizer(model, stage)
         self.parameters = list(model.parameters())  # listed once, not on every clip
+        self.gradients = FlatGradients(self.parameters)
         # With 150 sequences an epoch would be 3 steps and a stage a few dozen: small
         # sets are repeated within an epoch so that every set gets a fair number of steps.
         self.repeats = max(1, math.ceil(
@@ -250,16 +251,16 @@ class StageRun:
         loss, correct = self.head(inputs, targets, label_smoothing=stage.label_smoothing,
                                   partners=partners, weights=weights)
         mean_loss = loss.mean()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.gradients.zero()
         mean_loss.backward()
         if stage.awp > 0:  # the step follows the gradient at the perturbed weights
             with adversarial_weights(self.parameters, stage.awp):
-                self.optimizer.zero_grad(set_to_none=True)
+                self.gradients.zero()
                 perturbed, _ = self.head(inputs, targets, label_smoothing=stage.label_smoothing,
                                          partners=partners, weights=weights)
                 perturbed.mean().backward()
         if stage.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.parameters, stage.grad_clip)
+            self.gradients.clip(stage.grad_clip)
         self.optimizer.step()
         self.schedule.step()
         if self.averaged is not None and stage.averaging == "ema":
