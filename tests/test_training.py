@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -26,6 +27,34 @@ def test_mixup_loss_blends_the_two_labels_by_the_clip_weights() -> None:
     assert torch.equal(correct, logits.argmax(-1) == targets)  # accuracy counts the own label
     plain, _ = head(inputs, targets)
     assert torch.allclose(plain, own)
+
+
+def test_flat_gradients_are_the_gradients_and_clip_as_torch_does() -> None:
+    """Backward fills the buffer's views with the same numbers torch would allocate,
+    zeroing empties them (no accumulation across steps), and clipping scales them as
+    ``clip_grad_norm_`` does; a norm under the bound is left alone."""
+    from slt_cli.models import build_model
+    from slt_cli.run.optimizer import FlatGradients
+
+    torch.manual_seed(0)
+    model = build_model("conv_transformer", in_features=12, num_classes=3, num_frames=6).eval()
+    reference = copy.deepcopy(model)
+    inputs, targets = torch.randn(4, 6, 12), torch.tensor([0, 1, 2, 1])
+    flat = FlatGradients(model.parameters())
+    for _ in range(2):  # the second step must not add to the first
+        flat.zero()
+        F.cross_entropy(model(inputs), targets).backward()
+    F.cross_entropy(reference(inputs), targets).backward()
+    ours, theirs = list(model.parameters()), list(reference.parameters())
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, theirs, strict=True))
+    norm = float(torch.linalg.vector_norm(flat.buffer))
+    flat.clip(norm / 4)
+    nn.utils.clip_grad_norm_(theirs, norm / 4)
+    assert all(torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-9)
+               for a, b in zip(ours, theirs, strict=True))
+    before = flat.buffer.clone()
+    flat.clip(norm)  # already at a quarter of it
+    assert torch.equal(flat.buffer, before)
 
 
 def test_a_stage_with_mixup_and_shear_trains_and_repeats_exactly(tiny_toml: Path,
