@@ -42,11 +42,13 @@ def test_flat_gradients_are_the_gradients_and_clip_as_torch_does() -> None:
     inputs, targets = torch.randn(4, 6, 12), torch.tensor([0, 1, 2, 1])
     flat = FlatGradients(model.parameters())
     for _ in range(2):  # the second step must not add to the first
+        model.zero_grad(set_to_none=True)  # as torch's optimisers do: zero() mends it
         flat.zero()
         F.cross_entropy(model(inputs), targets).backward()
     F.cross_entropy(reference(inputs), targets).backward()
     ours, theirs = list(model.parameters()), list(reference.parameters())
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, theirs, strict=True))
+    assert all(a.grad.data_ptr() == v.data_ptr() for a, v in zip(ours, flat.views, strict=True))
     norm = float(torch.linalg.vector_norm(flat.buffer))
     flat.clip(norm / 4)
     nn.utils.clip_grad_norm_(theirs, norm / 4)

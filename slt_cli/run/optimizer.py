@@ -34,16 +34,25 @@ class FlatGradients:
     parameters in one dtype on one device, as the buffer does."""
 
     def __init__(self, parameters: Iterable[nn.Parameter]) -> None:
-        trained = [p for p in parameters if p.requires_grad]
-        first = trained[0]
-        self.buffer = torch.zeros(sum(p.numel() for p in trained), dtype=first.dtype,
+        self.trained = [p for p in parameters if p.requires_grad]
+        first = self.trained[0]
+        self.buffer = torch.zeros(sum(p.numel() for p in self.trained), dtype=first.dtype,
                                   device=first.device)
-        offset = 0
-        for parameter in trained:
-            parameter.grad = self.buffer[offset : offset + parameter.numel()].view_as(parameter)
+        self.views, offset = [], 0
+        for parameter in self.trained:
+            self.views.append(self.buffer[offset : offset + parameter.numel()].view_as(parameter))
             offset += parameter.numel()
+        self._attach()
+
+    def _attach(self) -> None:
+        for parameter, view in zip(self.trained, self.views, strict=True):
+            parameter.grad = view
 
     def zero(self) -> None:
+        """Zero the gradients; a ``zero_grad(set_to_none=True)`` elsewhere since (which
+        would leave backward writing outside the buffer) is undone first."""
+        if any(p.grad is None for p in self.trained):
+            self._attach()
         self.buffer.zero_()
 
     def clip(self, max_norm: float) -> None:
