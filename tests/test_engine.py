@@ -316,7 +316,6 @@ def test_patience_stops_a_stage_that_gains_nothing(tiny_toml: Path, tmp_path: Pa
     assert rows == [(2, 0), (2, 1), (2, 2)]
 
 
-
 def test_a_start_misfits_on_any_key_of_its_model_record(tiny_checkpoint: Path) -> None:
     """Stage N starts from best_model_stage_{N-1} only when their network records are
     equal, every key of them: the named ones in the user's words, any other by its key."""

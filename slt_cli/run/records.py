@@ -144,8 +144,9 @@ def _names_differ(what: str, there: Any, here: Any) -> list[str]:
     if there == here:
         return []
     there, here = list(there or ()), list(here or ())
-    missing = [n for n in there if n not in set(here)]
-    extra = [n for n in here if n not in set(there)]
+    known, kept = set(there), set(here)
+    missing = [n for n in there if n not in kept]
+    extra = [n for n in here if n not in known]
 
     def shown(names: list[str]) -> str:
         return ", ".join(map(str, names[:3])) + (", ..." if len(names) > 3 else "")
